@@ -1,0 +1,7 @@
+"""Shared pytest fixtures; each concern's fixtures live in tests/fixtures/."""
+
+pytest_plugins = [
+    "tests.fixtures.wasm_filters",
+    "tests.fixtures.envoy",
+    "tests.fixtures.registry",
+]
