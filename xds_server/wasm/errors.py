@@ -1,0 +1,85 @@
+"""The exception tree of the wasm subsystem.
+
+Every error raised by :mod:`xds_server.wasm` derives from :class:`WasmError`. Messages name
+what was wrong and where (the reference, the digest); they never contain credentials.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthError",
+    "InvalidModule",
+    "InvalidReference",
+    "ModuleTooLarge",
+    "NotFound",
+    "RegistryError",
+    "RegistryUnavailable",
+    "UnsafeArchive",
+    "UnsupportedLayout",
+    "VerificationError",
+    "WasmError",
+]
+
+
+class WasmError(Exception):
+    """Root of every error raised while resolving, verifying, storing or pushing a module."""
+
+
+class InvalidReference(WasmError, ValueError):
+    """An image reference, URL or digest string does not follow its grammar."""
+
+
+class RegistryError(WasmError):
+    """A registry answered with an error, or could not be used.
+
+    ``status`` is the HTTP status when there was a response, else ``None``.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class AuthError(RegistryError):
+    """The registry or its token service refused the credentials (401/403)."""
+
+
+class NotFound(RegistryError):
+    """The repository, manifest or blob does not exist (404)."""
+
+
+class RegistryUnavailable(RegistryError):
+    """The registry could not be reached or kept failing (connection errors, 429, 5xx)
+    after every retry."""
+
+
+class VerificationError(WasmError):
+    """Content does not match the digest it was promised under.
+
+    Carries ``expected`` and ``received`` digests and the ``reference`` being resolved.
+    """
+
+    def __init__(self, what: str, *, reference: str, expected: str, received: str) -> None:
+        super().__init__(
+            f"{what} of {reference} failed verification: expected {expected}, received {received}"
+        )
+        self.reference = reference
+        self.expected = expected
+        self.received = received
+
+
+class ModuleTooLarge(WasmError):
+    """A blob, module or archive exceeds the configured size cap."""
+
+
+class InvalidModule(WasmError):
+    """The content is not a usable proxy-wasm module (bad magic, fails validation, no
+    ``proxy_abi_version_*`` export, no module in the image)."""
+
+
+class UnsupportedLayout(InvalidModule):
+    """The image's media types match none of the wasm image layouts we read."""
+
+
+class UnsafeArchive(InvalidModule):
+    """A tar layer holds path traversal, absolute paths, links, or expands beyond the cap."""

@@ -1,0 +1,268 @@
+"""The wasm image layouts, detected from media types, and fetching a module from an image.
+
+=============  ======================================================================
+layout         detection
+=============  ======================================================================
+``wasme``      config ``application/vnd.module.wasm.config.v1+json`` (Solo.io
+               WebAssembly Hub); module in the ``...content.layer.v1+wasm`` layer;
+               root ids from ``config.root_ids`` or ``rootIds``.
+``cncf``       config ``application/vnd.wasm.config.v0+json`` or a layer
+               ``application/wasm`` (CNCF TAG-Runtime wasm artifact).
+``wasm-to-oci`` a layer ``application/vnd.wasm.content.layer.v1+wasm``.
+``compat``     a Docker or OCI image whose last tar(.gz) layer holds ``plugin.wasm``
+               (Istio "compat" variant).
+=============  ======================================================================
+
+An image index / manifest list is resolved to one entry: a wasm platform (``os`` wasi* or
+``architecture`` wasm*) if any, else ``linux/amd64``, else the first; the choice is logged.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from ._archive import extract_plugin
+from .errors import InvalidModule, ModuleTooLarge, RegistryError, UnsupportedLayout
+from .reference import ImageReference
+from .registry import (
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    Manifest,
+    ProgressCallback,
+    RegistryClient,
+)
+
+__all__ = [
+    "CNCF_CONFIG",
+    "CNCF_LAYER",
+    "COMPAT_ANNOTATION",
+    "DOCKER_CONFIG",
+    "DOCKER_LAYER_GZIP",
+    "DOCKER_MANIFEST",
+    "DOCKER_MANIFEST_LIST",
+    "LAYOUTS",
+    "OCI_CONFIG",
+    "OCI_INDEX",
+    "OCI_LAYER_GZIP",
+    "OCI_LAYER_TAR",
+    "OCI_MANIFEST",
+    "WASME_CONFIG",
+    "WASME_LAYER",
+    "WASM_TO_OCI_CONFIG",
+    "WASM_TO_OCI_LAYER",
+    "FetchedModule",
+    "detect_layout",
+    "fetch_image_module",
+    "wasme_root_ids",
+]
+
+log = structlog.get_logger(__name__)
+
+WASME_CONFIG = "application/vnd.module.wasm.config.v1+json"
+WASME_LAYER = "application/vnd.module.wasm.content.layer.v1+wasm"
+CNCF_CONFIG = "application/vnd.wasm.config.v0+json"
+CNCF_LAYER = "application/wasm"
+WASM_TO_OCI_CONFIG = "application/vnd.wasm.config.v1+json"
+WASM_TO_OCI_LAYER = "application/vnd.wasm.content.layer.v1+wasm"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
+OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+DOCKER_LAYER_TAR = "application/vnd.docker.image.rootfs.diff.tar"
+COMPAT_ANNOTATION = "module.wasm.image/variant"
+LAYOUTS = ("wasme", "cncf", "wasm-to-oci", "compat")
+"""Names of the image layouts, as reported in :attr:`FetchedModule.layout`."""
+
+_TAR_LAYERS = (OCI_LAYER_TAR, OCI_LAYER_GZIP, DOCKER_LAYER_GZIP, DOCKER_LAYER_TAR)
+_MAX_CONFIG_BYTES = 1 * 2**20
+_ARCHIVE_OVERHEAD = 4 * 2**20
+
+
+@dataclass(frozen=True)
+class FetchedModule:
+    """Module bytes fetched from an image (digest-verified, not yet wasm-validated)."""
+
+    data: bytes
+    layout: str
+    reference: str
+    manifest_digest: str
+    root_ids: tuple[str, ...] = ()
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+
+def _descriptors(manifest: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
+    value = manifest.get(key) or []
+    if not isinstance(value, list):
+        return []
+    return [d for d in value if isinstance(d, dict)]
+
+
+def detect_layout(manifest: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]]:
+    """Return (layout name, descriptor of the layer holding the module) for an image
+    manifest; raise :class:`UnsupportedLayout` when no layout matches."""
+    config = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
+    config_type = str((config or {}).get("mediaType", ""))
+    layers = _descriptors(manifest, "layers")
+    if not layers:
+        raise UnsupportedLayout("image has no layers")
+    by_type: dict[str, Mapping[str, Any]] = {}
+    for layer in layers:
+        by_type.setdefault(str(layer.get("mediaType", "")), layer)
+    if config_type == WASME_CONFIG:
+        return "wasme", by_type.get(WASME_LAYER, layers[0])
+    if config_type == CNCF_CONFIG or CNCF_LAYER in by_type:
+        return "cncf", by_type.get(CNCF_LAYER, layers[0])
+    if WASM_TO_OCI_LAYER in by_type:
+        return "wasm-to-oci", by_type[WASM_TO_OCI_LAYER]
+    if str(layers[-1].get("mediaType", "")) in _TAR_LAYERS:
+        return "compat", layers[-1]
+    types = sorted({config_type, *by_type})
+    raise UnsupportedLayout(f"no wasm layout matches media types {types}")
+
+
+def _platform_entry(index: Mapping[str, Any], ref: ImageReference) -> Mapping[str, Any]:
+    entries = _descriptors(index, "manifests")
+    if not entries:
+        raise UnsupportedLayout(f"image index of {ref} lists no manifests")
+
+    def platform(entry: Mapping[str, Any]) -> tuple[str, str]:
+        p = entry.get("platform") if isinstance(entry.get("platform"), dict) else {}
+        return str((p or {}).get("os", "")), str((p or {}).get("architecture", ""))
+
+    reason = "first"
+    chosen = entries[0]
+    for entry in entries:
+        os_name, arch = platform(entry)
+        if os_name.startswith("wasi") or arch.startswith("wasm"):
+            chosen, reason = entry, "wasm"
+            break
+    else:
+        for entry in entries:
+            if platform(entry) == ("linux", "amd64"):
+                chosen, reason = entry, "linux/amd64"
+                break
+    os_name, arch = platform(chosen)
+    log.info(
+        "image_index_entry_chosen",
+        reference=str(ref),
+        digest=chosen.get("digest"),
+        platform=f"{os_name}/{arch}",
+        reason=reason,
+        entries=len(entries),
+    )
+    return chosen
+
+
+def _string_list(value: object) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,) if value else ()
+    if isinstance(value, list):
+        return tuple(str(v) for v in value if isinstance(v, str) and v)
+    return ()
+
+
+def wasme_root_ids(config: Mapping[str, Any]) -> tuple[str, ...]:
+    """Root ids of a wasme runtime config: ``config.root_ids``, ``config.rootIds``,
+    ``rootIds`` or ``root_ids`` (first non-empty)."""
+    inner = config.get("config") if isinstance(config.get("config"), dict) else {}
+    for source, key in (
+        (inner, "root_ids"),
+        (inner, "rootIds"),
+        (config, "rootIds"),
+        (config, "root_ids"),
+    ):
+        ids = _string_list((source or {}).get(key))
+        if ids:
+            return ids
+    return ()
+
+
+def _abi_versions(config: Mapping[str, Any]) -> tuple[str, ...]:
+    return _string_list(config.get("abi_version")) or _string_list(config.get("abiVersions"))
+
+
+async def _resolve_image_manifest(
+    client: RegistryClient, ref: ImageReference
+) -> tuple[Manifest, Manifest]:
+    """(top-level manifest, image manifest): equal unless the top is an index."""
+    top = await client.get_manifest(ref)
+    if top.media_type not in (OCI_INDEX, DOCKER_MANIFEST_LIST):
+        return top, top
+    entry = _platform_entry(top.data, ref)
+    digest = str(entry.get("digest", ""))
+    image = await client.get_manifest(ref, digest)
+    if image.media_type in (OCI_INDEX, DOCKER_MANIFEST_LIST):
+        raise UnsupportedLayout(f"image index of {ref} points at another index {digest}")
+    return top, image
+
+
+async def fetch_image_module(
+    client: RegistryClient,
+    ref: ImageReference,
+    *,
+    max_bytes: int,
+    progress: ProgressCallback | None = None,
+) -> FetchedModule:
+    """Fetch the module named by ``ref`` in whichever layout the image uses.
+
+    Every manifest and blob is digest-verified; the layer is capped at ``max_bytes`` (plus
+    tar overhead for compat layers) and a compat layer is extracted safely. Raises
+    :class:`~xds_server.wasm.errors.WasmError` subclasses naming the reference and digest.
+    """
+    top, image = await _resolve_image_manifest(client, ref)
+    pinned = ref.with_digest(top.digest)
+    try:
+        layout, layer = detect_layout(image.data)
+    except UnsupportedLayout as error:
+        raise UnsupportedLayout(f"{pinned}: {error}") from None
+    layer_digest = str(layer.get("digest", ""))
+    if not layer_digest.startswith("sha256:"):
+        raise RegistryError(f"{pinned}: module layer has no sha256 digest")
+    annotations: dict[str, str] = {}
+    for source in (image.data.get("annotations"), layer.get("annotations")):
+        if isinstance(source, dict):
+            annotations.update({str(k): str(v) for k, v in source.items()})
+    root_ids: tuple[str, ...] = ()
+    config = image.data.get("config")
+    if layout == "wasme" and isinstance(config, dict) and config.get("digest"):
+        raw = await client.fetch_blob(ref, str(config["digest"]), max_bytes=_MAX_CONFIG_BYTES)
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            raise InvalidModule(f"{pinned}: wasme config {config['digest']} is not JSON") from None
+        if isinstance(parsed, dict):
+            root_ids = wasme_root_ids(parsed)
+            abi = _abi_versions(parsed)
+            if abi:
+                annotations.setdefault("abi_version", ",".join(abi))
+    where = f"layer {layer_digest} of {pinned}"
+    if layout == "compat":
+        size = layer.get("size")
+        cap = max_bytes + _ARCHIVE_OVERHEAD
+        if isinstance(size, int) and size > cap:
+            raise ModuleTooLarge(f"{where} is {size} bytes, above the cap of {cap} bytes")
+        blob = await client.fetch_blob(ref, layer_digest, max_bytes=cap, progress=progress)
+        data = extract_plugin(blob, max_bytes=max_bytes, where=where)
+    else:
+        size = layer.get("size")
+        if isinstance(size, int) and size > max_bytes:
+            raise ModuleTooLarge(f"{where} is {size} bytes, above the cap of {max_bytes} bytes")
+        data = await client.fetch_blob(ref, layer_digest, max_bytes=max_bytes, progress=progress)
+    return FetchedModule(
+        data=data,
+        layout=layout,
+        reference=str(ref),
+        manifest_digest=top.digest,
+        root_ids=root_ids,
+        annotations=annotations,
+    )
+
+

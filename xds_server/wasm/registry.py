@@ -1,0 +1,626 @@
+"""Async OCI distribution client on aiohttp: manifests, blobs, uploads, auth and retries.
+
+Transport rules: HTTPS with the system CAs, or the registry's ``ca_file``; plain HTTP only
+for loopback hosts (as Docker does; unless a ``ca_file`` is configured for them) or when the
+registry's :class:`RegistrySettings` say ``plain_http``.
+
+Auth: anonymous first; on a ``401`` the ``WWW-Authenticate`` challenge decides: ``Basic``
+sends the host's credentials, ``Bearer`` fetches a token from the realm (with basic
+credentials when there are some, anonymously otherwise). Tokens are cached per host and scope
+until shortly before they expire. Credentials come, in order, from :class:`RegistrySettings`,
+from the environment (``XDS_SERVER_REGISTRY_<HOSTKEY>_USERNAME`` and ``..._PASSWORD``, where
+HOSTKEY is ``host[:port]`` upper-cased with non-alphanumerics replaced by ``_``), and from a
+Docker ``config.json`` (``credHelpers``, ``auths``, ``credsStore``).
+
+Retries: connection errors, timeouts, 429 and 5xx are retried with exponential backoff and
+full jitter, honouring ``Retry-After``; 401, 403 and 404 are never retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import hashlib
+import json
+import os
+import random
+import ssl
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlencode, urljoin
+
+import aiohttp
+import structlog
+
+from ._auth import (
+    Credentials,
+    TokenCache,
+    credentials_from_docker_config,
+    credentials_from_env,
+    parse_challenge,
+)
+from .errors import (
+    AuthError,
+    ModuleTooLarge,
+    NotFound,
+    RegistryError,
+    RegistryUnavailable,
+    VerificationError,
+)
+from .metrics import FETCHED_BYTES
+from .reference import ImageReference, is_loopback_host
+
+__all__ = [
+    "MANIFEST_MEDIA_TYPES",
+    "Manifest",
+    "ProgressCallback",
+    "RegistryClient",
+    "RegistrySettings",
+]
+
+log = structlog.get_logger(__name__)
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+MANIFEST_MEDIA_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST, OCI_INDEX, DOCKER_MANIFEST_LIST)
+"""Manifest media types we ask for and accept, in order of preference."""
+
+_MAX_MANIFEST_BYTES = 4 * 2**20
+_RETRY_AFTER_CAP = 60.0
+
+ProgressCallback = Callable[[int, int | None], None]
+"""Called with (bytes received so far, total bytes or None) while a blob downloads."""
+
+
+@dataclass(frozen=True)
+class RegistrySettings:
+    """How to reach one registry host (``host[:port]``, exactly as in references).
+
+    ``plain_http`` allows HTTP without TLS; ``ca_file`` is a PEM bundle trusted for this
+    registry instead of the system CAs; ``username``/``password`` are used for basic auth
+    and for token requests. The password never appears in ``repr`` or logs.
+    """
+
+    host: str
+    plain_http: bool = False
+    ca_file: str | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A manifest as fetched: ``media_type``, ``digest`` (sha256 of ``raw``, verified), the
+    raw bytes and the parsed JSON object."""
+
+    media_type: str
+    digest: str
+    raw: bytes
+    data: Mapping[str, Any]
+
+
+def _sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return min(max(float(value), 0.0), _RETRY_AFTER_CAP)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return min(max(when.timestamp() - time.time(), 0.0), _RETRY_AFTER_CAP)
+
+
+async def _error_detail(response: aiohttp.ClientResponse) -> str:
+    try:
+        body = await response.read()
+    except aiohttp.ClientError:
+        return ""
+    try:
+        errors = json.loads(body).get("errors") or []
+        return "; ".join(
+            f"{e.get('code', '?')}: {e.get('message', '')}".strip() for e in errors[:3]
+        )
+    except (ValueError, AttributeError):
+        return body[:200].decode(errors="replace").strip()
+
+
+class RegistryClient:
+    """A client for OCI distribution registries. Use as ``async with`` or call
+    :meth:`start` before use and :meth:`close` after. One instance may serve many
+    registries and concurrent requests on one event loop.
+    """
+
+    def __init__(
+        self,
+        *,
+        registries: Sequence[RegistrySettings] = (),
+        docker_config: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        retries: int = 4,
+        backoff_base: float = 0.25,
+        backoff_max: float = 8.0,
+        request_timeout: float = 30.0,
+        user_agent: str = "xds-server",
+    ) -> None:
+        self._settings = {r.host: r for r in registries}
+        self._docker_config = docker_config
+        self._env = env if env is not None else os.environ
+        self._retries = retries
+        self._backoff_base = backoff_base
+        self._backoff_max = backoff_max
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=request_timeout, sock_read=request_timeout
+        )
+        self._user_agent = user_agent
+        self._session: aiohttp.ClientSession | None = None
+        self._ssl: dict[str, ssl.SSLContext] = {}
+        self._credentials: dict[str, Credentials | None] = {}
+        self._basic_hosts: set[str] = set()
+        self._tokens = TokenCache()
+
+    async def start(self) -> None:
+        """Open the HTTP session. Idempotent."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout, headers={"User-Agent": self._user_agent}
+            )
+
+    async def close(self) -> None:
+        """Close the HTTP session. Idempotent."""
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    async def __aenter__(self) -> RegistryClient:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The open HTTP session (shared by URL fetches); raises if not started."""
+        return self._session_or_raise()
+
+    @property
+    def retry_policy(self) -> tuple[int, float, float]:
+        """(retries, backoff base seconds, backoff maximum seconds)."""
+        return self._retries, self._backoff_base, self._backoff_max
+
+    # -- transport ---------------------------------------------------------------------
+
+    def _session_or_raise(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("RegistryClient is not started: call start() first")
+        return self._session
+
+    def base_url(self, host: str) -> str:
+        """``http(s)://host`` according to the plain-HTTP rule for ``host``."""
+        settings = self._settings.get(host)
+        plain = bool(settings and settings.plain_http)
+        if not plain and is_loopback_host(host) and not (settings and settings.ca_file):
+            plain = True
+        return f"{'http' if plain else 'https'}://{host}"
+
+    def _ssl_for(self, host: str) -> ssl.SSLContext | bool:
+        settings = self._settings.get(host)
+        if settings is None or not settings.ca_file:
+            return True
+        context = self._ssl.get(host)
+        if context is None:
+            context = ssl.create_default_context(cafile=settings.ca_file)
+            self._ssl[host] = context
+        return context
+
+    async def _credentials_for(self, host: str) -> Credentials | None:
+        if host in self._credentials:
+            return self._credentials[host]
+        settings = self._settings.get(host)
+        creds: Credentials | None = None
+        if settings and settings.username and settings.password is not None:
+            creds = Credentials(settings.username, settings.password)
+        if creds is None:
+            creds = credentials_from_env(host, self._env)
+        if creds is None and self._docker_config is not None:
+            creds = await credentials_from_docker_config(host, self._docker_config)
+        self._credentials[host] = creds
+        return creds
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return retry_after
+        ceiling = min(self._backoff_max, self._backoff_base * 2**attempt)
+        return random.uniform(ceiling / 2, ceiling)
+
+    @staticmethod
+    def _scope(repository: str, actions: str) -> str:
+        return f"repository:{repository}:{actions}"
+
+    async def _auth_header(self, host: str, repository: str, actions: str) -> str | None:
+        if host in self._basic_hosts:
+            creds = await self._credentials_for(host)
+            return creds.basic_header() if creds else None
+        for candidate in (actions, "pull,push") if actions == "pull" else (actions,):
+            token = self._tokens.get(host, self._scope(repository, candidate))
+            if token:
+                return f"Bearer {token}"
+        return None
+
+    async def _answer_challenge(
+        self, host: str, repository: str, actions: str, header: str | None, what: str
+    ) -> None:
+        challenge = parse_challenge(header)
+        if challenge is None:
+            raise AuthError(f"{what}: registry {host} answered 401 without a challenge", status=401)
+        creds = await self._credentials_for(host)
+        if challenge.scheme == "basic":
+            if creds is None:
+                raise AuthError(
+                    f"{what}: registry {host} requires basic auth and no credentials are "
+                    "configured for it",
+                    status=401,
+                )
+            self._basic_hosts.add(host)
+            return
+        if challenge.scheme != "bearer" or "realm" not in challenge.params:
+            raise AuthError(
+                f"{what}: registry {host} asks for unsupported auth {challenge.scheme!r}",
+                status=401,
+            )
+        scope = challenge.params.get("scope") or self._scope(repository, actions)
+        query = {"scope": scope}
+        if "service" in challenge.params:
+            query["service"] = challenge.params["service"]
+        url = challenge.params["realm"] + ("&" if "?" in challenge.params["realm"] else "?")
+        url += urlencode(query)
+        headers = {"Authorization": creds.basic_header()} if creds else {}
+        body = await self._token_request(url, headers, host, what, with_creds=creds is not None)
+        token = body.get("token") or body.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise AuthError(f"{what}: token service for {host} returned no token")
+        try:
+            expires_in = float(body.get("expires_in") or 60)
+        except (TypeError, ValueError):
+            expires_in = 60.0
+        self._tokens.put(host, self._scope(repository, actions), token, expires_in)
+        log.debug("registry_token_obtained", host=host, scope=scope, expires_in=expires_in)
+
+    async def _token_request(
+        self, url: str, headers: dict[str, str], host: str, what: str, *, with_creds: bool
+    ) -> Mapping[str, Any]:
+        session = self._session_or_raise()
+        attempt = 0
+        while True:
+            try:
+                async with session.get(url, headers=headers) as response:
+                    if response.status in (401, 403):
+                        detail = await _error_detail(response)
+                        who = "the configured credentials" if with_creds else "anonymous access"
+                        raise AuthError(
+                            f"{what}: token service for {host} refused {who} "
+                            f"({response.status}{': ' + detail if detail else ''})",
+                            status=response.status,
+                        )
+                    if response.status == 429 or response.status >= 500:
+                        delay = _retry_after(response.headers.get("Retry-After"))
+                        raise _Retryable(response.status, delay)
+                    if response.status != 200:
+                        raise RegistryError(
+                            f"{what}: token service for {host} answered {response.status}",
+                            status=response.status,
+                        )
+                    data = await response.json(content_type=None)
+                    if not isinstance(data, dict):
+                        raise AuthError(f"{what}: token service for {host} returned no token")
+                    return data
+            except (_Retryable, aiohttp.ClientConnectionError, TimeoutError) as error:
+                if attempt >= self._retries:
+                    raise RegistryUnavailable(
+                        f"{what}: token service for {host} unavailable after "
+                        f"{attempt + 1} attempts ({_describe(error)})"
+                    ) from None
+                delay = self._backoff(attempt, getattr(error, "delay", None))
+                attempt += 1
+                await asyncio.sleep(delay)
+
+    async def _open(
+        self,
+        method: str,
+        ref: ImageReference,
+        url: str,
+        *,
+        actions: str,
+        what: str,
+        headers: Mapping[str, str] | None = None,
+        data: bytes | None = None,
+    ) -> aiohttp.ClientResponse:
+        """Send a request with auth and retries; return the response (caller releases it).
+
+        Retries connection errors, timeouts, 429 and 5xx; raises
+        :class:`RegistryUnavailable` when they persist. Other statuses are returned.
+        """
+        session = self._session_or_raise()
+        host = ref.endpoint_host
+        if not url.startswith(("http://", "https://")):
+            url = self.base_url(host) + url
+        attempt = 0
+        challenged = False
+        while True:
+            request_headers = dict(headers or {})
+            auth = await self._auth_header(host, ref.repository, actions)
+            if auth:
+                request_headers["Authorization"] = auth
+            try:
+                response = await session.request(
+                    method, url, headers=request_headers, data=data, ssl=self._ssl_for(host)
+                )
+            except (aiohttp.ClientConnectionError, TimeoutError) as error:
+                if attempt >= self._retries:
+                    raise RegistryUnavailable(
+                        f"{what}: registry {host} unreachable after {attempt + 1} attempts "
+                        f"({_describe(error)})"
+                    ) from None
+                delay = self._backoff(attempt, None)
+                log.warning(
+                    "registry_request_retry", host=host, reference=str(ref), attempt=attempt + 1,
+                    delay=round(delay, 3), error=_describe(error),
+                )
+                attempt += 1
+                await asyncio.sleep(delay)
+                continue
+            if response.status == 401 and not challenged:
+                challenge = response.headers.get("WWW-Authenticate")
+                response.release()
+                challenged = True
+                await self._answer_challenge(host, ref.repository, actions, challenge, what)
+                continue
+            if response.status == 429 or response.status >= 500:
+                delay_hint = _retry_after(response.headers.get("Retry-After"))
+                status = response.status
+                response.release()
+                if attempt >= self._retries:
+                    raise RegistryUnavailable(
+                        f"{what}: registry {host} answered {status} after {attempt + 1} attempts",
+                        status=status,
+                    )
+                delay = self._backoff(attempt, delay_hint)
+                log.warning(
+                    "registry_request_retry", host=host, reference=str(ref), attempt=attempt + 1,
+                    delay=round(delay, 3), status=status,
+                )
+                attempt += 1
+                await asyncio.sleep(delay)
+                continue
+            return response
+
+    @staticmethod
+    async def _raise_for_status(response: aiohttp.ClientResponse, what: str) -> None:
+        status = response.status
+        detail = await _error_detail(response)
+        suffix = f" ({detail})" if detail else ""
+        if status in (401, 403):
+            raise AuthError(
+                f"{what}: access denied ({status}){suffix}; check the registry credentials",
+                status=status,
+            )
+        if status == 404:
+            raise NotFound(f"{what}: not found (404){suffix}", status=status)
+        raise RegistryError(f"{what}: registry answered {status}{suffix}", status=status)
+
+    # -- reading -----------------------------------------------------------------------
+
+    async def get_manifest(
+        self, ref: ImageReference, identifier: str | None = None
+    ) -> Manifest:
+        """Fetch the manifest ``identifier`` (default: the reference's digest or tag).
+
+        The digest of the bytes is computed; it must equal the requested digest, and the
+        registry's ``Docker-Content-Digest`` if sent, else :class:`VerificationError`.
+        """
+        ident = identifier or ref.identifier
+        what = f"manifest {ident} of {ref}"
+        response = await self._open(
+            "GET",
+            ref,
+            f"/v2/{ref.repository}/manifests/{ident}",
+            actions="pull",
+            what=what,
+            headers={"Accept": ", ".join(MANIFEST_MEDIA_TYPES)},
+        )
+        try:
+            if response.status != 200:
+                await self._raise_for_status(response, what)
+            length = response.content_length
+            if length is not None and length > _MAX_MANIFEST_BYTES:
+                raise ModuleTooLarge(f"{what} is {length} bytes, above {_MAX_MANIFEST_BYTES}")
+            raw = await response.content.read(_MAX_MANIFEST_BYTES + 1)
+            if len(raw) > _MAX_MANIFEST_BYTES:
+                raise ModuleTooLarge(f"{what} is larger than {_MAX_MANIFEST_BYTES} bytes")
+            header_digest = response.headers.get("Docker-Content-Digest")
+            content_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+        finally:
+            response.release()
+        FETCHED_BYTES.inc(len(raw))
+        digest = _sha256(raw)
+        if ident.startswith("sha256:") and digest != ident:
+            raise VerificationError("manifest", reference=str(ref), expected=ident, received=digest)
+        if header_digest and header_digest.startswith("sha256:") and header_digest != digest:
+            raise VerificationError(
+                "manifest", reference=str(ref), expected=header_digest, received=digest
+            )
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            raise RegistryError(f"{what} is not JSON") from None
+        if not isinstance(data, dict):
+            raise RegistryError(f"{what} is not a JSON object")
+        media_type = str(data.get("mediaType") or content_type)
+        if media_type not in MANIFEST_MEDIA_TYPES:
+            raise RegistryError(f"{what} has unsupported media type {media_type!r}")
+        return Manifest(media_type, digest, raw, data)
+
+    async def fetch_blob(
+        self,
+        ref: ImageReference,
+        digest: str,
+        *,
+        max_bytes: int,
+        progress: ProgressCallback | None = None,
+    ) -> bytes:
+        """Download blob ``digest`` of ``ref``'s repository, verifying it while streaming.
+
+        Raises :class:`ModuleTooLarge` as soon as the announced or received size passes
+        ``max_bytes``, :class:`VerificationError` when the content's sha256 differs.
+        A connection lost mid-stream is retried like a failed request.
+        """
+        what = f"blob {digest} of {ref}"
+        if not digest.startswith("sha256:"):
+            raise RegistryError(f"{what}: unsupported digest algorithm")
+        attempt = 0
+        while True:
+            response = await self._open(
+                "GET", ref, f"/v2/{ref.repository}/blobs/{digest}", actions="pull", what=what
+            )
+            hasher = hashlib.sha256()
+            buffer = bytearray()
+            try:
+                if response.status != 200:
+                    await self._raise_for_status(response, what)
+                total = response.content_length
+                if total is not None and total > max_bytes:
+                    raise ModuleTooLarge(
+                        f"{what} is {total} bytes, above the cap of {max_bytes} bytes"
+                    )
+                async for chunk in response.content.iter_chunked(256 * 1024):
+                    buffer.extend(chunk)
+                    if len(buffer) > max_bytes:
+                        raise ModuleTooLarge(
+                            f"{what} is larger than the cap of {max_bytes} bytes"
+                        )
+                    hasher.update(chunk)
+                    if progress is not None:
+                        progress(len(buffer), total)
+            except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError) as e:
+                if attempt >= self._retries:
+                    raise RegistryUnavailable(
+                        f"{what}: download failed after {attempt + 1} attempts ({_describe(e)})"
+                    ) from None
+                attempt += 1
+                await asyncio.sleep(self._backoff(attempt, None))
+                continue
+            finally:
+                response.release()
+            FETCHED_BYTES.inc(len(buffer))
+            received = "sha256:" + hasher.hexdigest()
+            if received != digest:
+                raise VerificationError(
+                    "blob", reference=str(ref), expected=digest, received=received
+                )
+            return bytes(buffer)
+
+    # -- writing -----------------------------------------------------------------------
+
+    async def blob_exists(self, ref: ImageReference, digest: str) -> bool:
+        """True when the repository already holds blob ``digest`` (HEAD)."""
+        what = f"blob {digest} of {ref}"
+        response = await self._open(
+            "HEAD", ref, f"/v2/{ref.repository}/blobs/{digest}", actions="pull,push", what=what
+        )
+        try:
+            if response.status == 200:
+                return True
+            if response.status == 404:
+                return False
+            await self._raise_for_status(response, what)
+            return False
+        finally:
+            response.release()
+
+    async def push_blob(self, ref: ImageReference, data: bytes) -> str:
+        """Upload ``data`` as a blob (monolithic POST + PUT) unless present; return digest."""
+        digest = _sha256(data)
+        if await self.blob_exists(ref, digest):
+            return digest
+        what = f"upload of blob {digest} to {ref}"
+        response = await self._open(
+            "POST", ref, f"/v2/{ref.repository}/blobs/uploads/", actions="pull,push", what=what
+        )
+        try:
+            if response.status != 202:
+                await self._raise_for_status(response, what)
+            location = response.headers.get("Location")
+        finally:
+            response.release()
+        if not location:
+            raise RegistryError(f"{what}: registry gave no upload location")
+        url = urljoin(self.base_url(ref.endpoint_host) + "/", location)
+        url += ("&" if "?" in url else "?") + urlencode({"digest": digest})
+        response = await self._open(
+            "PUT",
+            ref,
+            url,
+            actions="pull,push",
+            what=what,
+            headers={"Content-Type": "application/octet-stream"},
+            data=data,
+        )
+        try:
+            if response.status not in (201, 204):
+                await self._raise_for_status(response, what)
+        finally:
+            response.release()
+        return digest
+
+    async def push_manifest(
+        self, ref: ImageReference, raw: bytes, media_type: str, identifier: str | None = None
+    ) -> str:
+        """PUT a manifest under ``identifier`` (default: the reference's tag); return its
+        digest."""
+        digest = _sha256(raw)
+        ident = identifier or ref.tag or digest
+        what = f"manifest {ident} of {ref}"
+        response = await self._open(
+            "PUT",
+            ref,
+            f"/v2/{ref.repository}/manifests/{ident}",
+            actions="pull,push",
+            what=what,
+            headers={"Content-Type": media_type},
+            data=raw,
+        )
+        try:
+            if response.status not in (200, 201):
+                await self._raise_for_status(response, what)
+        finally:
+            response.release()
+        return digest
+
+
+class _Retryable(Exception):
+    def __init__(self, status: int, delay: float | None) -> None:
+        super().__init__(f"status {status}")
+        self.delay = delay
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

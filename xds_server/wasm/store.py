@@ -1,0 +1,522 @@
+"""The content-addressed module store and the resolve API the server calls.
+
+Layout on disk under ``root``::
+
+    blobs/sha256/<hex>   module bytes, named by their sha256, written atomically
+    index.json           reference -> digest, layout, root ids, resolved_at; module sizes
+                         and last use (written atomically)
+
+Concurrency contract: one :class:`ModuleStore` per directory and per process, used from one
+event loop. Stored module files are immutable once written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import hashlib
+import json
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import structlog
+
+from . import _fs
+from ._http import fetch_url
+from ._validate import validate_module
+from .errors import (
+    AuthError,
+    InvalidModule,
+    InvalidReference,
+    ModuleTooLarge,
+    NotFound,
+    RegistryError,
+    RegistryUnavailable,
+    VerificationError,
+    WasmError,
+)
+from .layouts import fetch_image_module
+from .metrics import CACHE_REQUESTS, FETCH_DURATION, FETCHES, STORE_BYTES, STORE_MODULES
+from .reference import ImageReference, normalize_sha256, parse_reference
+from .registry import ProgressCallback, RegistryClient, RegistrySettings
+
+__all__ = ["Module", "ModuleSource", "ModuleStore"]
+
+log = structlog.get_logger(__name__)
+
+_INDEX_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ModuleSource:
+    """Where a filter's module comes from.
+
+    ``kind`` is ``"image"`` (``location`` is an image reference), ``"url"`` (an http(s) URL)
+    or ``"file"`` (a local path). ``sha256`` optionally pins the **module**: the sha256 of
+    the wasm bytes (hex, or ``sha256:<hex>``), not the image manifest digest; pin the
+    manifest with an ``@sha256:`` reference instead. It is required for ``url`` sources.
+    ``pull_policy`` ``IfNotPresent`` resolves a reference once; ``Always`` re-resolves a
+    tag when its last resolution is older than the store's ``resolve_interval``.
+    """
+
+    kind: Literal["image", "url", "file"]
+    location: str
+    sha256: str | None = None
+    pull_policy: Literal["IfNotPresent", "Always"] = "IfNotPresent"
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("image", "url", "file"):
+            raise InvalidReference(f"module source kind {self.kind!r} is not image, url or file")
+        if self.pull_policy not in ("IfNotPresent", "Always"):
+            raise InvalidReference(
+                f"pull policy {self.pull_policy!r} of {self.location} is not IfNotPresent "
+                "or Always"
+            )
+        if self.kind == "url":
+            if not self.location.startswith(("http://", "https://")):
+                raise InvalidReference(f"module URL {self.location!r} is not http(s)")
+            if not self.sha256:
+                raise InvalidReference(f"module URL {self.location} needs a sha256 pin")
+        if self.sha256 is not None:
+            normalize_sha256(self.sha256, what=f"sha256 pin of {self.location}")
+
+
+@dataclass(frozen=True)
+class Module:
+    """A verified module in the store. Immutable; ``path`` never changes content."""
+
+    sha256: str
+    size: int
+    path: Path
+    layout: str
+    root_ids: tuple[str, ...]
+    reference: str
+    manifest_digest: str | None
+    annotations: Mapping[str, str] = field(default_factory=dict, hash=False)
+
+    @property
+    def digest(self) -> str:
+        """``sha256:<hex>``."""
+        return f"sha256:{self.sha256}"
+
+    def read_bytes(self) -> bytes:
+        """The module bytes (blocking file read)."""
+        return self.path.read_bytes()
+
+
+def _result_label(error: BaseException) -> str:
+    for cls, label in (
+        (NotFound, "not_found"),
+        (AuthError, "auth_error"),
+        (RegistryUnavailable, "unavailable"),
+        (RegistryError, "registry_error"),
+        (VerificationError, "verification_error"),
+        (ModuleTooLarge, "too_large"),
+        (InvalidModule, "invalid_module"),
+        (InvalidReference, "invalid_reference"),
+    ):
+        if isinstance(error, cls):
+            return label
+    return "error"
+
+
+def _read_file_capped(location: str, max_bytes: int) -> bytes:
+    path = Path(location).expanduser()
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(max_bytes + 1)
+    except FileNotFoundError:
+        raise NotFound(f"module file {path} does not exist") from None
+    except OSError as error:
+        raise WasmError(f"module file {path} cannot be read: {error.strerror}") from None
+    if len(data) > max_bytes:
+        raise ModuleTooLarge(f"module file {path} is larger than the cap of {max_bytes} bytes")
+    return data
+
+
+def _hash_file(path: Path) -> str | None:
+    hasher = hashlib.sha256()
+    try:
+        with path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                hasher.update(chunk)
+    except OSError:
+        return None
+    return hasher.hexdigest()
+
+
+class ModuleStore:
+    """Resolves :class:`ModuleSource` s to verified :class:`Module` s kept on disk.
+
+    Lifecycle: construct (loads the index), ``await start()`` (opens HTTP), use,
+    ``await close()``. :meth:`get` and :meth:`pin` work without ``start``.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        max_module_bytes: int = 256 * 2**20,
+        max_store_bytes: int | None = None,
+        registries: Sequence[RegistrySettings] = (),
+        docker_config: Path | None = None,
+        resolve_interval: float = 300.0,
+        env: Mapping[str, str] | None = None,
+        retries: int = 4,
+        backoff_base: float = 0.25,
+        backoff_max: float = 8.0,
+        request_timeout: float = 30.0,
+        client: RegistryClient | None = None,
+    ) -> None:
+        self._root = Path(root)
+        self._blobs = self._root / "blobs" / "sha256"
+        self._index_path = self._root / "index.json"
+        self._max_module_bytes = max_module_bytes
+        self._max_store_bytes = max_store_bytes
+        self._resolve_interval = resolve_interval
+        self._client = client or RegistryClient(
+            registries=registries,
+            docker_config=docker_config,
+            env=env,
+            retries=retries,
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
+            request_timeout=request_timeout,
+        )
+        self._own_client = client is None
+        self._started = False
+        self._inflight: dict[str, asyncio.Task[Module]] = {}
+        self._pinned: frozenset[str] = frozenset()
+        self._verified: set[str] = set()
+        self._save_lock = asyncio.Lock()
+        self._blobs.mkdir(parents=True, exist_ok=True)
+        _fs.remove_stale_temp_files(self._blobs)
+        _fs.remove_stale_temp_files(self._root)
+        self._refs: dict[str, dict[str, Any]] = {}
+        self._modules: dict[str, dict[str, Any]] = {}
+        self._load_index()
+        self._update_gauges()
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    @property
+    def root(self) -> Path:
+        """The store directory."""
+        return self._root
+
+    @property
+    def client(self) -> RegistryClient:
+        """The registry client the store fetches with."""
+        return self._client
+
+    async def start(self) -> None:
+        """Open the HTTP session. Must be called before :meth:`resolve`."""
+        if self._own_client:
+            await self._client.start()
+        self._started = True
+
+    async def close(self) -> None:
+        """Cancel downloads in flight, then close the HTTP session."""
+        self._started = False
+        tasks = list(self._inflight.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        if self._own_client:
+            await self._client.close()
+
+    # -- index -------------------------------------------------------------------------
+
+    def _load_index(self) -> None:
+        try:
+            data = json.loads(self._index_path.read_text())
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as error:
+            log.error("module_index_unreadable", path=str(self._index_path), error=str(error))
+            return
+        if not isinstance(data, dict) or data.get("version") != _INDEX_VERSION:
+            log.error("module_index_unsupported", path=str(self._index_path))
+            return
+        modules = data.get("modules") or {}
+        refs = data.get("refs") or {}
+        for hex_digest, meta in modules.items():
+            if isinstance(meta, dict) and (self._blobs / hex_digest).is_file():
+                self._modules[hex_digest] = meta
+        for key, entry in refs.items():
+            if isinstance(entry, dict) and entry.get("sha256") in self._modules:
+                self._refs[key] = entry
+
+    def _index_json(self) -> bytes:
+        payload = {"version": _INDEX_VERSION, "modules": self._modules, "refs": self._refs}
+        return json.dumps(payload, indent=1, sort_keys=True).encode()
+
+    async def _save_index(self) -> None:
+        async with self._save_lock:
+            data = self._index_json()
+            await asyncio.to_thread(_fs.atomic_write, self._index_path, data)
+
+    def _update_gauges(self) -> None:
+        STORE_MODULES.set(len(self._modules))
+        STORE_BYTES.set(sum(int(m.get("size", 0)) for m in self._modules.values()))
+
+    # -- queries -----------------------------------------------------------------------
+
+    def _module_from(self, hex_digest: str, entry: Mapping[str, Any] | None) -> Module:
+        meta = self._modules[hex_digest]
+        entry = entry or {}
+        return Module(
+            sha256=hex_digest,
+            size=int(meta.get("size", 0)),
+            path=self._blobs / hex_digest,
+            layout=str(entry.get("layout", meta.get("layout", "unknown"))),
+            root_ids=tuple(entry.get("root_ids", meta.get("root_ids", ()))),
+            reference=str(entry.get("reference", meta.get("reference", ""))),
+            manifest_digest=entry.get("manifest_digest"),
+            annotations=dict(entry.get("annotations", {})),
+        )
+
+    def get(self, sha256: str) -> Module | None:
+        """The stored module with this sha256 (hex or ``sha256:<hex>``), or ``None``.
+
+        Metadata comes from the reference that most recently resolved to it.
+        """
+        try:
+            hex_digest = normalize_sha256(sha256)
+        except InvalidReference:
+            return None
+        if hex_digest not in self._modules or not (self._blobs / hex_digest).is_file():
+            return None
+        self._modules[hex_digest]["last_used"] = time.time()
+        entries = [e for e in self._refs.values() if e.get("sha256") == hex_digest]
+        entry = max(entries, key=lambda e: float(e.get("resolved_at", 0)), default=None)
+        return self._module_from(hex_digest, entry)
+
+    def pin(self, digests: Iterable[str]) -> None:
+        """Replace the set of modules in use; pinned modules are never evicted."""
+        self._pinned = frozenset(normalize_sha256(d) for d in digests)
+
+    def modules(self) -> list[Module]:
+        """Every stored module (metadata from its latest reference)."""
+        result = []
+        for hex_digest in list(self._modules):
+            module = self.get(hex_digest)
+            if module is not None:
+                result.append(module)
+        return result
+
+    # -- resolve -----------------------------------------------------------------------
+
+    @staticmethod
+    def _key(source: ModuleSource) -> tuple[str, ImageReference | None]:
+        if source.kind == "image":
+            ref = parse_reference(source.location)
+            return f"image:{ref}", ref
+        if source.kind == "file":
+            return f"file:{Path(source.location).expanduser().resolve()}", None
+        return f"url:{source.location}", None
+
+    async def _stored(self, key: str) -> Module | None:
+        entry = self._refs.get(key)
+        if entry is None:
+            return None
+        hex_digest = str(entry.get("sha256"))
+        if hex_digest not in self._modules:
+            return None
+        if hex_digest not in self._verified:
+            actual = await asyncio.to_thread(_hash_file, self._blobs / hex_digest)
+            if actual != hex_digest:
+                log.error(
+                    "module_store_corrupt", reference=key, digest=f"sha256:{hex_digest}",
+                    received=f"sha256:{actual}" if actual else None,
+                )
+                await self._forget(hex_digest)
+                return None
+            self._verified.add(hex_digest)
+        return self._module_from(hex_digest, entry)
+
+    def _fresh(self, source: ModuleSource, ref: ImageReference | None, key: str) -> bool:
+        if source.kind == "file":
+            return False
+        if source.kind == "url" or source.pull_policy == "IfNotPresent":
+            return True
+        if ref is not None and ref.digest:
+            return True
+        resolved_at = float(self._refs[key].get("resolved_at", 0))
+        return time.time() - resolved_at < self._resolve_interval
+
+    async def resolve(
+        self, source: ModuleSource, *, progress: ProgressCallback | None = None
+    ) -> Module:
+        """Return the verified module for ``source``, fetching and storing it if needed.
+
+        ``IfNotPresent``: a reference in the store is never re-resolved. ``Always``: a tag
+        resolved longer than ``resolve_interval`` ago is resolved again (digest references
+        and URLs never are; local files are re-read every time). If a fetch fails while the
+        store holds a module for this reference, the failure is logged and the stored
+        module returned. Concurrent calls for one reference share one download. A
+        ``sha256`` pin that the module does not match raises :class:`VerificationError`.
+        """
+        if not self._started:
+            raise RuntimeError("ModuleStore is not started: call start() first")
+        key, ref = self._key(source)
+        pin = normalize_sha256(source.sha256) if source.sha256 else None
+        stored = await self._stored(key)
+        if stored is None and source.kind == "url" and pin in self._modules:
+            stored = self.get(pin)
+        usable = stored is not None and (pin is None or stored.sha256 == pin)
+        if stored is not None and usable and self._fresh(source, ref, key):
+            CACHE_REQUESTS.labels("hit").inc()
+            self._modules[stored.sha256]["last_used"] = time.time()
+            log.debug("module_cache_hit", reference=key, digest=stored.digest)
+            return stored
+        CACHE_REQUESTS.labels("miss").inc()
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.create_task(self._fetch_and_store(source, key, ref, progress))
+            self._inflight[key] = task
+            task.add_done_callback(functools.partial(self._fetch_done, key))
+        try:
+            module = await asyncio.shield(task)
+        except WasmError as error:
+            if stored is not None and usable:
+                CACHE_REQUESTS.labels("stale").inc()
+                log.warning(
+                    "module_resolve_failed_serving_stored",
+                    reference=key, digest=stored.digest, error=str(error),
+                    error_type=type(error).__name__,
+                )
+                return stored
+            raise
+        if pin is not None and module.sha256 != pin:
+            raise VerificationError(
+                "module", reference=source.location, expected=f"sha256:{pin}",
+                received=module.digest,
+            )
+        return module
+
+    def _fetch_done(self, key: str, task: asyncio.Task[Module]) -> None:
+        if self._inflight.get(key) is task:
+            del self._inflight[key]
+        if not task.cancelled():
+            task.exception()  # retrieved: callers got it through the shield
+
+    async def _fetch_and_store(
+        self,
+        source: ModuleSource,
+        key: str,
+        ref: ImageReference | None,
+        progress: ProgressCallback | None,
+    ) -> Module:
+        started = time.monotonic()
+        kind = source.kind
+        log.info("module_fetch_started", reference=key)
+        try:
+            layout: str = kind
+            root_ids: tuple[str, ...] = ()
+            manifest_digest: str | None = None
+            annotations: Mapping[str, str] = {}
+            if ref is not None:
+                fetched = await fetch_image_module(
+                    self._client, ref, max_bytes=self._max_module_bytes, progress=progress
+                )
+                data = fetched.data
+                layout, root_ids = fetched.layout, fetched.root_ids
+                manifest_digest, annotations = fetched.manifest_digest, fetched.annotations
+            elif kind == "url":
+                retries, base, cap = self._client.retry_policy
+                data = await fetch_url(
+                    self._client.session,
+                    source.location,
+                    sha256=normalize_sha256(source.sha256 or ""),
+                    max_bytes=self._max_module_bytes,
+                    retries=retries,
+                    backoff_base=base,
+                    backoff_max=cap,
+                    progress=progress,
+                )
+            else:
+                data = await asyncio.to_thread(
+                    _read_file_capped, source.location, self._max_module_bytes
+                )
+            if len(data) > self._max_module_bytes:
+                raise ModuleTooLarge(
+                    f"module of {source.location} is {len(data)} bytes, above the cap of "
+                    f"{self._max_module_bytes} bytes"
+                )
+            hex_digest = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
+            where = f"module sha256:{hex_digest} of {source.location}"
+            path = self._blobs / hex_digest
+            if hex_digest not in self._modules or not path.is_file():
+                await asyncio.to_thread(validate_module, data, where=where)
+                await asyncio.to_thread(_fs.atomic_write, path, data)
+            self._verified.add(hex_digest)
+            now = time.time()
+            self._modules[hex_digest] = {"size": len(data), "last_used": now}
+            self._refs[key] = {
+                "sha256": hex_digest,
+                "resolved_at": now,
+                "layout": layout,
+                "root_ids": list(root_ids),
+                "reference": source.location if ref is None else str(ref),
+                "manifest_digest": manifest_digest,
+                "annotations": dict(annotations),
+            }
+            await self._evict(keep=hex_digest)
+            await self._save_index()
+            self._update_gauges()
+        except WasmError as error:
+            FETCHES.labels(kind, _result_label(error)).inc()
+            log.warning(
+                "module_fetch_failed", reference=key, error=str(error),
+                error_type=type(error).__name__,
+            )
+            raise
+        finally:
+            FETCH_DURATION.labels(kind).observe(time.monotonic() - started)
+        FETCHES.labels(kind, "ok").inc()
+        module = self._module_from(hex_digest, self._refs[key])
+        log.info(
+            "module_stored", reference=key, digest=module.digest, size=module.size,
+            layout=layout, manifest_digest=manifest_digest,
+        )
+        return module
+
+    # -- eviction ----------------------------------------------------------------------
+
+    async def _forget(self, hex_digest: str) -> None:
+        self._modules.pop(hex_digest, None)
+        self._verified.discard(hex_digest)
+        for key in [k for k, e in self._refs.items() if e.get("sha256") == hex_digest]:
+            del self._refs[key]
+        with contextlib.suppress(FileNotFoundError):
+            await asyncio.to_thread((self._blobs / hex_digest).unlink)
+        self._update_gauges()
+
+    async def _evict(self, *, keep: str) -> None:
+        if self._max_store_bytes is None:
+            return
+        total = sum(int(m.get("size", 0)) for m in self._modules.values())
+        if total <= self._max_store_bytes:
+            return
+        candidates = sorted(
+            (h for h in self._modules if h != keep and h not in self._pinned),
+            key=lambda h: float(self._modules[h].get("last_used", 0)),
+        )
+        for hex_digest in candidates:
+            if total <= self._max_store_bytes:
+                break
+            size = int(self._modules[hex_digest].get("size", 0))
+            await self._forget(hex_digest)
+            total -= size
+            log.info("module_evicted", digest=f"sha256:{hex_digest}", size=size)
+        if total > self._max_store_bytes:
+            log.warning(
+                "module_store_over_capacity", total_bytes=total, cap=self._max_store_bytes
+            )
