@@ -1,0 +1,355 @@
+"""xDS protocol behaviour over real gRPC streams (SotW and delta, ECDS and ADS)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import pytest
+from envoy.config.core.v3 import extension_pb2
+from envoy.service.discovery.v3 import discovery_pb2
+from google.protobuf import any_pb2, wrappers_pb2
+
+from tests.xds_client import (
+    XdsClient,
+    ack,
+    delta_request,
+    names_versions,
+    node,
+    sotw_request,
+)
+from xds_server.cache import TYPED_EXTENSION_CONFIG, Resource, ResourceCache, Variant
+from xds_server.nodes import NodeSelector
+from xds_server.status import StatusTracker
+from xds_server.xds import XdsService
+
+LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
+
+
+def tec(name: str, payload: str) -> Resource:
+    typed = any_pb2.Any()
+    typed.Pack(wrappers_pb2.StringValue(value=payload))
+    return Resource.from_message(name, extension_pb2.TypedExtensionConfig(name=name, typed_config=typed))
+
+
+def payload_of(any_msg: Any) -> tuple[str, str]:
+    t = extension_pb2.TypedExtensionConfig()
+    any_msg.Unpack(t)
+    s = wrappers_pb2.StringValue()
+    t.typed_config.Unpack(s)
+    return t.name, s.value
+
+
+@dataclass
+class Harness:
+    cache: ResourceCache
+    service: XdsService
+    status: StatusTracker
+    client: XdsClient
+
+    def put(self, name: str, payload: str, selector: NodeSelector | None = None) -> Resource:
+        r = tec(name, payload)
+        self.cache.set(TYPED_EXTENSION_CONFIG, name, [Variant(selector or NodeSelector(), r)])
+        return r
+
+
+@pytest.fixture
+async def xds() -> AsyncIterator[Harness]:
+    cache = ResourceCache()
+    status = StatusTracker()
+    service = XdsService(cache, types=[__import__("xds_server.cache").cache.ECDS], callbacks=status)
+    server = grpc.aio.server()
+    service.register(server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    client = XdsClient(f"127.0.0.1:{port}")
+    try:
+        yield Harness(cache, service, status, client)
+    finally:
+        await client.close()
+        await server.stop(0)
+
+
+# -- SotW -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ads", [False, True], ids=["ecds", "ads"])
+async def test_sotw_ack_is_silent_and_change_is_pushed(xds: Harness, ads: bool) -> None:
+    r1 = xds.put("f1", "one")
+    s = xds.client.sotw(ads=ads)
+    await s.send(sotw_request(["f1"], node_msg=node()))
+    resp = await s.recv()
+    assert resp.version_info == r1.version
+    assert resp.type_url == TYPED_EXTENSION_CONFIG
+    assert [payload_of(a) for a in resp.resources] == [("f1", "one")]
+    assert resp.nonce
+    await s.send(ack(resp, ["f1"]))
+    await s.must_block()
+    r2 = xds.put("f1", "two")
+    resp2 = await s.recv()
+    assert resp2.version_info == r2.version != r1.version
+    assert resp2.nonce != resp.nonce
+    assert [payload_of(a) for a in resp2.resources] == [("f1", "two")]
+    await s.send(ack(resp2, ["f1"]))
+    await s.must_block()
+    proxy = xds.status.proxies["envoy-1"]
+    assert proxy.resources["f1"].acked == r2.version
+    assert proxy.resources["f1"].state == "ACKED"
+    s.cancel()
+
+
+async def test_sotw_nack_does_not_resend(xds: Harness) -> None:
+    xds.put("f1", "good")
+    s = xds.client.sotw()
+    await s.send(sotw_request(["f1"], node_msg=node()))
+    good = await s.recv()
+    await s.send(ack(good, ["f1"]))
+    await s.must_block(0.1)
+    bad = xds.put("f1", "bad")
+    resp = await s.recv()
+    assert resp.version_info == bad.version
+    # Envoy NACKs: version_info stays the last accepted one.
+    await s.send(sotw_request(["f1"], version=good.version_info, nonce=resp.nonce, error="boom"))
+    await s.must_block(0.5)
+    st = xds.status.proxies["envoy-1"].resources["f1"]
+    assert st.state == "NACKED"
+    assert st.last_nack is not None and st.last_nack.message == "boom"
+    assert st.acked == good.version_info
+    # A new version after the NACK is pushed.
+    fixed = xds.put("f1", "fixed")
+    resp3 = await s.recv()
+    assert resp3.version_info == fixed.version
+    s.cancel()
+
+
+async def test_sotw_stale_nonce_is_ignored(xds: Harness) -> None:
+    xds.put("f1", "one")
+    s = xds.client.sotw()
+    await s.send(sotw_request(["f1"], node_msg=node()))
+    first = await s.recv()
+    xds.put("f1", "two")
+    second = await s.recv()
+    # A late ACK of the first response, even with a subscription change, is stale.
+    await s.send(sotw_request(["f1", "f2"], version=first.version_info, nonce=first.nonce))
+    await s.must_block()
+    assert xds.status.proxies["envoy-1"].resources["f1"].acked == ""
+    await s.send(ack(second, ["f1"]))
+    await s.must_block()
+    assert xds.status.proxies["envoy-1"].resources["f1"].acked == second.version_info
+    s.cancel()
+
+
+async def test_sotw_subscription_change_is_answered(xds: Harness) -> None:
+    r1 = xds.put("f1", "one")
+    r2 = xds.put("f2", "two")
+    s = xds.client.sotw()
+    await s.send(sotw_request(["f1"], node_msg=node()))
+    resp = await s.recv()
+    await s.send(ack(resp, ["f1"]))
+    await s.send(ack(resp, ["f1", "f2"]))
+    resp2 = await s.recv()
+    assert sorted(payload_of(a) for a in resp2.resources) == [("f1", "one"), ("f2", "two")]
+    assert resp2.version_info not in ("", r1.version, r2.version)
+    await s.send(ack(resp2, ["f1", "f2"]))
+    await s.must_block()
+    # A name that does not exist yet is answered once it appears.
+    await s.send(ack(resp2, ["f1", "f2", "f3"]))
+    await s.must_block()
+    xds.put("f3", "three")
+    resp3 = await s.recv()
+    assert sorted(payload_of(a)[0] for a in resp3.resources) == ["f1", "f2", "f3"]
+    s.cancel()
+
+
+async def test_sotw_reconnect_with_current_version_resends_nothing(xds: Harness) -> None:
+    r1 = xds.put("f1", "one")
+    s = xds.client.sotw()
+    await s.send(sotw_request(["f1"], version=r1.version, node_msg=node()))
+    await s.must_block()
+    # ... but a later change still arrives.
+    r2 = xds.put("f1", "two")
+    resp = await s.recv()
+    assert resp.version_info == r2.version
+    # A client with an older version gets the current one at once.
+    s2 = xds.client.sotw()
+    await s2.send(sotw_request(["f1"], version="old", node_msg=node("envoy-2")))
+    assert (await s2.recv()).version_info == r2.version
+    s.cancel()
+    s2.cancel()
+
+
+async def test_per_node_targeting(xds: Harness) -> None:
+    staging = tec("f1", "staging")
+    prod = tec("f1", "prod")
+    xds.cache.set(TYPED_EXTENSION_CONFIG, "f1", [
+        Variant(NodeSelector(cluster="staging-*"), staging),
+        Variant(NodeSelector(metadata={"env": "prod"}), prod),
+    ])
+    a, b, c = xds.client.sotw(), xds.client.sotw(), xds.client.delta()
+    await a.send(sotw_request(["f1"], node_msg=node("a", "staging-eu")))
+    await b.send(sotw_request(["f1"], node_msg=node("b", "edge", env="prod")))
+    await c.send(delta_request(subscribe=["f1"], node_msg=node("c", "other")))
+    assert [payload_of(x) for x in (await a.recv()).resources] == [("f1", "staging")]
+    assert [payload_of(x) for x in (await b.recv()).resources] == [("f1", "prod")]
+    await c.must_block()  # no variant matches node c: nothing to send
+    for s in (a, b, c):
+        s.cancel()
+
+
+async def test_sotw_unknown_type_url(xds: Harness) -> None:
+    s = xds.client.sotw()
+    await s.send(sotw_request(["x"], node_msg=node(), type_url=LISTENER_TYPE))
+    err = await s.closed_with()
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not served" in (err.details() or "")
+    # ADS keeps the stream: other types on it still work.
+    xds.put("f1", "one")
+    a = xds.client.sotw(ads=True)
+    await a.send(sotw_request(["x"], node_msg=node(), type_url="type.googleapis.com/foo.Bar"))
+    await a.must_block()
+    await a.send(sotw_request(["f1"]))
+    assert [payload_of(x) for x in (await a.recv()).resources] == [("f1", "one")]
+    a.cancel()
+
+
+async def test_malformed_request_gets_invalid_argument(xds: Harness) -> None:
+    call = xds.client.channel.stream_stream(
+        "/envoy.service.extension.v3.ExtensionConfigDiscoveryService/StreamExtensionConfigs",
+        request_serializer=lambda b: b,
+        response_deserializer=discovery_pb2.DiscoveryResponse.FromString,
+    )()
+    await call.write(b"\xff\xff\xff\xff")
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await call.read()
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "malformed" in (info.value.details() or "")
+
+
+async def test_client_vanishing_mid_stream_cleans_up(xds: Harness) -> None:
+    xds.put("f1", "one")
+    s = xds.client.sotw()
+    await s.send(sotw_request(["f1"], node_msg=node()))
+    await s.recv()
+    assert xds.service.stream_count == 1
+    assert xds.cache.watcher_count(TYPED_EXTENSION_CONFIG) == 1
+    s.cancel()
+    for _ in range(100):
+        if xds.service.stream_count == 0:
+            break
+        await __import__("asyncio").sleep(0.02)
+    assert xds.service.stream_count == 0
+    assert xds.cache.watcher_count(TYPED_EXTENSION_CONFIG) == 0
+    assert not xds.status.proxies["envoy-1"].connected
+    # The server still serves new streams.
+    s2 = xds.client.sotw()
+    await s2.send(sotw_request(["f1"], node_msg=node()))
+    await s2.recv()
+    s2.cancel()
+
+
+async def test_fetch_unary(xds: Harness) -> None:
+    r = xds.put("f1", "one")
+    resp = await xds.client.ecds.FetchExtensionConfigs(sotw_request(["f1"], node_msg=node()))
+    assert resp.version_info == r.version
+    assert names_versions(resp) == {"f1": r.version}
+
+
+async def test_too_many_names_refused(xds: Harness) -> None:
+    s = xds.client.sotw()
+    await s.send(sotw_request([f"n{i}" for i in range(10_001)], node_msg=node()))
+    err = await s.closed_with()
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "limit" in (err.details() or "")
+
+
+# -- delta ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ads", [False, True], ids=["ecds", "ads"])
+async def test_delta_push_ack_and_removal(xds: Harness, ads: bool) -> None:
+    r1 = xds.put("f1", "one")
+    s = xds.client.delta(ads=ads)
+    await s.send(delta_request(subscribe=["f1", "f2"], node_msg=node()))
+    resp = await s.recv()
+    assert [(r.name, r.version) for r in resp.resources] == [("f1", r1.version)]
+    await s.send(delta_request(nonce=resp.nonce))
+    await s.must_block()
+    r2 = xds.put("f2", "two")
+    resp = await s.recv()
+    assert [(r.name, r.version) for r in resp.resources] == [("f2", r2.version)]
+    await s.send(delta_request(nonce=resp.nonce))
+    xds.cache.delete(TYPED_EXTENSION_CONFIG, "f1")
+    resp = await s.recv()
+    assert list(resp.removed_resources) == ["f1"] and not resp.resources
+    await s.send(delta_request(nonce=resp.nonce))
+    # Unsubscribing stops updates for that name.
+    await s.send(delta_request(unsubscribe=["f2"]))
+    xds.put("f2", "two-b")
+    await s.must_block()
+    s.cancel()
+
+
+async def test_delta_reconnect_with_initial_versions(xds: Harness) -> None:
+    r1 = xds.put("f1", "one")
+    r2 = xds.put("f2", "two")
+    s = xds.client.delta()
+    await s.send(delta_request(subscribe=["f1", "f2"], node_msg=node(),
+                               initial={"f1": r1.version, "f2": r2.version}))
+    await s.must_block()
+    s.cancel()
+    s2 = xds.client.delta()
+    await s2.send(delta_request(subscribe=["f1", "f2"], node_msg=node(),
+                                initial={"f1": r1.version, "f2": "stale"}))
+    resp = await s2.recv()
+    assert [(r.name, r.version) for r in resp.resources] == [("f2", r2.version)]
+    s2.cancel()
+
+
+async def test_delta_nack_does_not_resend(xds: Harness) -> None:
+    xds.put("f1", "one")
+    s = xds.client.delta()
+    await s.send(delta_request(subscribe=["f1"], node_msg=node()))
+    resp = await s.recv()
+    await s.send(delta_request(nonce=resp.nonce, error="Unable to create Wasm plugin f1"))
+    await s.must_block(0.5)
+    st = xds.status.proxies["envoy-1"].resources["f1"]
+    assert st.state == "NACKED"
+    assert "Unable to create" in (st.last_nack.message if st.last_nack else "")
+    s.cancel()
+
+
+async def test_delta_stale_nonce_still_applies_subscription(xds: Harness) -> None:
+    xds.put("f1", "one")
+    xds.put("f2", "two")
+    s = xds.client.delta()
+    await s.send(delta_request(subscribe=["f1"], node_msg=node()))
+    resp = await s.recv()
+    await s.send(delta_request(subscribe=["f2"], nonce="not-a-nonce"))
+    resp2 = await s.recv()
+    assert [r.name for r in resp2.resources] == ["f2"]
+    assert xds.status.proxies["envoy-1"].resources["f1"].acked == ""
+    assert resp.nonce != resp2.nonce
+    s.cancel()
+
+
+async def test_delta_unknown_type_url(xds: Harness) -> None:
+    s = xds.client.delta()
+    await s.send(delta_request(subscribe=["x"], node_msg=node(), type_url=LISTENER_TYPE))
+    err = await s.closed_with()
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_resource_serialized_once_for_many_streams(xds: Harness) -> None:
+    r = xds.put("f1", "shared")
+    streams = [xds.client.sotw() for _ in range(20)]
+    for i, s in enumerate(streams):
+        await s.send(sotw_request(["f1"], node_msg=node(f"n{i}")))
+    for s in streams:
+        resp = await s.recv()
+        assert resp.resources[0].value == r.body
+    # every stream was served from the one Resource object held by the cache
+    assert xds.cache.resolve(TYPED_EXTENSION_CONFIG, "f1", __import__("xds_server.nodes").nodes.NodeInfo()) is r
+    for s in streams:
+        s.cancel()

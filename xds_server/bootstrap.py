@@ -1,0 +1,162 @@
+"""Generate an Envoy bootstrap whose listener takes its wasm filters from this server."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from xds_server.controller import HTTP_WASM_TYPE_URL, MODULE_CLUSTER
+
+__all__ = ["BootstrapOptions", "bootstrap_yaml", "build_bootstrap"]
+
+XDS_CLUSTER = "xds_server"
+
+
+@dataclass(frozen=True, slots=True)
+class BootstrapOptions:
+    """What the generated bootstrap contains.
+
+    `xds_addresses`: HOST:PORT of every server replica (one cluster, all endpoints).
+    `ads`: filters come over ADS (`dynamic_resources.ads_config`) instead of a
+    dedicated ECDS gRPC config source. `delta`: incremental xDS instead of SotW.
+    `initial_fetch_timeout`: how long the listener waits for its first filter config
+    ("0s" = until it arrives: Envoy stays INITIALIZING, so no request ever runs
+    without its filter; a positive value makes Envoy go LIVE and the filter answer 500
+    until the config arrives).
+    `upstream`: HOST:PORT requests are routed to; without it, a direct 200 "ok\n".
+    `module_server`: HOST:PORT of the admin HTTP server, for `remote` delivery.
+    """
+
+    node_id: str
+    filters: Sequence[str]
+    cluster: str = "xds-server-fleet"
+    xds_addresses: Sequence[str] = ("127.0.0.1:18000",)
+    ads: bool = False
+    delta: bool = False
+    listen: str = "127.0.0.1:10000"
+    admin: str = "127.0.0.1:9901"
+    upstream: str | None = None
+    module_server: str | None = "127.0.0.1:18080"
+    initial_fetch_timeout: str = "0s"
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def _split(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"address must be HOST:PORT, got {address!r}")
+    return host.strip("[]"), int(port)
+
+
+def _socket(address: str) -> dict[str, Any]:
+    host, port = _split(address)
+    return {"socket_address": {"address": host, "port_value": port}}
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _cluster(name: str, addresses: Sequence[str], *, http2: bool) -> dict[str, Any]:
+    static = all(_is_ip(_split(a)[0]) for a in addresses)
+    cluster: dict[str, Any] = {
+        "name": name,
+        "type": "STATIC" if static else "STRICT_DNS",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _socket(a)}} for a in addresses]}],
+        },
+    }
+    if http2:
+        cluster["typed_extension_protocol_options"] = {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}},
+            }
+        }
+    return cluster
+
+
+def build_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
+    """The bootstrap as a dict (see `BootstrapOptions` for what each option does)."""
+    if not opts.filters:
+        raise ValueError("at least one --filter is needed")
+    api_type = "DELTA_GRPC" if opts.delta else "GRPC"
+    grpc_source = {
+        "api_type": api_type,
+        "transport_api_version": "V3",
+        "grpc_services": [{"envoy_grpc": {"cluster_name": XDS_CLUSTER}}],
+        "set_node_on_first_message_only": True,
+    }
+    config_source: dict[str, Any] = {
+        "resource_api_version": "V3",
+        "initial_fetch_timeout": opts.initial_fetch_timeout,
+    }
+    if opts.ads:
+        config_source["ads"] = {}
+    else:
+        config_source["api_config_source"] = grpc_source
+    http_filters: list[dict[str, Any]] = [
+        {
+            "name": name,
+            "config_discovery": {"config_source": config_source, "type_urls": [HTTP_WASM_TYPE_URL]},
+        }
+        for name in opts.filters
+    ]
+    http_filters.append({
+        "name": "envoy.filters.http.router",
+        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+    })
+    route: dict[str, Any] = {"match": {"prefix": "/"}}
+    clusters = [_cluster(XDS_CLUSTER, opts.xds_addresses, http2=True)]
+    if opts.upstream:
+        route["route"] = {"cluster": "upstream"}
+        clusters.append(_cluster("upstream", [opts.upstream], http2=False))
+    else:
+        route["direct_response"] = {"status": 200, "body": {"inline_string": "ok\n"}}
+    if opts.module_server:
+        clusters.append(_cluster(MODULE_CLUSTER, [opts.module_server], http2=False))
+    hcm = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "ingress_http",
+        "route_config": {
+            "name": "local",
+            "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [route]}],
+        },
+        "http_filters": http_filters,
+    }
+    node: dict[str, Any] = {"id": opts.node_id, "cluster": opts.cluster}
+    if opts.metadata:
+        node["metadata"] = dict(opts.metadata)
+    bootstrap: dict[str, Any] = {
+        "node": node,
+        "admin": {"address": _socket(opts.admin)},
+        "static_resources": {
+            "listeners": [{
+                "name": "ingress",
+                "address": _socket(opts.listen),
+                "filter_chains": [{"filters": [{
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "typed_config": hcm,
+                }]}],
+            }],
+            "clusters": clusters,
+        },
+    }
+    if opts.ads:
+        bootstrap["dynamic_resources"] = {"ads_config": grpc_source}
+    return bootstrap
+
+
+def bootstrap_yaml(opts: BootstrapOptions) -> str:
+    """The bootstrap as YAML text, ready for `envoy -c`."""
+    return yaml.safe_dump(build_bootstrap(opts), sort_keys=False)

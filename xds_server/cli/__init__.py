@@ -1,0 +1,45 @@
+"""The `xds-server` command line: serve, bootstrap, and the module and admin commands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from xds_server import __version__
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser; each command module registers its subcommands."""
+    from xds_server.cli import bootstrap, modules, serve
+
+    parser = argparse.ArgumentParser(
+        prog="xds-server",
+        description="Envoy control plane that ships WebAssembly filters over ECDS and ADS.",
+    )
+    parser.add_argument("--version", action="version", version=f"xds-server {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    serve.register(sub)
+    bootstrap.register(sub)
+    modules.register(sub)
+    try:
+        from xds_server.cli import admin
+    except ImportError:  # pragma: no cover - the admin commands are optional
+        pass
+    else:
+        admin.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""`xds-server bootstrap`: print an Envoy bootstrap that points at this server."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from xds_server.bootstrap import BootstrapOptions, bootstrap_yaml
+
+
+def register(sub: Any) -> None:
+    """Add the `bootstrap` subcommand."""
+    p = sub.add_parser("bootstrap", help="print an Envoy bootstrap YAML using this server")
+    p.add_argument("--node-id", required=True, help="Envoy node id")
+    p.add_argument("--cluster", default="xds-server-fleet", help="Envoy node cluster")
+    p.add_argument("--filter", dest="filters", action="append", required=True, metavar="NAME",
+                   help="HTTP wasm filter (ECDS resource name); repeat for several")
+    p.add_argument("--xds-address", action="append", metavar="HOST:PORT",
+                   help="server address (repeat for replicas; default 127.0.0.1:18000)")
+    p.add_argument("--ads", action="store_true", help="use ADS instead of an ECDS config source")
+    p.add_argument("--delta", action="store_true", help="use incremental (delta) xDS")
+    p.add_argument("--listen", default="127.0.0.1:10000", help="listener HOST:PORT")
+    p.add_argument("--admin", default="127.0.0.1:9901", help="Envoy admin HOST:PORT")
+    p.add_argument("--upstream", metavar="HOST:PORT",
+                   help="route requests to this upstream (default: a direct 200 'ok')")
+    p.add_argument("--module-server", default="127.0.0.1:18080", metavar="HOST:PORT",
+                   help="admin address of this server, for remote module delivery ('' = none)")
+    p.add_argument("--initial-fetch-timeout", default="0s",
+                   help="how long the listener waits for its first filter config "
+                        "(0s = until it arrives; Envoy stays INITIALIZING)")
+    p.add_argument("--metadata", action="append", default=[], metavar="KEY=VALUE",
+                   help="node metadata (repeatable), matched by filter selectors")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the bootstrap YAML to stdout."""
+    metadata = {}
+    for item in args.metadata:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            print(f"error: --metadata takes KEY=VALUE, got {item!r}", file=sys.stderr)
+            return 2
+        metadata[key] = value
+    try:
+        text = bootstrap_yaml(BootstrapOptions(
+            node_id=args.node_id,
+            cluster=args.cluster,
+            filters=args.filters,
+            xds_addresses=args.xds_address or ["127.0.0.1:18000"],
+            ads=args.ads,
+            delta=args.delta,
+            listen=args.listen,
+            admin=args.admin,
+            upstream=args.upstream,
+            module_server=args.module_server or None,
+            initial_fetch_timeout=args.initial_fetch_timeout,
+            metadata=metadata,
+        ))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(text)
+    return 0

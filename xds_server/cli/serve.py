@@ -1,0 +1,72 @@
+"""`xds-server serve` and `xds-server check-config`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from typing import Any
+
+from xds_server.config import ConfigError, load_config
+from xds_server.log import configure_logging
+
+
+def register(sub: Any) -> None:
+    """Add the `serve` and `check-config` subcommands."""
+    p = sub.add_parser("serve", help="run the xDS server")
+    p.add_argument("--config", "-c", required=True, help="YAML configuration file")
+    p.add_argument("--xds-address", help="override server.xds_address (HOST:PORT)")
+    p.add_argument("--admin-address", help="override server.admin_address (HOST:PORT)")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    p.add_argument("--log-format", choices=("auto", "json", "console"))
+    p.set_defaults(func=run_serve)
+
+    c = sub.add_parser("check-config", help="validate a configuration file and exit")
+    c.add_argument("config", help="YAML configuration file")
+    c.set_defaults(func=run_check)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """Validate the file; print the first problem and exit 1 if it is invalid."""
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.config}: ok ({len(cfg.filters)} filters)")
+    return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Load the config, serve until SIGINT/SIGTERM; SIGHUP reloads the config."""
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    configure_logging(args.log_level or config.server.log_level,
+                      args.log_format or config.server.log_format)
+    return asyncio.run(_serve(config, args))
+
+
+async def _serve(config: Any, args: argparse.Namespace) -> int:
+    from xds_server.runtime import XdsServerApp
+
+    app = XdsServerApp(config, xds_address=args.xds_address, admin_address=args.admin_address)
+    await app.setup()
+    try:
+        await app.start()
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        await app.cleanup()
+        return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(app.reload()))
+    await stop.wait()
+    await app.stop()
+    await app.cleanup()
+    return 0

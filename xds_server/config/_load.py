@@ -1,0 +1,307 @@
+"""Parse and validate configuration data into the model, with errors that say where."""
+
+from __future__ import annotations
+
+import builtins
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from xds_server.config._errors import ConfigError
+from xds_server.config._model import (
+    DELIVERY_MODES,
+    FAILURE_POLICIES,
+    FILTER_TYPES,
+    ON_NACK_POLICIES,
+    PULL_POLICIES,
+    Config,
+    FilterSpec,
+    RegistryConfig,
+    ServerConfig,
+    SourceSpec,
+)
+from xds_server.nodes import NodeSelector, selectors_overlap
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/]{0,252}$")
+_SHA256 = re.compile(r"^(sha256:)?[0-9a-f]{64}$")
+_ADDRESS = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+):\d{1,5}$")
+
+
+class _Reader:
+    """Reads one mapping, tracking the path for error messages."""
+
+    def __init__(self, data: Any, where: str, path: str) -> None:
+        if not isinstance(data, Mapping):
+            raise ConfigError(where, path, f"must be a mapping, got {_kind(data)}")
+        self.data = data
+        self.where = where
+        self.path = path
+        self.used: set[str] = set()
+
+    def at(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def error(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(self.where, self.at(key), problem)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.used.add(key)
+        return self.data.get(key, default)
+
+    def text(self, key: str, default: str = "", *, choices: tuple[str, ...] = ()) -> str:
+        value = self.get(key, default)
+        if value is None:
+            value = default
+        if not isinstance(value, str):
+            raise self.error(key, f"must be a string, got {_kind(value)}")
+        if choices and value not in choices:
+            raise self.error(key, f"must be one of {', '.join(choices)} (got {value!r})")
+        return value
+
+    def opt_str(self, key: str) -> str | None:
+        value = self.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value:
+            raise self.error(key, f"must be a non-empty string, got {_kind(value)}")
+        return value
+
+    def bool(self, key: str, default: bool) -> bool:
+        value = self.get(key, default)
+        if not isinstance(value, bool):
+            raise self.error(key, f"must be true or false, got {_kind(value)}")
+        return value
+
+    def number(self, key: str, default: float | None, *, minimum: float = 0) -> float | None:
+        value = self.get(key, default)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.error(key, f"must be a number, got {_kind(value)}")
+        if value < minimum:
+            raise self.error(key, f"must be at least {minimum} (got {value})")
+        return value
+
+    def done(self) -> None:
+        extra = sorted(set(map(builtins.str, self.data)) - self.used)
+        if extra:
+            raise ConfigError(
+                self.where, self.at(extra[0]), f"unknown field (known: {', '.join(sorted(self.used))})"
+            )
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
+            int: "a number", float: "a number"}.get(type(value), type(value).__name__)
+
+
+def _selector(data: Any, where: str, path: str) -> NodeSelector:
+    if data is None:
+        return NodeSelector()
+    r = _Reader(data, where, path)
+    node_id = r.text("node_id", "*") or "*"
+    cluster = r.text("cluster", "*") or "*"
+    meta = r.get("metadata", {}) or {}
+    if not isinstance(meta, Mapping):
+        raise r.error("metadata", f"must be a mapping of key to value, got {_kind(meta)}")
+    metadata: dict[str, str] = {}
+    for k, v in meta.items():
+        if isinstance(v, Mapping | list) or v is None:
+            raise r.error(f"metadata.{k}", "must be a plain value (string, number or boolean)")
+        metadata[str(k)] = ("true" if v else "false") if isinstance(v, bool) else str(v)
+    r.done()
+    return NodeSelector(node_id=node_id, cluster=cluster, metadata=metadata)
+
+
+def _source(data: Any, where: str, path: str, base_dir: Path | None) -> SourceSpec:
+    if isinstance(data, str):  # shorthand: an image reference
+        data = {"image": data}
+    r = _Reader(data, where, path)
+    kinds = [k for k in ("image", "url", "file") if r.data.get(k) is not None]
+    if len(kinds) != 1:
+        raise ConfigError(where, path, "must name exactly one of image, url or file"
+                          + (f" (got {', '.join(kinds)})" if kinds else ""))
+    kind = kinds[0]
+    location = r.text(kind)
+    if not location:
+        raise r.error(kind, "must not be empty")
+    sha = r.opt_str("sha256")
+    if sha is not None and not _SHA256.match(sha):
+        raise r.error("sha256", "must be 64 lowercase hex digits (optionally 'sha256:' first)")
+    if kind == "url":
+        if not location.startswith(("http://", "https://")):
+            raise r.error("url", f"must be an http:// or https:// URL (got {location!r})")
+        if sha is None:
+            raise r.error("sha256", "is required with a url source")
+    if kind == "file":
+        p = Path(location)
+        if not p.is_absolute() and base_dir is not None:
+            p = base_dir / p
+        location = str(p)
+    r.done()
+    return SourceSpec(kind=kind, location=location, sha256=_strip(sha))
+
+
+def _strip(sha: str | None) -> str | None:
+    return sha.removeprefix("sha256:") if sha else None
+
+
+def _configuration(value: Any, where: str, path: str) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Mapping | list | int | float | bool):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    raise ConfigError(where, path, f"must be a string or a mapping, got {_kind(value)}")
+
+
+def parse_filter_spec(data: Any, *, where: str, path: str = "", base_dir: Path | None = None) -> FilterSpec:
+    """Validate one filter spec (config file entry or API body) into a `FilterSpec`."""
+    r = _Reader(data, where, path)
+    name = r.text("name")
+    if not _NAME.match(name):
+        raise r.error("name", f"must be 1-253 characters of letters, digits, '.', '_', '-', '/' "
+                      f"and start with a letter or digit (got {name!r})")
+    source = _source(r.get("source"), where, r.at("source"), base_dir)
+    sha = r.opt_str("sha256")
+    if sha is not None and not _SHA256.match(sha):
+        raise r.error("sha256", "must be 64 lowercase hex digits (optionally 'sha256:' first)")
+    env_raw = r.get("env", {}) or {}
+    if not isinstance(env_raw, Mapping):
+        raise r.error("env", f"must be a mapping of variable name to value, got {_kind(env_raw)}")
+    env = {}
+    for k, v in env_raw.items():
+        if isinstance(v, Mapping | list) or v is None:
+            raise r.error(f"env.{k}", "must be a plain value")
+        env[str(k)] = str(v)
+    canary_raw = r.get("canary")
+    spec = FilterSpec(
+        name=name,
+        source=source,
+        sha256=_strip(sha) or (source.sha256 if source.kind != "url" else None),
+        root_id=r.text("root_id"),
+        vm_id=r.text("vm_id"),
+        configuration=_configuration(r.get("configuration"), where, r.at("configuration")),
+        env=env,
+        failure_policy=r.text("failure_policy", "FAIL_CLOSED", choices=FAILURE_POLICIES),
+        type=r.text("type", "http", choices=FILTER_TYPES),
+        delivery=r.text("delivery", "inline", choices=DELIVERY_MODES),
+        pull_policy=r.text("pull_policy", "IfNotPresent", choices=PULL_POLICIES),
+        on_nack=r.text("on_nack", "keep", choices=ON_NACK_POLICIES),
+        selector=_selector(r.get("selector"), where, r.at("selector")),
+        canary=None if canary_raw is None else _selector(canary_raw, where, r.at("canary")),
+    )
+    r.done()
+    return spec
+
+
+def check_overlaps(specs: tuple[FilterSpec, ...] | list[FilterSpec], where: str) -> None:
+    """Refuse two specs of one name whose selectors may match the same node."""
+    for i, a in enumerate(specs):
+        for j in range(i + 1, len(specs)):
+            b = specs[j]
+            if a.name == b.name and selectors_overlap(a.selector, b.selector):
+                raise ConfigError(
+                    where, f"filters[{j}].selector",
+                    f"overlaps filters[{i}].selector for filter {a.name!r} "
+                    f"({a.selector.describe()} vs {b.selector.describe()}); a node must match "
+                    "at most one spec of a name: make the selectors disjoint",
+                )
+
+
+def _server(data: Any, where: str, base_dir: Path | None) -> ServerConfig:
+    r = _Reader(data or {}, where, "server")
+    d = ServerConfig()
+    xds = r.text("xds_address", d.xds_address)
+    admin = r.text("admin_address", d.admin_address)
+    for key, value in (("xds_address", xds), ("admin_address", admin)):
+        if not _ADDRESS.match(value):
+            raise r.error(key, f"must be HOST:PORT (got {value!r})")
+    data_dir = Path(r.text("data_dir", str(d.data_dir)))
+    if not data_dir.is_absolute() and base_dir is not None:
+        data_dir = (base_dir / data_dir).resolve()
+    docker_config = r.opt_str("docker_config")
+    max_store = r.number("max_store_bytes", None, minimum=1)
+    cfg = ServerConfig(
+        xds_address=xds,
+        admin_address=admin,
+        data_dir=data_dir,
+        public_url=r.text("public_url", ""),
+        log_level=r.text("log_level", "info", choices=("debug", "info", "warning", "error")),
+        log_format=r.text("log_format", "auto", choices=("auto", "json", "console")),
+        max_module_bytes=int(r.number("max_module_bytes", d.max_module_bytes, minimum=8) or 0),
+        max_store_bytes=None if max_store is None else int(max_store),
+        resolve_interval=float(r.number("resolve_interval", d.resolve_interval, minimum=1) or 0),
+        docker_config=Path(docker_config) if docker_config else None,
+        watch_config=r.bool("watch_config", True),
+    )
+    r.done()
+    return cfg
+
+
+def _registries(data: Any, where: str) -> tuple[RegistryConfig, ...]:
+    if data is None:
+        return ()
+    if not isinstance(data, list):
+        raise ConfigError(where, "registries", f"must be a list, got {_kind(data)}")
+    out = []
+    for i, item in enumerate(data):
+        r = _Reader(item, where, f"registries[{i}]")
+        host = r.text("host")
+        if not host:
+            raise r.error("host", "is required (host[:port] of the registry)")
+        out.append(RegistryConfig(
+            host=host,
+            plain_http=r.bool("plain_http", False),
+            ca_file=r.opt_str("ca_file"),
+            username=r.opt_str("username"),
+            password=r.opt_str("password"),
+        ))
+        r.done()
+    return tuple(out)
+
+
+def parse_config(data: Any, *, where: str, base_dir: Path | None = None) -> Config:
+    """Validate a whole configuration document (already parsed from YAML)."""
+    if data is None:
+        data = {}
+    r = _Reader(data, where, "")
+    server = _server(r.get("server"), where, base_dir)
+    registries = _registries(r.get("registries"), where)
+    raw_filters = r.get("filters", []) or []
+    if not isinstance(raw_filters, list):
+        raise r.error("filters", f"must be a list, got {_kind(raw_filters)}")
+    filters = tuple(
+        parse_filter_spec(f, where=where, path=f"filters[{i}]", base_dir=base_dir)
+        for i, f in enumerate(raw_filters)
+    )
+    check_overlaps(filters, where)
+    r.done()
+    return Config(server=server, registries=registries, filters=filters)
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate the YAML file at `path`. Raises `ConfigError` naming the file."""
+    p = Path(path)
+    where = str(p)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError(where, "", f"cannot read: {exc.strerror or exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(where, at, f"invalid YAML: {problem}") from exc
+    cfg = parse_config(data, where=where, base_dir=p.resolve().parent)
+    return Config(server=cfg.server, registries=cfg.registries, filters=cfg.filters,
+                  source_path=p.resolve())

@@ -1,0 +1,123 @@
+"""The configuration model: plain frozen dataclasses, built only by `_load`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from xds_server.nodes import NodeSelector
+
+FAILURE_POLICIES = ("FAIL_CLOSED", "FAIL_OPEN", "FAIL_RELOAD")
+DELIVERY_MODES = ("inline", "remote", "file")
+PULL_POLICIES = ("IfNotPresent", "Always")
+FILTER_TYPES = ("http", "network")
+ON_NACK_POLICIES = ("keep", "rollback")
+
+
+@dataclass(frozen=True, slots=True)
+class SourceSpec:
+    """Where a module comes from: exactly one of an OCI image, an URL, a local file.
+
+    `kind` is "image", "url" or "file"; `location` the reference, URL or absolute path.
+    `sha256` (for url: required) pins the module bytes' sha256.
+    """
+
+    kind: str
+    location: str
+    sha256: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config/API form: `{"image": REF}` etc."""
+        out: dict[str, Any] = {self.kind: self.location}
+        if self.kind == "url" and self.sha256:
+            out["sha256"] = self.sha256
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class FilterSpec:
+    """One desired wasm filter: what to run and on which nodes.
+
+    `name` is the ECDS resource name (the name in the listener's `config_discovery`).
+    `configuration` is the plugin configuration as Envoy gets it: a string, or a
+    mapping/list rendered as compact JSON with sorted keys.
+    `sha256` pins the module bytes (not the manifest) wherever the module comes from.
+    `canary`, when set, is the narrower selector a staged rollout serves first.
+    """
+
+    name: str
+    source: SourceSpec
+    sha256: str | None = None
+    root_id: str = ""
+    vm_id: str = ""
+    configuration: str = ""
+    env: Mapping[str, str] = field(default_factory=dict)
+    failure_policy: str = "FAIL_CLOSED"
+    type: str = "http"
+    delivery: str = "inline"
+    pull_policy: str = "IfNotPresent"
+    on_nack: str = "keep"
+    selector: NodeSelector = field(default_factory=NodeSelector)
+    canary: NodeSelector | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as JSON data, in the same schema the config file and API accept."""
+        out: dict[str, Any] = {
+            "name": self.name,
+            "source": self.source.to_dict(),
+            "root_id": self.root_id,
+            "vm_id": self.vm_id,
+            "configuration": self.configuration,
+            "env": dict(self.env),
+            "failure_policy": self.failure_policy,
+            "type": self.type,
+            "delivery": self.delivery,
+            "pull_policy": self.pull_policy,
+            "on_nack": self.on_nack,
+            "selector": self.selector.to_dict(),
+        }
+        if self.sha256:
+            out["sha256"] = self.sha256
+        if self.canary is not None:
+            out["canary"] = self.canary.to_dict()
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryConfig:
+    """Settings for one OCI registry host (`host[:port]`). The password is never shown."""
+
+    host: str
+    plain_http: bool = False
+    ca_file: str | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Addresses, storage and limits of the server process."""
+
+    xds_address: str = "127.0.0.1:18000"
+    admin_address: str = "127.0.0.1:18080"
+    data_dir: Path = Path("var")
+    public_url: str = ""
+    log_level: str = "info"
+    log_format: str = "auto"
+    max_module_bytes: int = 256 * 2**20
+    max_store_bytes: int | None = None
+    resolve_interval: float = 300.0
+    docker_config: Path | None = None
+    watch_config: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """A whole validated configuration file."""
+
+    server: ServerConfig = field(default_factory=ServerConfig)
+    registries: tuple[RegistryConfig, ...] = ()
+    filters: tuple[FilterSpec, ...] = ()
+    source_path: Path | None = None

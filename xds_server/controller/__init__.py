@@ -1,0 +1,27 @@
+"""The controller: desired filter specs -> verified modules -> xDS resources in the cache."""
+
+from xds_server.controller._controller import Controller, Deployed, FilterError, FilterState
+from xds_server.controller._extension import (
+    HTTP_WASM_TYPE_URL,
+    MODULE_CLUSTER,
+    NETWORK_WASM_TYPE_URL,
+    Code,
+    build_extension_config,
+)
+from xds_server.controller._modules import ModuleProvider, ResolvedModule
+from xds_server.controller._store import StoreModules
+
+__all__ = [
+    "HTTP_WASM_TYPE_URL",
+    "MODULE_CLUSTER",
+    "NETWORK_WASM_TYPE_URL",
+    "Code",
+    "Controller",
+    "Deployed",
+    "FilterError",
+    "FilterState",
+    "ModuleProvider",
+    "ResolvedModule",
+    "StoreModules",
+    "build_extension_config",
+]

@@ -1,0 +1,50 @@
+"""What the controller needs from a module source: verified bytes for a filter spec."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from xds_server.config import FilterSpec
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedModule:
+    """A verified wasm module for a spec: its digest, where its bytes are, what it says."""
+
+    sha256: str
+    size: int
+    path: Path
+    layout: str
+    reference: str
+    root_ids: tuple[str, ...] = ()
+    manifest_digest: str | None = None
+    annotations: dict[str, str] = field(default_factory=dict)
+
+    def read_bytes(self) -> bytes:
+        """The module bytes (read from the content-addressed store)."""
+        return self.path.read_bytes()
+
+
+class ModuleProvider(Protocol):
+    """Turns a spec's source into a verified module. Raises with a clear message.
+
+    Lifecycle: `start()` before the first `module_for`, `close()` at the end.
+    """
+
+    async def start(self) -> None:
+        """Open sessions and the store."""
+        ...
+
+    async def close(self) -> None:
+        """Release sessions."""
+        ...
+
+    async def module_for(self, spec: FilterSpec) -> ResolvedModule:
+        """Fetch (or find cached) and verify the module `spec` names."""
+        ...
+
+    def module_path(self, sha256: str) -> Path | None:
+        """The stored file of a module by digest, or None."""
+        ...

@@ -1,0 +1,189 @@
+"""The server process: wires cache, xDS service, controller, modules and admin together.
+
+Lifecycle (aiohttp style): `setup()` -> `start()` -> `stop(grace)` -> `cleanup()`.
+Calling them out of order raises `RuntimeError` saying what to call first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from pathlib import Path
+
+import grpc
+import structlog
+from aiohttp import web
+
+from xds_server import __version__
+from xds_server.admin import AdminState, build_admin_app
+from xds_server.cache import ResourceCache, default_types
+from xds_server.config import Config, ConfigError, load_config
+from xds_server.controller import Controller, ModuleProvider
+from xds_server.status import StatusTracker
+from xds_server.xds import StreamLimits, XdsService
+
+log = structlog.get_logger("xds_server.runtime")
+
+GRPC_OPTIONS = [
+    ("grpc.max_concurrent_streams", 100_000),
+    ("grpc.max_receive_message_length", 16 * 2**20),
+    ("grpc.max_send_message_length", 512 * 2**20),
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.so_reuseport", 0),
+    ("grpc.server.max_pending_requests", 20_000),
+    ("grpc.server.max_pending_requests_hard_limit", 40_000),
+]
+
+
+def _split(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class XdsServerApp:
+    """One server process serving `config`.
+
+    `modules` turns filter specs into verified modules; by default the OCI-capable
+    module store under `config.server.data_dir`.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        modules: ModuleProvider | None = None,
+        xds_address: str | None = None,
+        admin_address: str | None = None,
+    ) -> None:
+        self.config = config
+        self.xds_address = xds_address or config.server.xds_address
+        self.admin_address = admin_address or config.server.admin_address
+        self._modules = modules
+        self._stage = "new"
+        self.xds_port = 0
+        self.admin_port = 0
+        self._reload_task: asyncio.Task[None] | None = None
+        self._config_mtime: float | None = None
+
+    def _expect(self, *stages: str, action: str) -> None:
+        if self._stage not in stages:
+            raise RuntimeError(
+                f"cannot {action} a server that is {self._stage!r}; "
+                f"call {'/'.join(stages)} first" if self._stage == "new" else
+                f"cannot {action} a server that is {self._stage!r}"
+            )
+
+    async def setup(self) -> None:
+        """Create every component; binds nothing yet."""
+        self._expect("new", action="set up")
+        if self._modules is None:
+            from xds_server.controller import StoreModules
+
+            self._modules = StoreModules.from_config(self.config)
+        await self._modules.start()
+        self.cache = ResourceCache()
+        self.status = StatusTracker()
+        self.xds = XdsService(
+            self.cache,
+            types=default_types(),
+            callbacks=self.status,
+            limits=StreamLimits(),
+            control_plane=f"xds-server/{__version__}@{socket.gethostname()}",
+        )
+        self.controller = Controller(self.cache, self._modules)
+        self.admin_state = AdminState(
+            controller=self.controller, status=self.status, module_path=self._modules.module_path
+        )
+        self.grpc_server = grpc.aio.server(options=GRPC_OPTIONS)
+        self.xds.register(self.grpc_server)
+        self._admin_runner = web.AppRunner(build_admin_app(self.admin_state), access_log=None)
+        await self._admin_runner.setup()
+        self._stage = "setup"
+
+    async def start(self) -> None:
+        """Bind the xDS and admin ports, apply the initial config, watch the config file."""
+        self._expect("setup", action="start")
+        self.xds_port = self.grpc_server.add_insecure_port(self.xds_address)
+        if self.xds_port == 0:
+            raise OSError(f"cannot listen on {self.xds_address} (xDS gRPC)")
+        await self.grpc_server.start()
+        host, port = _split(self.admin_address)
+        site = web.TCPSite(self._admin_runner, host, port)
+        await site.start()
+        server = site._server
+        assert server is not None
+        sockets = getattr(server, "sockets", None) or []
+        self.admin_port = sockets[0].getsockname()[1] if sockets else port
+        self._stage = "running"
+        log.info("server_started", xds=f"{_split(self.xds_address)[0]}:{self.xds_port}",
+                 admin=f"{host}:{self.admin_port}", filters=len(self.config.filters))
+        await self.apply(self.config)
+        self.admin_state.loaded = True
+        if self.config.source_path is not None and self.config.server.watch_config:
+            self._config_mtime = _mtime(self.config.source_path)
+            self._reload_task = asyncio.create_task(self._watch_config(self.config.source_path))
+
+    async def apply(self, config: Config) -> None:
+        """Make `config`'s filters the served ones; failures are logged, not raised."""
+        errors = await self.controller.apply_config(config)
+        for e in errors:
+            log.error("filter_not_applied", filter=e.name, error=e.message)
+        self.config = config
+
+    async def reload(self) -> bool:
+        """Re-read the config file; an invalid file is reported and changes nothing."""
+        path = self.config.source_path
+        if path is None:
+            return False
+        try:
+            new = await asyncio.to_thread(load_config, path)
+        except ConfigError as exc:
+            log.error("config_rejected", path=str(path), error=str(exc))
+            return False
+        log.info("config_reloaded", path=str(path), filters=len(new.filters))
+        await self.apply(new)
+        return True
+
+    async def _watch_config(self, path: Path, interval: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            mtime = _mtime(path)
+            if mtime is not None and mtime != self._config_mtime:
+                self._config_mtime = mtime
+                with contextlib.suppress(Exception):
+                    await self.reload()
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop serving: readiness goes false, streams end, ports close."""
+        if self._stage != "running":
+            return
+        self._stage = "stopping"
+        self.admin_state.draining = True
+        if self._reload_task is not None:
+            self._reload_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reload_task
+        self.xds.begin_shutdown()
+        await self.grpc_server.stop(grace)
+        await self._admin_runner.cleanup()
+        self._stage = "stopped"
+        log.info("server_stopped")
+
+    async def cleanup(self) -> None:
+        """Release what `setup` acquired (the module store's sessions)."""
+        if self._stage == "running":
+            await self.stop()
+        if self._modules is not None:
+            await self._modules.close()
+        self._stage = "closed"
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None

@@ -1,0 +1,221 @@
+"""Per-proxy status: which Envoy is connected, what it was sent, ACKed and refused.
+
+Implements `xds_server.xds.StreamCallbacks`, so the protocol loop reports into it
+without knowing what is done with the reports.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from xds_server.nodes import NodeInfo
+from xds_server.xds import StreamInfo
+
+__all__ = ["Nack", "ProxyStatus", "ResourceStatus", "StatusEvent", "StatusTracker"]
+
+
+@dataclass(slots=True)
+class Nack:
+    """One rejection: which version, Envoy's message, when."""
+
+    version: str
+    code: int
+    message: str
+    at: float
+
+
+@dataclass(slots=True)
+class ResourceStatus:
+    """One resource on one proxy."""
+
+    name: str
+    type_url: str
+    sent: str = ""
+    sent_at: float | None = None
+    acked: str = ""
+    acked_at: float | None = None
+    last_nack: Nack | None = None
+
+    @property
+    def state(self) -> str:
+        """CSDS-like: ACKED, NACKED (current version refused), REQUESTED or STALE."""
+        if self.last_nack is not None and self.last_nack.version == self.sent:
+            return "NACKED"
+        if self.sent and self.acked == self.sent:
+            return "ACKED"
+        if not self.sent:
+            return "REQUESTED"
+        return "STALE"
+
+
+@dataclass(slots=True)
+class ProxyStatus:
+    """One Envoy (by node id): where it connects from and each resource's state."""
+
+    node: NodeInfo
+    address: str
+    connected_since: float
+    streams: set[int] = field(default_factory=set)
+    disconnected_at: float | None = None
+    resources: dict[str, ResourceStatus] = field(default_factory=dict)
+
+    @property
+    def connected(self) -> bool:
+        """True while at least one stream of the node is open."""
+        return bool(self.streams)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form for the admin API."""
+        return {
+            "node_id": self.node.id,
+            "cluster": self.node.cluster,
+            "metadata": dict(self.node.metadata),
+            "envoy_version": self.node.user_agent_version,
+            "address": self.address,
+            "connected": self.connected,
+            "connected_since": self.connected_since,
+            "disconnected_at": self.disconnected_at,
+            "resources": {
+                name: {
+                    "type_url": r.type_url,
+                    "state": r.state,
+                    "version_sent": r.sent,
+                    "sent_at": r.sent_at,
+                    "version_acked": r.acked,
+                    "acked_at": r.acked_at,
+                    "last_nack": None if r.last_nack is None else {
+                        "version": r.last_nack.version,
+                        "code": r.last_nack.code,
+                        "message": r.last_nack.message,
+                        "at": r.last_nack.at,
+                    },
+                }
+                for name, r in sorted(self.resources.items())
+            },
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class StatusEvent:
+    """A change worth telling watchers: connect, disconnect, ack, nack."""
+
+    kind: str
+    node_id: str
+    resources: Mapping[str, str] = field(default_factory=dict)
+    message: str = ""
+    at: float = field(default_factory=time.time)
+
+
+Listener = Callable[[StatusEvent], None]
+
+
+class StatusTracker:
+    """Collects per-proxy status from stream callbacks.
+
+    Disconnected proxies are kept for `retention` seconds so an operator sees that a
+    proxy left. Listeners are called synchronously with each `StatusEvent`; they must
+    not block or raise.
+    """
+
+    def __init__(self, *, retention: float = 3600.0) -> None:
+        self.retention = retention
+        self.proxies: dict[str, ProxyStatus] = {}
+        self._listeners: list[Listener] = []
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call `listener` on every event; returns a function that unsubscribes."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def _emit(self, event: StatusEvent) -> None:
+        for listener in tuple(self._listeners):
+            listener(event)
+
+    def _proxy(self, stream: StreamInfo) -> ProxyStatus | None:
+        return self.proxies.get(stream.node.id) if stream.node is not None else None
+
+    def _expire(self, now: float) -> None:
+        gone = [
+            k for k, p in self.proxies.items()
+            if not p.connected and p.disconnected_at and now - p.disconnected_at > self.retention
+        ]
+        for k in gone:
+            del self.proxies[k]
+
+    # -- StreamCallbacks ------------------------------------------------------------
+
+    def on_stream_open(self, stream: StreamInfo) -> None:
+        """Nothing to record until the node is known."""
+
+    def on_stream_node(self, stream: StreamInfo) -> None:
+        """Register (or revive) the proxy of the stream's node."""
+        assert stream.node is not None
+        now = time.time()
+        self._expire(now)
+        proxy = self.proxies.get(stream.node.id)
+        if proxy is None or not proxy.connected:
+            prior = proxy.resources if proxy is not None else {}
+            proxy = ProxyStatus(node=stream.node, address=stream.peer, connected_since=now,
+                                resources=prior)
+            self.proxies[stream.node.id] = proxy
+            self._emit(StatusEvent("connect", stream.node.id))
+        proxy.streams.add(stream.stream_id)
+        proxy.disconnected_at = None
+
+    def on_response(
+        self, stream: StreamInfo, type_url: str, nonce: str,
+        resources: Mapping[str, str], removed: Sequence[str],
+    ) -> None:
+        """Record the versions sent."""
+        proxy = self._proxy(stream)
+        if proxy is None:
+            return
+        now = time.time()
+        for name, version in resources.items():
+            r = proxy.resources.get(name) or ResourceStatus(name=name, type_url=type_url)
+            r.sent, r.sent_at = version, now
+            proxy.resources[name] = r
+        for name in removed:
+            proxy.resources.pop(name, None)
+
+    def on_ack(
+        self, stream: StreamInfo, type_url: str, nonce: str, resources: Mapping[str, str]
+    ) -> None:
+        """Record the versions the proxy accepted."""
+        proxy = self._proxy(stream)
+        if proxy is None:
+            return
+        now = time.time()
+        for name, version in resources.items():
+            r = proxy.resources.get(name) or ResourceStatus(name=name, type_url=type_url)
+            r.acked, r.acked_at = version, now
+            proxy.resources[name] = r
+        self._emit(StatusEvent("ack", proxy.node.id, dict(resources)))
+
+    def on_nack(
+        self, stream: StreamInfo, type_url: str, nonce: str,
+        resources: Mapping[str, str], code: int, message: str,
+    ) -> None:
+        """Record the rejection with Envoy's message."""
+        proxy = self._proxy(stream)
+        if proxy is None:
+            return
+        now = time.time()
+        for name, version in resources.items():
+            r = proxy.resources.get(name) or ResourceStatus(name=name, type_url=type_url)
+            r.last_nack = Nack(version=version, code=code, message=message, at=now)
+            proxy.resources[name] = r
+        self._emit(StatusEvent("nack", proxy.node.id, dict(resources), message))
+
+    def on_stream_closed(self, stream: StreamInfo) -> None:
+        """Mark the proxy gone when its last stream ends."""
+        proxy = self._proxy(stream)
+        if proxy is None:
+            return
+        proxy.streams.discard(stream.stream_id)
+        if not proxy.streams:
+            proxy.disconnected_at = time.time()
+            self._emit(StatusEvent("disconnect", proxy.node.id))

@@ -1,0 +1,17 @@
+"""The xDS protocol: SotW and delta loops, the ECDS/ADS gRPC services, stream callbacks.
+
+Knows resources only through `xds_server.cache`; nothing here knows OCI or wasm.
+"""
+
+from xds_server.xds._callbacks import NullCallbacks, StreamCallbacks, StreamInfo
+from xds_server.xds._server import ADS_SERVICE, XdsService
+from xds_server.xds._stream import StreamLimits
+
+__all__ = [
+    "ADS_SERVICE",
+    "NullCallbacks",
+    "StreamCallbacks",
+    "StreamInfo",
+    "StreamLimits",
+    "XdsService",
+]

@@ -1,0 +1,176 @@
+"""gRPC wiring: every served type's services and ADS, as generic handlers.
+
+Service methods are thin: each hands its stream to a `SotwStream` or `DeltaStream`
+bound to a type URL (or to none, for ADS). Responses are pre-serialized bytes, so the
+gRPC response serializer is the identity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+import grpc
+import structlog
+from envoy.service.discovery.v3 import discovery_pb2
+from google.protobuf.message import DecodeError
+
+from xds_server.cache import ResourceCache, ResourceType, TypeRegistry, collection_version
+from xds_server.nodes import NodeInfo
+from xds_server.xds._callbacks import NullCallbacks, StreamCallbacks
+from xds_server.xds._delta import DeltaStream
+from xds_server.xds._sotw import SotwStream
+from xds_server.xds._stream import Malformed, StreamContext, StreamLimits
+
+log = structlog.get_logger("xds_server.xds")
+
+ADS_SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
+
+
+def _identity(data: bytes) -> bytes:
+    return data
+
+
+def _parser(message_type: Any) -> Callable[[bytes], Any]:
+    def parse(data: bytes) -> Any:
+        try:
+            return message_type.FromString(data)
+        except (DecodeError, ValueError) as exc:
+            return Malformed(f"{message_type.DESCRIPTOR.name}: {exc}")
+
+    return parse
+
+
+class XdsService:
+    """Serves the registered resource types over their own services and over ADS.
+
+    Lifecycle: construct, `register(server)` before the gRPC server starts, then
+    `begin_shutdown()` when stopping so no new response is written.
+    """
+
+    def __init__(
+        self,
+        cache: ResourceCache,
+        *,
+        types: Sequence[ResourceType],
+        callbacks: StreamCallbacks | None = None,
+        limits: StreamLimits | None = None,
+        control_plane: str = "xds-server",
+    ) -> None:
+        self.registry = TypeRegistry(types)
+        self.ctx = StreamContext(
+            cache,
+            self.registry,
+            callbacks or NullCallbacks(),
+            limits or StreamLimits(),
+            control_plane,
+        )
+
+    @property
+    def service_names(self) -> list[str]:
+        """Fully qualified names of the gRPC services registered."""
+        names = [t.service for t in self.registry if t.service]
+        return [*names, ADS_SERVICE]
+
+    def register(self, server: grpc.aio.Server) -> None:
+        """Add every service's handlers to `server`."""
+        sotw_req = _parser(discovery_pb2.DiscoveryRequest)
+        delta_req = _parser(discovery_pb2.DeltaDiscoveryRequest)
+        for rtype in self.registry:
+            if not rtype.service:
+                continue
+            short = _short_service(rtype.service)
+            methods: dict[str, grpc.RpcMethodHandler] = {
+                rtype.stream_method: grpc.stream_stream_rpc_method_handler(
+                    self._sotw_handler(short, rtype.type_url), sotw_req, _identity
+                ),
+                rtype.delta_method: grpc.stream_stream_rpc_method_handler(
+                    self._delta_handler(short, rtype.type_url), delta_req, _identity
+                ),
+            }
+            if rtype.fetch_method:
+                methods[rtype.fetch_method] = grpc.unary_unary_rpc_method_handler(
+                    self._fetch_handler(rtype.type_url), sotw_req, _identity
+                )
+            server.add_generic_rpc_handlers(
+                (grpc.method_handlers_generic_handler(rtype.service, methods),)
+            )
+        ads = {
+            "StreamAggregatedResources": grpc.stream_stream_rpc_method_handler(
+                self._sotw_handler("ads", None), sotw_req, _identity
+            ),
+            "DeltaAggregatedResources": grpc.stream_stream_rpc_method_handler(
+                self._delta_handler("ads", None), delta_req, _identity
+            ),
+        }
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(ADS_SERVICE, ads),)
+        )
+
+    def begin_shutdown(self) -> None:
+        """Stop writing responses; open streams end when the server stops."""
+        self.ctx.closing = True
+
+    @property
+    def stream_count(self) -> int:
+        """Streams open now."""
+        return len(self.ctx.open_streams)
+
+    def _sotw_handler(self, service: str, type_url: str | None) -> Any:
+        async def handle(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> None:
+            stream = SotwStream(
+                self.ctx, context, service=service, delta=False, fixed_type_url=type_url
+            )
+            await stream.run(requests)
+
+        return handle
+
+    def _delta_handler(self, service: str, type_url: str | None) -> Any:
+        async def handle(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> None:
+            stream = DeltaStream(
+                self.ctx, context, service=service, delta=True, fixed_type_url=type_url
+            )
+            await stream.run(requests)
+
+        return handle
+
+    def _fetch_handler(self, type_url: str) -> Any:
+        async def handle(request: Any, context: grpc.aio.ServicerContext) -> bytes:
+            if isinstance(request, Malformed):
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                    f"malformed request: {request.error}")
+            if request.type_url and request.type_url != type_url:
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"type_url {request.type_url!r} is not served by this service; "
+                    f"it serves {type_url!r}",
+                )
+            node = NodeInfo.from_proto(request.node)
+            cache = self.ctx.cache
+            names = list(request.resource_names) or cache.names(type_url)
+            found = [r for n in sorted(set(names)) if (r := cache.resolve(type_url, n, node))]
+            versions = {r.name: r.version for r in found}
+            version = collection_version(versions)
+            log.info("fetch", node_id=node.id, type_url=type_url, version=version,
+                     resources=versions)
+            head = discovery_pb2.DiscoveryResponse(
+                version_info=version, type_url=type_url
+            ).SerializeToString()
+            await asyncio.sleep(0)
+            body: bytes = head + self.ctx.control_plane_field
+            return body + b"".join(r.sotw_field for r in found)
+
+        return handle
+
+
+def _short_service(service: str) -> str:
+    """`envoy.service.extension.v3.ExtensionConfigDiscoveryService` -> `ecds`-like tag."""
+    name = service.rsplit(".", 1)[-1]
+    return {
+        "ExtensionConfigDiscoveryService": "ecds",
+        "ListenerDiscoveryService": "lds",
+        "ClusterDiscoveryService": "cds",
+        "RouteDiscoveryService": "rds",
+        "EndpointDiscoveryService": "eds",
+    }.get(name, name)
