@@ -38,7 +38,7 @@ def extract_plugin(data: bytes, *, max_bytes: int, where: str) -> bytes:
     ``max_bytes`` raises :class:`ModuleTooLarge`; no ``plugin.wasm`` raises
     :class:`InvalidModule`. Nothing is written to disk.
     """
-    limit = max_bytes + 4 * 2**20
+    limit = max_bytes + 2**20
     raw = _decompress(data, limit=limit, where=where)
     try:
         with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as archive:

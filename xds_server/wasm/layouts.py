@@ -83,7 +83,7 @@ LAYOUTS = ("wasme", "cncf", "wasm-to-oci", "compat")
 
 _TAR_LAYERS = (OCI_LAYER_TAR, OCI_LAYER_GZIP, DOCKER_LAYER_GZIP, DOCKER_LAYER_TAR)
 _MAX_CONFIG_BYTES = 1 * 2**20
-_ARCHIVE_OVERHEAD = 4 * 2**20
+_ARCHIVE_OVERHEAD = 2**20
 
 
 @dataclass(frozen=True)
