@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.wasm_filters",
     "tests.fixtures.envoy",
     "tests.fixtures.registry",
+    "tests.fixtures.server",
 ]
