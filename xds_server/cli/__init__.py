@@ -13,7 +13,9 @@ __all__ = ["build_parser", "main"]
 
 def build_parser() -> argparse.ArgumentParser:
     """The full parser; each command module registers its subcommands."""
-    from xds_server.cli import bootstrap, modules, serve
+    import importlib
+
+    from xds_server.cli import bootstrap, serve
 
     parser = argparse.ArgumentParser(
         prog="xds-server",
@@ -23,13 +25,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     serve.register(sub)
     bootstrap.register(sub)
-    modules.register(sub)
-    try:
-        from xds_server.cli import admin
-    except ImportError:  # pragma: no cover - the admin commands are optional
-        pass
-    else:
-        admin.register(sub)
+    for name in ("modules", "admin"):
+        try:
+            module = importlib.import_module(f"xds_server.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"xds_server.cli.{name}":
+                raise
+            continue
+        module.register(sub)
     return parser
 
 
