@@ -122,7 +122,8 @@ async def test_credentials_from_docker_credential_helper(
     helper = bin_dir / "docker-credential-xdstest"
     helper.write_text(
         "#!/bin/sh\nread host\n"
-        f"echo '{{\"ServerURL\":\"'$host'\",\"Username\":\"{USERNAME}\",\"Secret\":\"{PASSWORD}\"}}'\n"
+        f"echo '{{\"ServerURL\":\"'$host'\",\"Username\":\"{USERNAME}\","
+        f"\"Secret\":\"{PASSWORD}\"}}'\n"
     )
     helper.chmod(helper.stat().st_mode | stat.S_IXUSR)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
