@@ -122,6 +122,8 @@ def _selector(data: Any, where: str, path: str) -> NodeSelector:
 def _source(data: Any, where: str, path: str, base_dir: Path | None) -> SourceSpec:
     if isinstance(data, str):  # shorthand: an image reference
         data = {"image": data}
+    if data is None:
+        raise ConfigError(where, path, "is required: name exactly one of image, url or file")
     r = _Reader(data, where, path)
     kinds = [k for k in ("image", "url", "file") if r.data.get(k) is not None]
     if len(kinds) != 1:
