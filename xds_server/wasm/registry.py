@@ -54,6 +54,8 @@ from .errors import (
 from .metrics import FETCHED_BYTES
 from .reference import ImageReference, is_loopback_host
 
+_DOCKER_HUB_ENDPOINT = "registry-1.docker.io"
+
 __all__ = [
     "MANIFEST_MEDIA_TYPES",
     "Manifest",
@@ -156,6 +158,9 @@ class RegistryClient:
         user_agent: str = "xds-server",
     ) -> None:
         self._settings = {r.host: r for r in registries}
+        for alias in ("docker.io", "index.docker.io"):
+            if alias in self._settings:  # Docker Hub is reached at its endpoint host
+                self._settings.setdefault(_DOCKER_HUB_ENDPOINT, self._settings[alias])
         self._docker_config = docker_config
         self._env = env if env is not None else os.environ
         self._retries = retries

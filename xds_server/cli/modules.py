@@ -1,0 +1,230 @@
+"""``xds-server pull|inspect|push``: wasm modules in OCI registries, without a server.
+
+Credentials: ``--username`` with ``--password`` or ``--password-stdin``, else the
+environment variables ``XDS_SERVER_REGISTRY_USERNAME`` / ``XDS_SERVER_REGISTRY_PASSWORD``
+(for the registry named on the command line), else the per-host variables and the Docker
+``config.json`` read by :class:`xds_server.wasm.RegistryClient`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from xds_server.wasm import (
+    PUSH_LAYOUTS,
+    Module,
+    ModuleSource,
+    ModuleStore,
+    RegistryClient,
+    RegistrySettings,
+    WasmError,
+    parse_reference,
+    push,
+)
+from xds_server.wasm.registry import ProgressCallback
+
+__all__ = ["default_store_dir", "register"]
+
+USERNAME_ENV = "XDS_SERVER_REGISTRY_USERNAME"
+PASSWORD_ENV = "XDS_SERVER_REGISTRY_PASSWORD"
+
+
+def default_store_dir() -> Path:
+    """``$XDG_CACHE_HOME/xds-server/modules`` (``~/.cache/xds-server/modules``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "xds-server" / "modules"
+
+
+def _default_docker_config() -> Path:
+    base = os.environ.get("DOCKER_CONFIG") or str(Path.home() / ".docker")
+    return Path(base) / "config.json"
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``pull``, ``inspect`` and ``push`` subcommands; each sets ``func(args) -> int``."""
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("registry access")
+    group.add_argument(
+        "--plain-http", action="store_true",
+        help="use HTTP without TLS for this registry (loopback registries always may)",
+    )
+    group.add_argument("--ca-file", help="PEM bundle to trust for this registry")
+    group.add_argument("--username", help=f"registry user (default ${USERNAME_ENV})")
+    group.add_argument("--password", help=f"registry password (default ${PASSWORD_ENV})")
+    group.add_argument(
+        "--password-stdin", action="store_true", help="read the password from stdin"
+    )
+    group.add_argument(
+        "--docker-config", type=Path, default=None,
+        help="Docker config.json for credentials (default $DOCKER_CONFIG or ~/.docker)",
+    )
+
+    pull = subparsers.add_parser(
+        "pull", parents=[common], help="fetch and verify a wasm module from a registry",
+        description="Fetch a module from an image, verify it, and print its sha256, layout "
+        "and root ids.",
+    )
+    pull.add_argument("ref", metavar="REF", help="image reference (host/repo:tag[@sha256:...])")
+    pull.add_argument("-o", "--output", type=Path, help="write the module to FILE")
+    pull.add_argument("--store", type=Path, default=None, help="module store directory")
+    pull.set_defaults(func=_pull)
+
+    inspect = subparsers.add_parser(
+        "inspect", parents=[common], help="print what an image holds, as JSON",
+    )
+    inspect.add_argument("ref", metavar="REF", help="image reference")
+    inspect.add_argument("--store", type=Path, default=None, help="module store directory")
+    inspect.set_defaults(func=_inspect)
+
+    push_parser = subparsers.add_parser(
+        "push", parents=[common], help="publish a wasm module as an image",
+    )
+    push_parser.add_argument("file", metavar="FILE.wasm", type=Path)
+    push_parser.add_argument("ref", metavar="REF", help="target image reference with a tag")
+    push_parser.add_argument(
+        "--layout", choices=[p for p in PUSH_LAYOUTS if p != "compat-docker"], default="wasme"
+    )
+    push_parser.add_argument(
+        "--root-id", action="append", default=[], dest="root_ids",
+        help="root id recorded in the wasme config (repeatable)",
+    )
+    push_parser.set_defaults(func=_push)
+
+
+def _settings(args: argparse.Namespace) -> list[RegistrySettings]:
+    host = parse_reference(args.ref).registry
+    username = args.username or os.environ.get(USERNAME_ENV)
+    password = args.password
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if password is None:
+        password = os.environ.get(PASSWORD_ENV)
+    return [
+        RegistrySettings(
+            host,
+            plain_http=args.plain_http,
+            ca_file=args.ca_file,
+            username=username if password is not None else None,
+            password=password if username else None,
+        )
+    ]
+
+
+def _docker_config(args: argparse.Namespace) -> Path:
+    return args.docker_config if args.docker_config is not None else _default_docker_config()
+
+
+def _progress(ref: str) -> ProgressCallback | None:
+    if not sys.stderr.isatty():
+        return None
+    last = [0.0]
+
+    def report(done: int, total: int | None) -> None:
+        now = time.monotonic()
+        if now - last[0] < 0.1 and done != total:
+            return
+        last[0] = now
+        mib = done / 2**20
+        text = f"{mib:.1f} MiB"
+        if total:
+            text += f" / {total / 2**20:.1f} MiB ({100 * done // total}%)"
+        sys.stderr.write(f"\r{ref}: {text}\x1b[K")
+        if total is not None and done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    return report
+
+
+def _run(name: str, body: Callable[[], Coroutine[Any, Any, int]]) -> int:
+    # Without a logging setup from the main CLI, keep stdout for results: warnings and
+    # errors go to stderr for the duration of the command.
+    configured = structlog.is_configured()
+    if not configured:
+        structlog.configure(
+            logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+            wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        )
+    try:
+        return asyncio.run(body())
+    except (WasmError, OSError) as error:
+        print(f"xds-server {name}: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        if not configured:
+            structlog.reset_defaults()
+
+
+async def _resolve(args: argparse.Namespace) -> Module:
+    store = ModuleStore(
+        args.store or default_store_dir(),
+        registries=_settings(args),
+        docker_config=_docker_config(args),
+        resolve_interval=0.0,
+    )
+    await store.start()
+    try:
+        source = ModuleSource("image", args.ref, pull_policy="Always")
+        return await store.resolve(source, progress=_progress(args.ref))
+    finally:
+        await store.close()
+
+
+def _pull(args: argparse.Namespace) -> int:
+    async def body() -> int:
+        module = await _resolve(args)
+        if args.output is not None:
+            await asyncio.to_thread(args.output.write_bytes, module.read_bytes())
+        print(f"sha256:{module.sha256}")
+        print(f"layout: {module.layout}")
+        print(f"root_ids: {','.join(module.root_ids)}")
+        return 0
+
+    return _run("pull", body)
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    async def body() -> int:
+        module = await _resolve(args)
+        print(json.dumps({
+            "reference": module.reference,
+            "manifest_digest": module.manifest_digest,
+            "layout": module.layout,
+            "sha256": f"sha256:{module.sha256}",
+            "size": module.size,
+            "root_ids": list(module.root_ids),
+            "annotations": dict(module.annotations),
+        }, indent=2, sort_keys=True))
+        return 0
+
+    return _run("inspect", body)
+
+
+def _push(args: argparse.Namespace) -> int:
+    async def body() -> int:
+        wasm = await asyncio.to_thread(args.file.read_bytes)
+        async with RegistryClient(
+            registries=_settings(args), docker_config=_docker_config(args)
+        ) as client:
+            result = await push(
+                client, args.ref, wasm, layout=args.layout, root_ids=args.root_ids
+            )
+        print(f"pushed {result.reference}@{result.manifest_digest}")
+        print(f"sha256:{result.module_sha256}")
+        print(f"layout: {result.layout}")
+        return 0
+
+    return _run("push", body)
