@@ -87,8 +87,8 @@ def test_errors_are_one_line_with_exit_1(
     wasm = tmp_path / "ok.wasm"
     wasm.write_bytes(make_wasm("cli-auth"))
     assert run("push", str(wasm), f"{basic_registry.host}/cli/auth:v1") == 1
-    err = capsys.readouterr().err
-    assert "access denied (401)" in err and "wrong" not in err
+    message = capsys.readouterr().err
+    assert "access denied (401)" in message and "wrong" not in message
     monkeypatch.setenv(modules.PASSWORD_ENV, PASSWORD)
     assert run("push", str(wasm), f"{basic_registry.host}/cli/auth:v1") == 0
 
@@ -108,3 +108,26 @@ def test_push_output_is_pullable_by_oras(
     files = client.pull(target=ref, outdir=str(outdir))
     assert [Path(f).name for f in files] == [title]
     assert Path(files[0]).read_bytes() == wasm
+
+
+def test_oras_pushed_wasme_artifact_is_pullable(
+    registry: RegistryProcess, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    wasm = make_wasm("oras-pushed")
+    monkeypatch.chdir(tmp_path)
+    Path("filter.wasm").write_bytes(wasm)
+    Path("config.json").write_text(
+        json.dumps({"type": "envoy_proxy", "abiVersions": ["v0.2.1"], "rootIds": ["oras_root"]})
+    )
+    ref = f"{registry.host}/cli/oras-pushed:v1"
+    client = oras.client.OrasClient(hostname=registry.host, insecure=True)
+    client.push(
+        files=["filter.wasm:application/vnd.module.wasm.content.layer.v1+wasm"],
+        target=ref,
+        manifest_config="config.json:application/vnd.module.wasm.config.v1+json",
+    )
+    capsys.readouterr()
+    assert run("pull", ref, "-o", "out.wasm", "--store", str(tmp_path / "store")) == 0
+    assert Path("out.wasm").read_bytes() == wasm
+    assert capsys.readouterr().out.splitlines()[1:] == ["layout: wasme", "root_ids: oras_root"]
