@@ -286,6 +286,7 @@ async def test_delta_push_ack_and_removal(xds: Harness, ads: bool) -> None:
     await s.send(delta_request(nonce=resp.nonce))
     # Unsubscribing stops updates for that name.
     await s.send(delta_request(unsubscribe=["f2"]))
+    await s.must_block(0.1)  # let the server apply the unsubscription
     xds.put("f2", "two-b")
     await s.must_block()
     s.cancel()
