@@ -148,10 +148,14 @@ def _progress(ref: str) -> ProgressCallback | None:
 
 
 def _run(name: str, body: Callable[[], Coroutine[Any, Any, int]]) -> int:
-    # Without a logging setup from the main CLI, keep stdout for results: warnings and
-    # errors go to stderr for the duration of the command.
+    # stdout carries the command's result: log lines go to stderr while it runs (at the
+    # configured level, or WARNING when logging was not configured), then the previous
+    # structlog configuration is restored.
     configured = structlog.is_configured()
-    if not configured:
+    saved = structlog.get_config()
+    if configured:
+        structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+    else:
         structlog.configure(
             logger_factory=structlog.PrintLoggerFactory(sys.stderr),
             wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
@@ -164,7 +168,9 @@ def _run(name: str, body: Callable[[], Coroutine[Any, Any, int]]) -> int:
     except KeyboardInterrupt:
         return 130
     finally:
-        if not configured:
+        if configured:
+            structlog.configure(**saved)
+        else:
             structlog.reset_defaults()
 
 
