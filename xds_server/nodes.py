@@ -145,7 +145,4 @@ def selectors_overlap(a: NodeSelector, b: NodeSelector) -> bool:
     """
     if _globs_disjoint(a.node_id, b.node_id) or _globs_disjoint(a.cluster, b.cluster):
         return False
-    for key in a.metadata.keys() & b.metadata.keys():
-        if a.metadata[key] != b.metadata[key]:
-            return False
-    return True
+    return all(a.metadata[key] == b.metadata[key] for key in a.metadata.keys() & b.metadata.keys())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from xds_server.config import Config, FilterSpec
 from xds_server.controller._modules import ResolvedModule
@@ -45,9 +46,18 @@ class StoreModules:
     async def module_for(self, spec: FilterSpec) -> ResolvedModule:
         """Resolve the spec's source through the store (verified, cached)."""
         src = spec.source
-        pull = "Always" if spec.pull_policy == "Always" else "IfNotPresent"
+        pull: Literal["IfNotPresent", "Always"] = (
+            "Always" if spec.pull_policy == "Always" else "IfNotPresent"
+        )
+        kind: Literal["image", "url", "file"]
+        if src.kind == "image":
+            kind = "image"
+        elif src.kind == "url":
+            kind = "url"
+        else:
+            kind = "file"
         module = await self.store.resolve(
-            ModuleSource(kind=src.kind, location=src.location,  # type: ignore[arg-type]
+            ModuleSource(kind=kind, location=src.location,
                          sha256=src.sha256 or spec.sha256, pull_policy=pull)
         )
         return ResolvedModule(
