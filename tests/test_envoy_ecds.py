@@ -10,7 +10,7 @@ import pytest
 from tests.fixtures.envoy import EnvoyProcess, free_port, validate_bootstrap, wait_for, wait_for_header
 from tests.fixtures.server import running_server, server_bootstrap, write_config
 from tests.fixtures.wasm_filters import failing_filter, header_filter
-from xds_server.config import parse_filter_spec
+from xds_server.config import FilterSpec, parse_filter_spec
 
 MODES = [
     pytest.param({"ads": False, "delta": False}, id="ecds-sotw"),
@@ -20,7 +20,7 @@ MODES = [
 ]
 
 
-def spec(name: str, path: Path) -> object:
+def spec(name: str, path: Path) -> FilterSpec:
     return parse_filter_spec({"name": name, "source": {"file": str(path)}}, where="test")
 
 
@@ -41,7 +41,7 @@ async def test_swap_and_nack_on_real_envoy(tmp_path: Path, mode: dict[str, bool]
             pid = envoy.pid
             version_a = app.controller.filters["hdr"].deployed[0].resource.version
 
-            await app.controller.set_filter("hdr", [spec("hdr", mod_b)])
+            await app.controller.deploy("hdr", [spec("hdr", mod_b)], author="test")
             await wait_for_header(url, "x-wasm-filter", "B")
             assert envoy.pid == pid
             info = await envoy.server_info()
@@ -56,7 +56,7 @@ async def test_swap_and_nack_on_real_envoy(tmp_path: Path, mode: dict[str, bool]
 
             await wait_for(acked_b, 10, what="ACK of B")
 
-            await app.controller.set_filter("hdr", [spec("hdr", bad)])
+            await app.controller.deploy("hdr", [spec("hdr", bad)], author="test")
             version_bad = app.controller.filters["hdr"].deployed[0].resource.version
 
             async def nacked() -> bool | None:

@@ -10,9 +10,9 @@ import fnmatch
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["NodeInfo", "NodeSelector", "selectors_overlap"]
+__all__ = ["AllOf", "NodeIdSet", "NodeInfo", "NodeSelector", "Selector", "selectors_overlap"]
 
 _WILDCARDS = re.compile(r"[*?\[]")
 
@@ -146,3 +146,46 @@ def selectors_overlap(a: NodeSelector, b: NodeSelector) -> bool:
     if _globs_disjoint(a.node_id, b.node_id) or _globs_disjoint(a.cluster, b.cluster):
         return False
     return all(a.metadata[key] == b.metadata[key] for key in a.metadata.keys() & b.metadata.keys())
+
+
+class Selector(Protocol):
+    """Anything that decides whether a node is targeted. Implementations are immutable
+    and compare equal when they select the same nodes by the same rule."""
+
+    def matches(self, node: NodeInfo) -> bool:
+        """True when `node` is selected."""
+        ...
+
+    def describe(self) -> str:
+        """A short human-readable form."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class AllOf:
+    """Selects the nodes every one of `parts` selects (e.g. a canary within a selector)."""
+
+    parts: tuple[NodeSelector, ...]
+
+    def matches(self, node: NodeInfo) -> bool:
+        """True when every part matches."""
+        return all(p.matches(node) for p in self.parts)
+
+    def describe(self) -> str:
+        """The parts joined with ` and `."""
+        return " and ".join(f"({p.describe()})" for p in self.parts)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeIdSet:
+    """Selects exactly the nodes whose ids are in `ids`."""
+
+    ids: frozenset[str]
+
+    def matches(self, node: NodeInfo) -> bool:
+        """True when the node's id is listed."""
+        return node.id in self.ids
+
+    def describe(self) -> str:
+        """`node_id in {a, b}`."""
+        return "node_id in {" + ", ".join(sorted(self.ids)) + "}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -19,8 +20,9 @@ from xds_server import __version__
 from xds_server.admin import AdminState, build_admin_app
 from xds_server.cache import ResourceCache, default_types
 from xds_server.config import Config, ConfigError, load_config
-from xds_server.controller import Controller, ModuleProvider
-from xds_server.status import StatusTracker
+from xds_server.controller import Controller, Delivery, ModuleProvider
+from xds_server.state import SqliteStateStore
+from xds_server.status import StatusEvent, StatusTracker
 from xds_server.xds import StreamLimits, XdsService
 
 log = structlog.get_logger("xds_server.runtime")
@@ -94,7 +96,13 @@ class XdsServerApp:
             limits=StreamLimits(),
             control_plane=f"xds-server/{__version__}@{socket.gethostname()}",
         )
-        self.controller = Controller(self.cache, self._modules)
+        s = self.config.server
+        self.state = SqliteStateStore(s.data_dir / "state.db")
+        self.controller = Controller(self.cache, self._modules, self.state, delivery=Delivery(
+            module_dir=s.module_dir, envoy_module_dir=s.envoy_module_dir,
+            module_base_url=s.public_url or "",
+        ))
+        self.status.subscribe(self._on_status)
         self.admin_state = AdminState(
             controller=self.controller, status=self.status, module_path=self._modules.module_path
         )
@@ -119,17 +127,28 @@ class XdsServerApp:
         sockets = getattr(server, "sockets", None) or []
         self.admin_port = sockets[0].getsockname()[1] if sockets else port
         self._stage = "running"
+        if not self.controller.delivery.module_base_url:
+            self.controller.delivery = replace(
+                self.controller.delivery, module_base_url=f"http://{host}:{self.admin_port}")
         log.info("server_started", xds=f"{_split(self.xds_address)[0]}:{self.xds_port}",
                  admin=f"{host}:{self.admin_port}", filters=len(self.config.filters))
+        for e in await self.controller.restore():
+            log.error("filter_not_restored", filter=e.name, error=e.message)
         await self.apply(self.config)
         self.admin_state.loaded = True
         if self.config.source_path is not None and self.config.server.watch_config:
             self._config_mtime = _mtime(self.config.source_path)
             self._reload_task = asyncio.create_task(self._watch_config(self.config.source_path))
 
+    def _on_status(self, event: StatusEvent) -> None:
+        if event.kind in ("ack", "nack"):
+            self.controller.on_proxy_report(event.kind, event.node_id, dict(event.resources),
+                                            event.message, self.status.all_acked)
+
     async def apply(self, config: Config) -> None:
         """Make `config`'s filters the served ones; failures are logged, not raised."""
-        errors = await self.controller.apply_config(config)
+        author = f"config {config.source_path}" if config.source_path else "config"
+        errors = await self.controller.apply_config(config, author=author)
         for e in errors:
             log.error("filter_not_applied", filter=e.name, error=e.message)
         self.config = config
@@ -179,6 +198,8 @@ class XdsServerApp:
             await self.stop()
         if self._modules is not None:
             await self._modules.close()
+        if hasattr(self, "state"):
+            self.state.close()
         self._stage = "closed"
 
 

@@ -145,6 +145,40 @@ class StatusTracker:
         for k in gone:
             del self.proxies[k]
 
+    def all_acked(self, name: str, versions: Sequence[str]) -> bool:
+        """True when every connected proxy that was sent one of `versions` of `name`
+        has ACKed what it was sent (and at least one proxy was sent it)."""
+        seen = False
+        for proxy in self.proxies.values():
+            r = proxy.resources.get(name)
+            if not proxy.connected or r is None or r.sent not in versions:
+                continue
+            seen = True
+            if r.acked != r.sent:
+                return False
+        return seen
+
+    def rollout(self, name: str) -> dict[str, int]:
+        """xDS version -> number of connected proxies that ACKed it, for `name`."""
+        out: dict[str, int] = {}
+        for proxy in self.proxies.values():
+            r = proxy.resources.get(name)
+            if proxy.connected and r is not None and r.acked:
+                out[r.acked] = out.get(r.acked, 0) + 1
+        return out
+
+    def counts(self, name: str) -> dict[str, int]:
+        """How many connected proxies were sent `name`, ACKed their version, NACKed it."""
+        total = acked = nacked = 0
+        for proxy in self.proxies.values():
+            r = proxy.resources.get(name)
+            if not proxy.connected or r is None or not r.sent:
+                continue
+            total += 1
+            acked += r.state == "ACKED"
+            nacked += r.state == "NACKED"
+        return {"total": total, "acked": acked, "nacked": nacked}
+
     # -- StreamCallbacks ------------------------------------------------------------
 
     def on_stream_open(self, stream: StreamInfo) -> None:

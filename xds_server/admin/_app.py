@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +12,8 @@ from typing import Any
 import prometheus_client
 from aiohttp import web
 
-from xds_server.controller import Controller, FilterState
+from xds_server.config import ConfigError, check_overlaps, parse_filter_spec
+from xds_server.controller import Controller, FilterError, FilterState
 from xds_server.status import StatusTracker
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -46,13 +49,21 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return json_error(exc.status, exc.reason or "error", path=request.path)
 
 
-def filter_to_dict(state: FilterState) -> dict[str, Any]:
-    """JSON form of one filter's served state."""
+def filter_to_dict(state: FilterState, status: StatusTracker) -> dict[str, Any]:
+    """JSON form of one filter (the API's FilterView)."""
+    rev = state.revision
     return {
         "name": state.name,
+        "revision": rev.revision if rev else 0,
+        "author": rev.author if rev else "",
+        "action": rev.action if rev else "",
+        "updated_at": rev.created_at if rev else None,
+        "summary": rev.summary if rev else "",
         "error": state.error,
         "error_at": state.error_at,
-        "updated_at": state.updated_at,
+        "canary": state.canary,
+        "good_revision": state.good_revision,
+        "base_versions": [b.resource.version for b in state.base],
         "specs": [
             {
                 **d.spec.to_dict(),
@@ -68,6 +79,8 @@ def filter_to_dict(state: FilterState) -> dict[str, Any]:
             }
             for d in state.deployed
         ],
+        "proxies": status.counts(state.name),
+        "rollout": status.rollout(state.name),
     }
 
 
@@ -100,19 +113,123 @@ async def metrics(_request: web.Request) -> web.Response:
 
 async def list_filters(request: web.Request) -> web.Response:
     """GET /api/v1/filters: every served filter."""
-    ctl = request.app[STATE].controller
+    st = request.app[STATE]
+    ctl = st.controller
     return web.json_response(
-        {"filters": [filter_to_dict(ctl.filters[n]) for n in sorted(ctl.filters)]}
+        {"filters": [filter_to_dict(ctl.filters[n], st.status) for n in sorted(ctl.filters)]}
     )
 
 
 async def get_filter(request: web.Request) -> web.Response:
     """GET /api/v1/filters/{name}."""
     name = request.match_info["name"]
-    state = request.app[STATE].controller.filters.get(name)
+    st = request.app[STATE]
+    state = st.controller.filters.get(name)
     if state is None:
         return json_error(404, f"no filter named {name!r}")
-    return web.json_response(filter_to_dict(state))
+    return web.json_response(filter_to_dict(state, st.status))
+
+
+def _actor(request: web.Request) -> str:
+    actor = request.headers.get("X-Actor", "").strip()[:200]
+    peer = request.remote or "unknown"
+    return f"{actor} (api {peer})" if actor else f"api {peer}"
+
+
+async def _json_body(request: web.Request, *, allow_empty: bool = False) -> Any:
+    text = await request.text()
+    if not text.strip():
+        if allow_empty:
+            return {}
+        raise FilterError(request.match_info.get("name", ""), "request body is empty: send JSON",
+                          status=400)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FilterError(request.match_info.get("name", ""),
+                          f"request body is not JSON: {exc.msg} at line {exc.lineno} "
+                          f"column {exc.colno}", status=400) from exc
+
+
+def _filter_error(exc: FilterError) -> web.Response:
+    return json_error(exc.status, exc.message, filter=exc.name)
+
+
+async def put_filter(request: web.Request) -> web.Response:
+    """PUT /api/v1/filters/{name}: one spec, or {"specs": [...]}; a new revision."""
+    name = request.match_info["name"]
+    st = request.app[STATE]
+    try:
+        body = await _json_body(request)
+        raw = body.get("specs") if isinstance(body, dict) and "specs" in body else [body]
+        if not isinstance(raw, list) or not raw:
+            raise FilterError(name, "'specs' must be a non-empty list of filter specs", status=400)
+        specs = []
+        for i, item in enumerate(raw):
+            if isinstance(item, dict):
+                item = {"name": name, **item}
+            try:
+                specs.append(parse_filter_spec(item, where="request body", path=f"specs[{i}]"))
+            except ConfigError as exc:
+                raise FilterError(name, str(exc), status=400) from exc
+        try:
+            check_overlaps(specs, "request body")
+        except ConfigError as exc:
+            raise FilterError(name, str(exc), status=400) from exc
+        created = name not in st.controller.filters
+        state = await st.controller.deploy(name, specs, author=_actor(request), action="deploy")
+    except FilterError as exc:
+        return _filter_error(exc)
+    return web.json_response(filter_to_dict(state, st.status), status=201 if created else 200)
+
+
+async def delete_filter(request: web.Request) -> web.Response:
+    """DELETE /api/v1/filters/{name}."""
+    name = request.match_info["name"]
+    try:
+        rev = await request.app[STATE].controller.delete(name, author=_actor(request))
+    except FilterError as exc:
+        return _filter_error(exc)
+    return web.json_response({"deleted": name, "revision": rev.revision})
+
+
+async def filter_history(request: web.Request) -> web.Response:
+    """GET /api/v1/filters/{name}/history?limit=N: revisions, newest first."""
+    name = request.match_info["name"]
+    try:
+        limit = max(1, min(10_000, int(request.query.get("limit", "100"))))
+    except ValueError:
+        return json_error(400, "limit must be a whole number")
+    history = request.app[STATE].controller.state.history(name, limit)
+    if not history:
+        return json_error(404, f"no filter named {name!r} (no history)")
+    return web.json_response({"name": name, "history": [r.to_dict() for r in history]})
+
+
+async def rollback_filter(request: web.Request) -> web.Response:
+    """POST /api/v1/filters/{name}/rollback, body {} or {"to": N}."""
+    name = request.match_info["name"]
+    st = request.app[STATE]
+    try:
+        body = await _json_body(request, allow_empty=True)
+        to = body.get("to") if isinstance(body, dict) else None
+        if to is not None and (not isinstance(to, int) or isinstance(to, bool)):
+            raise FilterError(name, "'to' must be a revision number", status=400)
+        state = await st.controller.rollback(name, author=_actor(request), to=to)
+    except FilterError as exc:
+        return _filter_error(exc)
+    return web.json_response(filter_to_dict(state, st.status))
+
+
+async def promote_filter(request: web.Request) -> web.Response:
+    """POST /api/v1/filters/{name}/promote: widen a canary to the full selector."""
+    name = request.match_info["name"]
+    st = request.app[STATE]
+    try:
+        state = await st.controller.promote(name, author=_actor(request))
+    except FilterError as exc:
+        return _filter_error(exc)
+    return web.json_response(filter_to_dict(state, st.status))
 
 
 async def list_proxies(request: web.Request) -> web.Response:
@@ -143,6 +260,11 @@ def build_admin_app(state: AdminState) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/filters", list_filters)
     app.router.add_get("/api/v1/filters/{name}", get_filter)
+    app.router.add_put("/api/v1/filters/{name}", put_filter)
+    app.router.add_delete("/api/v1/filters/{name}", delete_filter)
+    app.router.add_get("/api/v1/filters/{name}/history", filter_history)
+    app.router.add_post("/api/v1/filters/{name}/rollback", rollback_filter)
+    app.router.add_post("/api/v1/filters/{name}/promote", promote_filter)
     app.router.add_get("/api/v1/proxies", list_proxies)
     app.router.add_get("/modules/sha256/{digest}", get_module)
     return app

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from xds_server.cache._resource import Resource
-from xds_server.nodes import NodeInfo, NodeSelector
+from xds_server.nodes import NodeInfo, Selector
 
 __all__ = ["ResourceCache", "Variant", "Watch"]
 
@@ -22,7 +22,7 @@ class Variant:
     the one that node gets. A name with no matching variant does not exist for it.
     """
 
-    selector: NodeSelector
+    selector: Selector
     resource: Resource
 
 

@@ -1,7 +1,7 @@
 """Validated, typed configuration. No I/O beyond reading the config file."""
 
 from xds_server.config._errors import ConfigError
-from xds_server.config._load import load_config, parse_config, parse_filter_spec
+from xds_server.config._load import check_overlaps, load_config, parse_config, parse_filter_spec
 from xds_server.config._model import (
     DELIVERY_MODES,
     FAILURE_POLICIES,
@@ -27,6 +27,7 @@ __all__ = [
     "RegistryConfig",
     "ServerConfig",
     "SourceSpec",
+    "check_overlaps",
     "load_config",
     "parse_config",
     "parse_filter_spec",

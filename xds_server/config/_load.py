@@ -230,12 +230,18 @@ def _server(data: Any, where: str, base_dir: Path | None) -> ServerConfig:
     if not data_dir.is_absolute() and base_dir is not None:
         data_dir = (base_dir / data_dir).resolve()
     docker_config = r.opt_str("docker_config")
+    module_dir = r.opt_str("module_dir")
+    module_path = Path(module_dir) if module_dir else None
+    if module_path is not None and not module_path.is_absolute() and base_dir is not None:
+        module_path = (base_dir / module_path).resolve()
     max_store = r.number("max_store_bytes", None, minimum=1)
     cfg = ServerConfig(
         xds_address=xds,
         admin_address=admin,
         data_dir=data_dir,
         public_url=r.text("public_url", ""),
+        module_dir=module_path,
+        envoy_module_dir=r.opt_str("envoy_module_dir"),
         log_level=r.text("log_level", "info", choices=("debug", "info", "warning", "error")),
         log_format=r.text("log_format", "auto", choices=("auto", "json", "console")),
         max_module_bytes=int(r.number("max_module_bytes", d.max_module_bytes, minimum=8) or 0),

@@ -104,6 +104,8 @@ class ServerConfig:
     admin_address: str = "127.0.0.1:18080"
     data_dir: Path = Path("var")
     public_url: str = ""
+    module_dir: Path | None = None
+    envoy_module_dir: str | None = None
     log_level: str = "info"
     log_format: str = "auto"
     max_module_bytes: int = 256 * 2**20

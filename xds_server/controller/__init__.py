@@ -1,6 +1,13 @@
 """The controller: desired filter specs -> verified modules -> xDS resources in the cache."""
 
-from xds_server.controller._controller import Controller, Deployed, FilterError, FilterState
+from xds_server.controller._controller import (
+    Controller,
+    Delivery,
+    Deployed,
+    FilterError,
+    FilterState,
+    spec_key,
+)
 from xds_server.controller._extension import (
     HTTP_WASM_TYPE_URL,
     MODULE_CLUSTER,
@@ -17,6 +24,7 @@ __all__ = [
     "NETWORK_WASM_TYPE_URL",
     "Code",
     "Controller",
+    "Delivery",
     "Deployed",
     "FilterError",
     "FilterState",
@@ -24,4 +32,5 @@ __all__ = [
     "ResolvedModule",
     "StoreModules",
     "build_extension_config",
+    "spec_key",
 ]

@@ -1,37 +1,54 @@
 """Desired filters -> verified modules -> TypedExtensionConfig resources -> the cache.
 
-The only place where wasm modules meet xDS. A change to a filter name is applied all or
-nothing: if any of its specs fails to resolve or build, the name keeps serving what it
-served before and the failure is recorded and raised.
+The only place where wasm modules meet xDS. Every accepted change is a new immutable
+revision in the state store, then the cache is updated: a change that fails to resolve,
+verify or record leaves the running version untouched.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
+import shutil
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Coroutine, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
 
 import structlog
+from prometheus_client import Counter
 
 from xds_server.cache import TYPED_EXTENSION_CONFIG, Resource, ResourceCache, Variant
-from xds_server.config import Config, FilterSpec
+from xds_server.config import Config, ConfigError, FilterSpec, parse_filter_spec
 from xds_server.controller._extension import Code, build_extension_config
 from xds_server.controller._modules import ModuleProvider, ResolvedModule
+from xds_server.nodes import AllOf
+from xds_server.state import Revision, SqliteStateStore, StateError
 
 log = structlog.get_logger("xds_server.controller")
+
+FILTER_CHANGES = Counter(
+    "xds_server_filter_changes_total", "Filter changes by action and result", ["action", "result"]
+)
+AUTO_ROLLBACKS = Counter(
+    "xds_server_filter_auto_rollbacks_total", "Rollbacks triggered by a NACK", ["filter"]
+)
 
 
 class FilterError(Exception):
     """A filter change that cannot be applied; the running version stays.
 
-    `name` is the filter, `message` says what was wrong and where.
+    `name` is the filter, `message` says what was wrong and where, `status` the HTTP
+    status that fits (400 invalid, 404 unknown, 409 conflict, 422 module unusable).
     """
 
-    def __init__(self, name: str, message: str) -> None:
+    def __init__(self, name: str, message: str, *, status: int = 422) -> None:
         super().__init__(f"filter {name!r}: {message}")
         self.name = name
         self.message = message
+        self.status = status
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,29 +60,71 @@ class Deployed:
     resource: Resource
 
 
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """Where modules go for `file` and `remote` delivery.
+
+    `module_dir`: directory this server writes modules to (a volume shared with Envoy);
+    `envoy_module_dir`: the same directory as Envoy sees it (default: `module_dir`).
+    `module_base_url`: URL prefix Envoy fetches `/modules/sha256/<hex>` from.
+    """
+
+    module_dir: Path | None = None
+    envoy_module_dir: str | None = None
+    module_base_url: str = "http://127.0.0.1:18080"
+
+
 @dataclass(slots=True)
 class FilterState:
     """What the controller serves for one filter name, and its last failure."""
 
     name: str
+    revision: Revision | None = None
     deployed: tuple[Deployed, ...] = ()
+    base: tuple[Deployed, ...] = ()
     error: str | None = None
     error_at: float | None = None
-    updated_at: float = field(default_factory=time.time)
+    good_revision: int | None = None
+
+    @property
+    def versions(self) -> list[str]:
+        """xDS versions of the current revision, one per spec."""
+        return [d.resource.version for d in self.deployed]
+
+    @property
+    def canary(self) -> bool:
+        """True while a staged rollout waits for `promote`."""
+        return any(d.spec.canary is not None for d in self.deployed)
+
+
+def spec_key(specs: Iterable[FilterSpec]) -> str:
+    """A stable hash of specs' JSON form (what the config file said)."""
+    doc = json.dumps([s.to_dict() for s in specs], sort_keys=True)
+    return hashlib.sha256(doc.encode()).hexdigest()[:32]
 
 
 class Controller:
-    """Keeps the cache's TypedExtensionConfig resources equal to the desired specs.
+    """Keeps the cache's TypedExtensionConfig resources equal to the current revisions.
 
     Concurrency: changes to one name are serialized by a per-name lock; different names
-    resolve concurrently. `apply_config` applies every name of a config.
+    proceed concurrently. Public mutators raise `FilterError` with a clear message.
     """
 
-    def __init__(self, cache: ResourceCache, modules: ModuleProvider) -> None:
+    def __init__(
+        self,
+        cache: ResourceCache,
+        modules: ModuleProvider,
+        state: SqliteStateStore,
+        *,
+        delivery: Delivery | None = None,
+    ) -> None:
         self.cache = cache
         self.modules = modules
+        self.state = state
+        self.delivery = delivery or Delivery()
         self.filters: dict[str, FilterState] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     def _lock(self, name: str) -> asyncio.Lock:
         lock = self._locks.get(name)
@@ -73,16 +132,24 @@ class Controller:
             lock = self._locks[name] = asyncio.Lock()
         return lock
 
-    async def build(self, spec: FilterSpec) -> Deployed:
-        """Resolve and verify the module of `spec` and build its resource."""
-        try:
-            module = await self.modules.module_for(spec)
-        except Exception as exc:
-            raise FilterError(spec.name, str(exc)) from exc
-        if spec.sha256 and module.sha256 != spec.sha256:
+    # -- building -------------------------------------------------------------------
+
+    async def build(self, spec: FilterSpec, *, digest: str | None = None) -> Deployed:
+        """Resolve and verify the module of `spec` (by `digest` from the store when
+        given and present) and build its resource."""
+        module = None
+        if digest is not None:
+            module = self.modules.stored(digest)
+        if module is None:
+            try:
+                module = await self.modules.module_for(spec)
+            except Exception as exc:
+                raise FilterError(spec.name, f"module {spec.source.location}: {exc}") from exc
+        pin = digest or spec.sha256
+        if pin and module.sha256 != pin:
             raise FilterError(
                 spec.name,
-                f"module sha256 {module.sha256} does not match the pinned sha256 {spec.sha256} "
+                f"module sha256 {module.sha256} does not match the expected sha256 {pin} "
                 f"(source {module.reference})",
             )
         root_id = spec.root_id or (module.root_ids[0] if module.root_ids else "")
@@ -92,61 +159,312 @@ class Controller:
         return Deployed(spec=spec, module=module, resource=resource)
 
     def _code(self, spec: FilterSpec, module: ResolvedModule) -> Code:
+        if spec.delivery == "remote":
+            base = self.delivery.module_base_url.rstrip("/")
+            return Code(sha256=module.sha256, url=f"{base}/modules/sha256/{module.sha256}")
+        if spec.delivery == "file":
+            directory = self.delivery.module_dir
+            if directory is None:
+                raise FilterError(spec.name, "delivery 'file' needs server.module_dir in the config",
+                                  status=400)
+            directory.mkdir(parents=True, exist_ok=True)
+            target = directory / f"{module.sha256}.wasm"
+            if not target.exists():
+                tmp = directory / f".{module.sha256}.tmp"
+                shutil.copyfile(module.path, tmp)
+                tmp.replace(target)
+            envoy_dir = self.delivery.envoy_module_dir or str(directory)
+            return Code(sha256=module.sha256, filename=f"{envoy_dir.rstrip('/')}/{target.name}")
         return Code(sha256=module.sha256, inline=module.read_bytes())
 
-    async def set_filter(self, name: str, specs: Sequence[FilterSpec]) -> FilterState:
-        """Serve `specs` (all of name `name`) or, if any fails, keep what was served.
+    async def _build_all(self, specs: Sequence[FilterSpec],
+                         digests: Sequence[str | None] = ()) -> tuple[Deployed, ...]:
+        pins = list(digests) + [None] * (len(specs) - len(digests))
+        return tuple(await asyncio.gather(*(self.build(s, digest=d) for s, d in zip(specs, pins, strict=True))))
 
-        Raises `FilterError` on failure after recording it in the filter's state.
-        An empty `specs` removes the filter.
+    def _publish(self, name: str, deployed: Sequence[Deployed], base: Sequence[Deployed]) -> None:
+        variants: list[Variant] = []
+        for d in deployed:
+            if d.spec.canary is not None:
+                variants.append(Variant(AllOf((d.spec.canary, d.spec.selector)), d.resource))
+        variants += [Variant(b.spec.selector, b.resource) for b in base]
+        variants += [Variant(d.spec.selector, d.resource) for d in deployed if d.spec.canary is None]
+        self.cache.set(TYPED_EXTENSION_CONFIG, name, variants)
+        self.modules.pin(self._digests_in_use())
+
+    def _digests_in_use(self) -> list[str]:
+        return [d.module.sha256 for f in self.filters.values() for d in (*f.deployed, *f.base)]
+
+    # -- changes --------------------------------------------------------------------
+
+    async def deploy(
+        self,
+        name: str,
+        specs: Sequence[FilterSpec],
+        *,
+        author: str,
+        action: str = "deploy",
+        summary: str = "",
+        digests: Sequence[str | None] = (),
+        config_hash: str | None = None,
+    ) -> FilterState:
+        """Make `specs` the filter's new revision, or raise and change nothing.
+
+        A change whose content equals the current revision records nothing new.
+        A spec with a `canary` selector is served to canary nodes only; other nodes keep
+        the current revision until `promote`.
         """
+        if not specs:
+            raise FilterError(name, "no specs given", status=400)
+        for s in specs:
+            if s.name != name:
+                raise FilterError(name, f"spec names filter {s.name!r}, not {name!r}", status=400)
         async with self._lock(name):
             state = self.filters.get(name) or FilterState(name=name)
             try:
-                deployed = tuple(await asyncio.gather(*(self.build(s) for s in specs)))
+                deployed = await self._build_all(specs, digests)
             except FilterError as exc:
                 state.error, state.error_at = exc.message, time.time()
-                if state.deployed or name in self.filters:
+                if name in self.filters:
                     self.filters[name] = state
-                log.error("filter_rejected", filter=name, error=exc.message,
-                          serving=[d.resource.version for d in state.deployed])
+                FILTER_CHANGES.labels(action, "rejected").inc()
+                log.error("filter_rejected", filter=name, action=action, error=exc.message,
+                          serving=state.versions, author=author)
                 raise
-            variants = [Variant(d.spec.selector, d.resource) for d in deployed]
-            changed = self.cache.set(TYPED_EXTENSION_CONFIG, name, variants)
-            if not specs:
-                self.filters.pop(name, None)
-                log.info("filter_removed", filter=name)
-                return FilterState(name=name)
-            state.deployed, state.error, state.error_at = deployed, None, None
-            if changed:
-                state.updated_at = time.time()
-                for d in deployed:
-                    log.info("filter_version", filter=name, version=d.resource.version,
-                             digest=d.module.sha256, source=d.module.reference,
-                             selector=d.spec.selector.describe())
+            base: tuple[Deployed, ...] = ()
+            if any(d.spec.canary is not None for d in deployed):
+                base = state.base if state.canary else tuple(
+                    d for d in state.deployed if d.spec.canary is None
+                )
+            same = (
+                state.revision is not None
+                and [d.resource.version for d in deployed] == state.versions
+                and [d.spec.to_dict() for d in deployed] == [d.spec.to_dict() for d in state.deployed]
+            )
+            if same:
+                if config_hash is not None:
+                    self.state.set_config_hash(name, config_hash)
+                state.error = state.error_at = None
+                return state
+            try:
+                revision = self.state.append(
+                    name, author=author, action=action,
+                    summary=summary or _summary(state, deployed),
+                    specs=[d.spec.to_dict() for d in deployed],
+                    digests=[d.module.sha256 for d in deployed],
+                    versions=[d.resource.version for d in deployed],
+                    base_revision=state.revision.revision if base and state.revision else None,
+                    config_hash=config_hash,
+                )
+            except StateError as exc:
+                FILTER_CHANGES.labels(action, "error").inc()
+                raise FilterError(name, str(exc), status=503) from exc
+            state.revision, state.deployed, state.base = revision, deployed, base
+            state.error = state.error_at = None
             self.filters[name] = state
+            self._publish(name, deployed, base)
+            FILTER_CHANGES.labels(action, "applied").inc()
+            for d in deployed:
+                log.info("filter_version", filter=name, revision=revision.revision, action=action,
+                         version=d.resource.version, digest=d.module.sha256, author=author,
+                         source=d.module.reference, selector=d.spec.selector.describe(),
+                         canary=d.spec.canary.describe() if d.spec.canary else None)
             return state
 
-    async def apply_config(self, config: Config) -> list[FilterError]:
-        """Make the served filters those of `config`. Returns the names that failed.
+    async def delete(self, name: str, *, author: str, config_managed: bool = False) -> Revision:
+        """Stop serving the filter; recorded as a revision with no specs."""
+        async with self._lock(name):
+            state = self.filters.get(name)
+            if state is None:
+                raise FilterError(name, "no such filter", status=404)
+            try:
+                revision = self.state.append(
+                    name, author=author, action="delete", summary="deleted", specs=[],
+                    digests=[], versions=[], config_hash=None if config_managed else None,
+                )
+            except StateError as exc:
+                raise FilterError(name, str(exc), status=503) from exc
+            del self.filters[name]
+            self.cache.delete(TYPED_EXTENSION_CONFIG, name)
+            self.modules.pin(self._digests_in_use())
+            FILTER_CHANGES.labels("delete", "applied").inc()
+            log.info("filter_removed", filter=name, revision=revision.revision, author=author)
+            return revision
 
-        Names absent from `config` are removed; a name that fails keeps its old version.
+    def _specs_of(self, revision: Revision) -> list[FilterSpec]:
+        try:
+            return [parse_filter_spec(s, where=f"revision {revision.revision} of {revision.filter}")
+                    for s in revision.specs]
+        except ConfigError as exc:
+            raise FilterError(revision.filter, str(exc), status=500) from exc
+
+    async def rollback(self, name: str, *, author: str, to: int | None = None,
+                       action: str = "rollback", reason: str = "") -> FilterState:
+        """Serve an earlier revision's content again, as a new revision.
+
+        `to`: a revision number; default: the newest earlier revision whose content
+        differs from the current one. Its modules come from the store by digest.
+        """
+        state = self.filters.get(name)
+        current = state.revision if state else self.state.current(name)
+        if current is None:
+            raise FilterError(name, "no such filter", status=404)
+        if to is not None:
+            target = self.state.get(name, to)
+            if target is None or target.deleted:
+                raise FilterError(name, f"no revision {to} with content to roll back to", status=404)
+        else:
+            target = next(
+                (r for r in self.state.history(name, limit=1000)
+                 if r.revision < current.revision and not r.deleted and r.versions != current.versions),
+                None,
+            )
+            if target is None:
+                raise FilterError(name, "no earlier revision to roll back to", status=409)
+        specs = self._specs_of(target)
+        summary = f"rollback to revision {target.revision}" + (f": {reason}" if reason else "")
+        return await self.deploy(name, specs, author=author, action=action, summary=summary,
+                                 digests=target.digests)
+
+    async def promote(self, name: str, *, author: str) -> FilterState:
+        """Widen a canary revision to its full selectors."""
+        state = self.filters.get(name)
+        if state is None:
+            raise FilterError(name, "no such filter", status=404)
+        if not state.canary:
+            raise FilterError(name, "no canary to promote: the current revision serves every "
+                              "targeted node already", status=409)
+        specs = [replace(d.spec, canary=None) for d in state.deployed]
+        return await self.deploy(name, specs, author=author, action="promote",
+                                 summary="promoted canary to all targeted nodes",
+                                 digests=[d.module.sha256 for d in state.deployed])
+
+    # -- start-up and config --------------------------------------------------------
+
+    async def restore(self) -> list[FilterError]:
+        """Serve every filter's current revision from the state store, modules by digest.
+
+        Versions derive from content, so what is served equals what was served before
+        the restart, and Envoy reloads nothing.
+        """
+        errors: list[FilterError] = []
+        for rev in self.state.current_all():
+            try:
+                deployed = await self._build_all(self._specs_of(rev), rev.digests)
+                base: tuple[Deployed, ...] = ()
+                if rev.base_revision is not None:
+                    base_rev = self.state.get(rev.filter, rev.base_revision)
+                    if base_rev is not None and not base_rev.deleted:
+                        base = tuple(d for d in await self._build_all(
+                            self._specs_of(base_rev), base_rev.digests) if d.spec.canary is None)
+            except FilterError as exc:
+                errors.append(exc)
+                self.filters[rev.filter] = FilterState(
+                    name=rev.filter, revision=rev, error=exc.message, error_at=time.time()
+                )
+                log.error("filter_restore_failed", filter=rev.filter, revision=rev.revision,
+                          error=exc.message)
+                continue
+            self.filters[rev.filter] = FilterState(name=rev.filter, revision=rev,
+                                                   deployed=deployed, base=base)
+            self._publish(rev.filter, deployed, base)
+            log.info("filter_restored", filter=rev.filter, revision=rev.revision,
+                     versions=[d.resource.version for d in deployed])
+        return errors
+
+    async def apply_config(self, config: Config, *, author: str = "config") -> list[FilterError]:
+        """Apply what the config file says, name by name, where it changed.
+
+        A name whose specs equal what the file said last time is left alone (so changes
+        made through the API survive a restart). A name the file no longer lists is
+        removed if it came from the file. Returns the names that failed.
         """
         by_name: dict[str, list[FilterSpec]] = {}
         for spec in config.filters:
             by_name.setdefault(spec.name, []).append(spec)
-        for gone in set(self.filters) - set(by_name):
-            by_name[gone] = []
-        results = await asyncio.gather(
-            *(self.set_filter(n, s) for n, s in sorted(by_name.items())), return_exceptions=True
-        )
-        errors = [r for r in results if isinstance(r, FilterError)]
+        known = self.state.config_hashes()
+        jobs: list[Coroutine[Any, Any, object]] = []
+        for name, specs in sorted(by_name.items()):
+            key = spec_key(specs)
+            if known.get(name) == key and name in self.filters and self.filters[name].deployed:
+                continue
+            jobs.append(self.deploy(name, specs, author=author, action="config",
+                                    summary="from the configuration file", config_hash=key))
+        for name, old_key in known.items():
+            if old_key is not None and name not in by_name and name in self.filters:
+                jobs.append(self.delete(name, author=author, config_managed=True))
+        results = await asyncio.gather(*jobs, return_exceptions=True)
         for r in results:
             if isinstance(r, BaseException) and not isinstance(r, FilterError):
                 raise r
-        return errors
+        return [r for r in results if isinstance(r, FilterError)]
+
+    # -- NACK policy ----------------------------------------------------------------
+
+    def on_proxy_report(self, kind: str, node_id: str, resources: dict[str, str],
+                        message: str, acked_everywhere: Any) -> None:
+        """React to an ACK or NACK (called from status events; never blocks).
+
+        ACK: the revision becomes the filter's last good one once every connected proxy
+        sent it has ACKed it. NACK of the current revision with `on_nack: rollback`:
+        go back to the last good revision, once.
+        """
+        for name, version in resources.items():
+            state = self.filters.get(name)
+            if state is None or state.revision is None or version not in state.versions:
+                continue
+            if kind == "ack":
+                if acked_everywhere(name, state.versions):
+                    state.good_revision = state.revision.revision
+            elif kind == "nack":
+                policy = next((d.spec.on_nack for d in state.deployed
+                               if d.resource.version == version), "keep")
+                log.warning("filter_nacked", filter=name, version=version, node_id=node_id,
+                            revision=state.revision.revision, error=message, on_nack=policy)
+                if policy != "rollback":
+                    continue
+                good = state.good_revision
+                if good is None or good == state.revision.revision:
+                    log.error("auto_rollback_impossible", filter=name,
+                              reason="no earlier revision was ACKed by every proxy")
+                    continue
+                bad = state.revision.revision
+                reason = f"NACK from {node_id} of revision {bad}: {message}"
+                task = asyncio.ensure_future(self._auto_rollback(name, bad, good, reason))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _auto_rollback(self, name: str, bad: int, good: int, reason: str) -> None:
+        state = self.filters.get(name)
+        if state is None or state.revision is None or state.revision.revision != bad:
+            return  # already moved on: roll back once
+        try:
+            await self.rollback(name, author="system:on_nack", to=good, action="auto-rollback",
+                                reason=reason)
+        except FilterError as exc:
+            log.error("auto_rollback_failed", filter=name, error=exc.message)
+            return
+        AUTO_ROLLBACKS.labels(name).inc()
+        log.warning("auto_rollback", filter=name, from_revision=bad, to_revision=good, reason=reason)
 
     @property
     def ready(self) -> bool:
         """True when every desired filter has a module and is being served."""
         return all(s.deployed for s in self.filters.values())
+
+
+def _summary(state: FilterState, deployed: Sequence[Deployed]) -> str:
+    before = {d.spec.selector.describe(): d for d in state.deployed}
+    parts = []
+    for d in deployed:
+        old = before.get(d.spec.selector.describe())
+        what = f"module {d.module.sha256[:12]} from {d.module.reference}"
+        if old is None:
+            parts.append(f"new spec for {d.spec.selector.describe()}: {what}")
+        elif old.module.sha256 != d.module.sha256:
+            parts.append(f"module {old.module.sha256[:12]} -> {d.module.sha256[:12]}")
+        elif old.resource.version != d.resource.version:
+            parts.append("settings changed (same module)")
+        if d.spec.canary is not None:
+            parts.append(f"canary {d.spec.canary.describe()}")
+    return "; ".join(parts) or "no change"

@@ -45,6 +45,14 @@ class ModuleProvider(Protocol):
         """Fetch (or find cached) and verify the module `spec` names."""
         ...
 
+    def stored(self, sha256: str) -> ResolvedModule | None:
+        """A module already in the store by digest (no network), or None."""
+        ...
+
+    def pin(self, digests: list[str]) -> None:
+        """Modules in use: never evicted."""
+        ...
+
     def module_path(self, sha256: str) -> Path | None:
         """The stored file of a module by digest, or None."""
         ...

@@ -7,7 +7,7 @@ from typing import Literal
 
 from xds_server.config import Config, FilterSpec
 from xds_server.controller._modules import ResolvedModule
-from xds_server.wasm import ModuleSource, ModuleStore, RegistrySettings
+from xds_server.wasm import Module, ModuleSource, ModuleStore, RegistrySettings
 
 
 class StoreModules:
@@ -60,18 +60,31 @@ class StoreModules:
             ModuleSource(kind=kind, location=src.location,
                          sha256=src.sha256 or spec.sha256, pull_policy=pull)
         )
-        return ResolvedModule(
-            sha256=module.sha256,
-            size=module.size,
-            path=module.path,
-            layout=module.layout,
-            reference=module.reference,
-            root_ids=tuple(module.root_ids),
-            manifest_digest=module.manifest_digest,
-            annotations=dict(module.annotations),
-        )
+        return _resolved(module)
+
+    def stored(self, sha256: str) -> ResolvedModule | None:
+        """A module already in the store by digest (no network), or None."""
+        module = self.store.get(sha256)
+        return _resolved(module) if module is not None else None
+
+    def pin(self, digests: list[str]) -> None:
+        """Modules in use: never evicted."""
+        self.store.pin(digests)
 
     def module_path(self, sha256: str) -> Path | None:
         """The stored file of a module by digest, or None."""
         module = self.store.get(sha256)
         return module.path if module is not None else None
+
+
+def _resolved(module: Module) -> ResolvedModule:
+    return ResolvedModule(
+        sha256=module.sha256,
+        size=module.size,
+        path=module.path,
+        layout=module.layout,
+        reference=module.reference,
+        root_ids=tuple(module.root_ids),
+        manifest_digest=module.manifest_digest,
+        annotations=dict(module.annotations),
+    )

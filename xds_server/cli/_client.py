@@ -1,0 +1,220 @@
+"""A small typed client of the admin HTTP API (``/api/v1``), on aiohttp.
+
+One :class:`AdminClient` per event loop; use it as an async context manager::
+
+    async with AdminClient("http://127.0.0.1:18080", actor="ops@host") as client:
+        view = await client.put_filter("add-header", {"name": "add-header", ...})
+
+Every method returns the server's decoded JSON document unchanged. Failures raise a
+subclass of :class:`AdminError`: :class:`AdminHTTPError` for an error answer (with the
+server's message), :class:`AdminConnectionError` when the server cannot be reached.
+Mutating requests (PUT, POST, DELETE) carry ``X-Actor`` when an actor is given; every
+request carries ``Authorization: Bearer`` when a token is given.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import socket
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+from yarl import URL
+
+__all__ = [
+    "DEFAULT_SERVER_URL",
+    "AdminClient",
+    "AdminConnectionError",
+    "AdminError",
+    "AdminHTTPError",
+    "JSONObject",
+    "default_actor",
+]
+
+DEFAULT_SERVER_URL = "http://127.0.0.1:18080"
+
+JSONObject = dict[str, Any]
+"""A decoded JSON object, as the server sent it."""
+
+_MUTATING = frozenset({"PUT", "POST", "DELETE", "PATCH"})
+
+
+class AdminError(Exception):
+    """Base of every failure talking to the admin API."""
+
+
+class AdminHTTPError(AdminError):
+    """The server answered with an error status.
+
+    ``message`` is the server's ``error.message`` when the body is the API's error JSON,
+    else the HTTP reason and a short excerpt of the body.
+    """
+
+    def __init__(self, status: int, message: str, body: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.body = body
+
+
+class AdminConnectionError(AdminError):
+    """The server could not be reached (refused, unresolvable, timed out)."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"cannot reach xds-server at {url}: {reason}")
+        self.url = url
+        self.reason = reason
+
+
+def default_actor() -> str:
+    """``user@hostname`` of the person running the command, for ``X-Actor``."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry and no USER variable (containers)
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+class AdminClient:
+    """Calls the admin HTTP API of one xds-server.
+
+    ``base_url`` is the admin address (``http://host:port``); ``token`` is sent as a
+    bearer token; ``actor`` (``user@host``) as ``X-Actor`` on mutating requests;
+    ``timeout`` bounds each whole request in seconds. Not safe to share across event
+    loops; methods may run concurrently on one loop.
+    """
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_SERVER_URL,
+        *,
+        token: str | None = None,
+        actor: str | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+        self.actor = actor
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> AdminClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the HTTP session; the client may not be used afterwards."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # -- the API ---------------------------------------------------------------------------
+
+    async def list_filters(self) -> JSONObject:
+        """``GET /api/v1/filters`` -> ``{"filters": [FilterView]}``."""
+        return await self.request("GET", "/api/v1/filters")
+
+    async def get_filter(self, name: str) -> JSONObject:
+        """``GET /api/v1/filters/{name}`` -> FilterView."""
+        return await self.request("GET", _filter_path(name))
+
+    async def put_filter(self, name: str, specs: JSONObject | list[JSONObject]) -> JSONObject:
+        """``PUT /api/v1/filters/{name}`` with one spec or a list (sent as ``{"specs": [...]}``).
+
+        Returns the new FilterView. 400 (invalid spec) and 422 (module not fetched or
+        not verified) raise :class:`AdminHTTPError`; the running version stays.
+        """
+        body: JSONObject = {"specs": specs} if isinstance(specs, list) else specs
+        return await self.request("PUT", _filter_path(name), body)
+
+    async def delete_filter(self, name: str) -> JSONObject:
+        """``DELETE /api/v1/filters/{name}`` -> ``{"deleted": name, "revision": N}``."""
+        return await self.request("DELETE", _filter_path(name))
+
+    async def history(self, name: str, *, limit: int | None = None) -> JSONObject:
+        """``GET /api/v1/filters/{name}/history`` -> ``{"name", "history": [...]}``, newest first."""
+        query = {} if limit is None else {"limit": str(limit)}
+        return await self.request("GET", _filter_path(name, "history"), query=query)
+
+    async def rollback(self, name: str, *, to: int | None = None) -> JSONObject:
+        """``POST /api/v1/filters/{name}/rollback`` to the previous or the given revision."""
+        body: JSONObject = {} if to is None else {"to": to}
+        return await self.request("POST", _filter_path(name, "rollback"), body)
+
+    async def promote(self, name: str) -> JSONObject:
+        """``POST /api/v1/filters/{name}/promote``: widen a canary to the full selector."""
+        return await self.request("POST", _filter_path(name, "promote"), {})
+
+    async def list_proxies(self) -> JSONObject:
+        """``GET /api/v1/proxies`` -> ``{"proxies": [...]}``."""
+        return await self.request("GET", "/api/v1/proxies")
+
+    # -- transport -------------------------------------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        query: dict[str, str] | None = None,
+    ) -> JSONObject:
+        """Send one request (``path`` already URL-encoded) and return the decoded JSON."""
+        url = URL(self.base_url + path, encoded=True)
+        if query:
+            url = url.with_query(query)
+        headers = {"Accept": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        if self.actor and method.upper() in _MUTATING:
+            headers["X-Actor"] = self.actor
+        data: bytes | None = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        try:
+            async with self._session.request(method, url, data=data, headers=headers) as resp:
+                raw = await resp.read()
+                status = resp.status
+                reason = resp.reason or ""
+        except (aiohttp.ClientConnectionError, OSError) as exc:
+            raise AdminConnectionError(self.base_url, str(exc) or type(exc).__name__) from exc
+        except TimeoutError as exc:
+            raise AdminConnectionError(self.base_url, "timed out") from exc
+        return _decode(status, reason, raw)
+
+
+def _filter_path(name: str, action: str | None = None) -> str:
+    # Names may contain '/', so it is escaped: one path segment per name.
+    path = f"/api/v1/filters/{quote(name, safe='')}"
+    return f"{path}/{action}" if action else path
+
+
+def _decode(status: int, reason: str, raw: bytes) -> JSONObject:
+    try:
+        doc: Any = json.loads(raw) if raw else {}
+    except ValueError:
+        doc = None
+    if status >= 400:
+        if isinstance(doc, dict) and isinstance(doc.get("error"), dict):
+            message = str(doc["error"].get("message") or reason)
+        else:
+            excerpt = raw[:200].decode("utf-8", "replace").strip()
+            message = f"HTTP {status} {reason}" + (f": {excerpt}" if excerpt else "")
+        raise AdminHTTPError(status, message, doc)
+    if not isinstance(doc, dict):
+        excerpt = raw[:200].decode("utf-8", "replace").strip()
+        raise AdminHTTPError(status, f"expected a JSON object from the server, got: {excerpt!r}")
+    return doc

@@ -1,0 +1,663 @@
+"""Operator commands over the admin HTTP API: deploy, apply, rollback, promote, history,
+status, delete, filters.
+
+Every command takes ``--server URL`` (default ``$XDS_SERVER_URL`` or
+``http://127.0.0.1:18080``), ``--token`` (default ``$XDS_SERVER_TOKEN``, sent as a bearer
+token) and ``--output table|json``. With ``json`` the server's answer is printed as one
+pretty JSON document. Errors print ``error: <message>`` on stderr and exit 1. Mutating
+requests carry ``X-Actor: user@hostname``, recorded by the server in the filter history.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from xds_server.cli._client import (
+    DEFAULT_SERVER_URL,
+    AdminClient,
+    AdminError,
+    AdminHTTPError,
+    JSONObject,
+    default_actor,
+)
+from xds_server.cli._table import RED, Column, render_table, truncate
+
+__all__ = ["parse_selector", "register"]
+
+SERVER_ENV = "XDS_SERVER_URL"
+TOKEN_ENV = "XDS_SERVER_TOKEN"
+TABLE_WIDTH = 100
+
+_GLOB_KEYS = ("node_id", "cluster")
+
+
+# -- argument types -------------------------------------------------------------------------
+
+
+def parse_selector(text: str) -> JSONObject:
+    """``cluster=prod-*,role=edge`` -> ``{"cluster": "prod-*", "metadata": {"role": "edge"}}``.
+
+    ``node_id`` and ``cluster`` are globs; any other key is an exact metadata match
+    (dotted keys reach into nested metadata). ``""`` or ``*`` selects every node.
+    """
+    out: JSONObject = {}
+    metadata: dict[str, str] = {}
+    text = text.strip()
+    if text in ("", "*"):
+        return out
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise argparse.ArgumentTypeError(
+                f"bad selector part {part.strip()!r}: expected key=value "
+                "(node_id=GLOB, cluster=GLOB, or a metadata key)"
+            )
+        value = value.strip()
+        target: dict[str, Any] = out if key in _GLOB_KEYS else metadata
+        if key in target:
+            raise argparse.ArgumentTypeError(f"selector key {key!r} given twice")
+        target[key] = value
+    if metadata:
+        out["metadata"] = metadata
+    return out
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {n}")
+    return n
+
+
+# -- registration ---------------------------------------------------------------------------
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the admin subcommands; each sets ``func(args) -> int``."""
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("server")
+    group.add_argument(
+        "--server", metavar="URL", default=None,
+        help=f"admin API of the xds-server (default ${SERVER_ENV} or {DEFAULT_SERVER_URL})",
+    )
+    group.add_argument(
+        "--token", default=None, help=f"bearer token for the admin API (default ${TOKEN_ENV})"
+    )
+    group.add_argument(
+        "--output", "-o", choices=("table", "json"), default="table",
+        help="table for people (default), json for scripts",
+    )
+
+    p = subparsers.add_parser(
+        "deploy", parents=[common], help="deploy a wasm filter (replaces all its specs)",
+        description="PUT one filter spec. The filter's previous specs are replaced; the "
+        "running version stays if the module cannot be fetched or verified.",
+    )
+    p.add_argument("name", metavar="NAME", help="filter name (the ECDS resource name)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--image", metavar="REF", help="OCI image reference")
+    source.add_argument("--url", metavar="URL", help="HTTP(S) URL of the module (needs --sha256)")
+    source.add_argument(
+        "--file", metavar="PATH",
+        help="module file on the server's host (made absolute against the current directory)",
+    )
+    p.add_argument(
+        "--sha256", metavar="HEX",
+        help="sha256 of the module bytes: required with --url, a pin otherwise",
+    )
+    p.add_argument(
+        "--config", metavar="JSON_OR_STRING",
+        help="plugin configuration: a JSON object or array, else sent as a string",
+    )
+    p.add_argument(
+        "--selector", metavar="SEL", type=parse_selector,
+        help="nodes to serve: comma-separated key=value; node_id and cluster are globs, "
+        "other keys match metadata (e.g. cluster=prod-*,role=edge)",
+    )
+    p.add_argument(
+        "--canary", metavar="SEL", type=parse_selector,
+        help="serve the new version to these nodes first; `promote` widens it",
+    )
+    p.add_argument("--root-id", metavar="ID")
+    p.add_argument("--vm-id", metavar="ID")
+    p.add_argument(
+        "--env", metavar="K=V", type=_key_value, action="append",
+        help="environment variable of the VM (repeatable)",
+    )
+    p.add_argument(
+        "--failure-policy", type=str.upper, choices=("FAIL_CLOSED", "FAIL_OPEN", "FAIL_RELOAD")
+    )
+    p.add_argument("--delivery", choices=("inline", "remote", "file"))
+    p.add_argument("--pull-policy", choices=("IfNotPresent", "Always"))
+    p.add_argument("--on-nack", choices=("keep", "rollback"))
+    p.add_argument("--type", choices=("http", "network"))
+    p.set_defaults(func=run_deploy)
+
+    p = subparsers.add_parser(
+        "apply", parents=[common], help="deploy the filters of a YAML or JSON file",
+        description="FILE holds one spec, a list of specs, or `filters: [...]` like the "
+        "server's config file. Specs are grouped by name; each name is PUT with all of "
+        "its specs. Relative `source.file` paths are taken relative to FILE.",
+    )
+    p.add_argument("-f", "--filename", dest="file", required=True, metavar="FILE",
+                   help="YAML or JSON file, or - for stdin")
+    p.set_defaults(func=run_apply)
+
+    p = subparsers.add_parser(
+        "rollback", parents=[common], help="go back to the previous or a given revision",
+        description="Creates a new revision whose content equals the old one.",
+    )
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--to", metavar="REVISION", type=_positive_int,
+                   help="revision to return to (default: the previous one)")
+    p.set_defaults(func=run_rollback)
+
+    p = subparsers.add_parser(
+        "promote", parents=[common], help="widen a canary deploy to its full selector"
+    )
+    p.add_argument("name", metavar="NAME")
+    p.set_defaults(func=run_promote)
+
+    p = subparsers.add_parser("history", parents=[common], help="revisions of a filter")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--limit", metavar="N", type=_positive_int, default=None,
+                   help="show the N newest revisions")
+    p.set_defaults(func=run_history)
+
+    p = subparsers.add_parser(
+        "status", parents=[common], help="which proxy runs which filter version; NACKs",
+    )
+    p.set_defaults(func=run_status)
+
+    p = subparsers.add_parser("delete", parents=[common], help="stop serving a filter")
+    p.add_argument("name", metavar="NAME")
+    p.set_defaults(func=run_delete)
+
+    p = subparsers.add_parser("filters", parents=[common], help="list the served filters")
+    p.set_defaults(func=run_filters)
+
+
+# -- plumbing -------------------------------------------------------------------------------
+
+
+def _call(args: argparse.Namespace, work: Callable[[AdminClient], Awaitable[int]]) -> int:
+    """Run ``work`` with a client for ``args``; an API error is one line on stderr, exit 1."""
+    server = args.server or os.environ.get(SERVER_ENV) or DEFAULT_SERVER_URL
+    token = args.token or os.environ.get(TOKEN_ENV) or None
+
+    async def main() -> int:
+        async with AdminClient(server, token=token, actor=default_actor()) as client:
+            return await work(client)
+
+    try:
+        return asyncio.run(main())
+    except AdminError as exc:
+        _error(str(exc))
+        return 1
+
+
+def _error(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+
+
+def _print_json(doc: Any) -> None:
+    print(json.dumps(doc, indent=2))
+
+
+def _use_color(stream: TextIO) -> bool:
+    return stream.isatty() and not os.environ.get("NO_COLOR")
+
+
+def _when(ts: Any) -> str:
+    if not isinstance(ts, int | float):
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def _age(seconds: float) -> str:
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m"
+    if s < 86400:
+        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+    return f"{s // 86400}d{(s % 86400) // 3600}h"
+
+
+def _short(digest: Any, n: int = 12) -> str:
+    if not digest:
+        return "-"
+    return str(digest).removeprefix("sha256:")[:n]
+
+
+def _describe_selector(sel: Any) -> str:
+    """The ``--selector`` syntax for a selector dict; ``*`` when it selects every node."""
+    if not isinstance(sel, dict):
+        return "*"
+    parts = [f"{k}={sel[k]}" for k in _GLOB_KEYS if sel.get(k) not in (None, "", "*")]
+    meta = sel.get("metadata") or {}
+    if isinstance(meta, dict):
+        parts += [f"{k}={v}" for k, v in sorted(meta.items())]
+    return ",".join(parts) or "*"
+
+
+def _describe_source(spec: JSONObject) -> str:
+    source = spec.get("source")
+    if isinstance(source, str):
+        return f"image {source}"
+    if isinstance(source, dict):
+        for kind in ("image", "url", "file"):
+            if source.get(kind):
+                return f"{kind} {source[kind]}"
+    return "-"
+
+
+def _describe_filter(view: JSONObject) -> str:
+    """A few lines about one FilterView: revision, who, then one line per spec."""
+    name = view.get("name", "?")
+    head = f"{name}: revision {view.get('revision', '?')}"
+    who = [str(view[k]) for k in ("action", "author") if view.get(k)]
+    if who:
+        head += f" ({' by '.join(who)})"
+    if view.get("canary"):
+        head += ", canary"
+    lines = [head]
+    for spec in view.get("specs") or []:
+        module = spec.get("module") or {}
+        line = (
+            f"  {_describe_selector(spec.get('selector'))}: version {spec.get('version', '-')}"
+            f", sha256 {_short(module.get('sha256') or spec.get('sha256'))}"
+            f", {_describe_source(spec)}"
+        )
+        if spec.get("canary") is not None:
+            line += f", canary {_describe_selector(spec.get('canary'))}"
+        lines.append(line)
+    if view.get("error"):
+        lines.append(f"  error: {view['error']}")
+    return "\n".join(lines)
+
+
+def _print_view(args: argparse.Namespace, view: JSONObject) -> None:
+    if args.output == "json":
+        _print_json(view)
+    else:
+        print(_describe_filter(view))
+
+
+# -- deploy / apply -------------------------------------------------------------------------
+
+
+def build_deploy_spec(args: argparse.Namespace) -> JSONObject:
+    """The spec body of ``deploy``: only the fields given on the command line."""
+    if args.url and not args.sha256:
+        raise AdminError("--url needs --sha256 HEX (the sha256 of the module bytes)")
+    spec: JSONObject = {"name": args.name}
+    if args.image:
+        spec["source"] = {"image": args.image}
+    elif args.url:
+        spec["source"] = {"url": args.url, "sha256": args.sha256}
+    else:
+        spec["source"] = {"file": os.path.abspath(args.file)}
+    if args.sha256 and not args.url:
+        spec["sha256"] = args.sha256
+    if args.config is not None:
+        spec["configuration"] = _configuration(args.config)
+    if args.selector is not None:
+        spec["selector"] = args.selector
+    if args.canary is not None:
+        spec["canary"] = args.canary
+    optional = {
+        "root_id": args.root_id, "vm_id": args.vm_id, "failure_policy": args.failure_policy,
+        "delivery": args.delivery, "pull_policy": args.pull_policy, "on_nack": args.on_nack,
+        "type": args.type,
+    }
+    spec.update({k: v for k, v in optional.items() if v is not None})
+    if args.env:
+        spec["env"] = dict(args.env)
+    return spec
+
+
+def _configuration(text: str) -> Any:
+    """A JSON object or array is sent parsed; anything else as the string itself."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return value if isinstance(value, dict | list) else text
+
+
+def run_deploy(args: argparse.Namespace) -> int:
+    """``deploy NAME``: PUT one spec built from the flags."""
+    try:
+        spec = build_deploy_spec(args)
+    except AdminError as exc:
+        _error(str(exc))
+        return 1
+
+    async def work(client: AdminClient) -> int:
+        _print_view(args, await client.put_filter(args.name, spec))
+        return 0
+
+    return _call(args, work)
+
+
+def load_specs(path: str) -> dict[str, list[JSONObject]]:
+    """Specs of an apply file grouped by name, in file order. Raises ``AdminError``."""
+    if path == "-":
+        text, where, base = sys.stdin.read(), "<stdin>", Path.cwd()
+    else:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise AdminError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        where, base = path, Path(path).resolve().parent
+    try:
+        doc: Any = json.loads(text)
+    except ValueError:
+        try:
+            doc = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise AdminError(f"{where}: not valid YAML or JSON: {exc}") from exc
+    if isinstance(doc, dict) and "filters" in doc:
+        specs, prefix = doc["filters"], "filters"
+        if not isinstance(specs, list):
+            raise AdminError(f"{where}: filters: must be a list of filter specs")
+    elif isinstance(doc, list):
+        specs, prefix = doc, ""
+    elif isinstance(doc, dict):
+        specs, prefix = [doc], None
+    else:
+        raise AdminError(f"{where}: expected a filter spec, a list of specs, or filters: [...]")
+    grouped: dict[str, list[JSONObject]] = {}
+    for i, spec in enumerate(specs):
+        at = f"{where}: " + ("" if prefix is None else f"{prefix}[{i}]: ")
+        if not isinstance(spec, dict):
+            raise AdminError(f"{at}must be a mapping (a filter spec)")
+        name = spec.get("name")
+        if not isinstance(name, str) or not name:
+            raise AdminError(f"{at}name: is required")
+        grouped.setdefault(name, []).append(_resolve_file(spec, base))
+    if not grouped:
+        raise AdminError(f"{where}: no filter specs")
+    return grouped
+
+
+def _resolve_file(spec: JSONObject, base: Path) -> JSONObject:
+    source = spec.get("source")
+    if isinstance(source, dict) and isinstance(source.get("file"), str):
+        p = Path(source["file"])
+        if not p.is_absolute():
+            return {**spec, "source": {**source, "file": str(base / p)}}
+    return spec
+
+
+def run_apply(args: argparse.Namespace) -> int:
+    """``apply -f FILE``: PUT every filter of the file; one line per filter."""
+    try:
+        grouped = load_specs(args.file)
+    except AdminError as exc:
+        _error(str(exc))
+        return 1
+
+    async def work(client: AdminClient) -> int:
+        views: list[JSONObject] = []
+        failed = 0
+        for name, specs in grouped.items():
+            try:
+                view = await client.put_filter(name, specs)
+            except AdminHTTPError as exc:  # this filter refused; unreachable stops all
+                _error(f"{name}: {exc}")
+                failed += 1
+                continue
+            views.append(view)
+            if args.output == "table":
+                print(_apply_line(name, len(specs), view))
+        if args.output == "json":
+            _print_json({"filters": views})
+        return 1 if failed else 0
+
+    return _call(args, work)
+
+
+def _apply_line(name: str, count: int, view: JSONObject) -> str:
+    versions = ",".join(str(s.get("version", "-")) for s in view.get("specs") or []) or "-"
+    line = (f"{name}: revision {view.get('revision', '?')}, "
+            f"{count} spec{'s' if count != 1 else ''}, version {versions}")
+    if view.get("error"):
+        line += f", error: {view['error']}"
+    return line
+
+
+# -- rollback / promote / delete ------------------------------------------------------------
+
+
+def run_rollback(args: argparse.Namespace) -> int:
+    """``rollback NAME [--to REVISION]``."""
+
+    async def work(client: AdminClient) -> int:
+        _print_view(args, await client.rollback(args.name, to=args.to))
+        return 0
+
+    return _call(args, work)
+
+
+def run_promote(args: argparse.Namespace) -> int:
+    """``promote NAME``."""
+
+    async def work(client: AdminClient) -> int:
+        _print_view(args, await client.promote(args.name))
+        return 0
+
+    return _call(args, work)
+
+
+def run_delete(args: argparse.Namespace) -> int:
+    """``delete NAME``."""
+
+    async def work(client: AdminClient) -> int:
+        doc = await client.delete_filter(args.name)
+        if args.output == "json":
+            _print_json(doc)
+        else:
+            print(f"{doc.get('deleted', args.name)}: deleted (revision {doc.get('revision', '?')})")
+        return 0
+
+    return _call(args, work)
+
+
+# -- history / filters / status -------------------------------------------------------------
+
+
+def run_history(args: argparse.Namespace) -> int:
+    """``history NAME [--limit N]``: newest revision first."""
+
+    async def work(client: AdminClient) -> int:
+        doc = await client.history(args.name, limit=args.limit)
+        if args.output == "json":
+            _print_json(doc)
+            return 0
+        print(history_table(doc.get("history") or []))
+        return 0
+
+    return _call(args, work)
+
+
+def _first_and_more(values: Iterable[Any], n: int) -> str:
+    unique = list(dict.fromkeys(str(v) for v in values if v))
+    if not unique:
+        return "-"
+    text = _short(unique[0], n)
+    return text + (f" +{len(unique) - 1}" if len(unique) > 1 else "")
+
+
+def history_table(history: list[JSONObject]) -> str:
+    """REVISION, WHEN, AUTHOR, ACTION, DIGEST, XDS VERSION, SUMMARY; fits 100 columns."""
+    columns = [
+        Column("REVISION", align_right=True), Column("WHEN"),
+        Column("AUTHOR", shrink=True, min_width=10), Column("ACTION", shrink=True),
+        Column("DIGEST"), Column("XDS VERSION"), Column("SUMMARY", shrink=True, min_width=10),
+    ]
+    rows = [
+        [
+            str(h.get("revision", "?")), _when(h.get("created_at")), str(h.get("author") or "-"),
+            str(h.get("action") or "-"), _first_and_more(h.get("digests") or [], 12),
+            _first_and_more(h.get("versions") or [], 16), str(h.get("summary") or ""),
+        ]
+        for h in history
+    ]
+    return render_table(columns, rows, max_width=TABLE_WIDTH)
+
+
+def run_filters(args: argparse.Namespace) -> int:
+    """``filters``: the served filters, one row per spec."""
+
+    async def work(client: AdminClient) -> int:
+        doc = await client.list_filters()
+        if args.output == "json":
+            _print_json(doc)
+            return 0
+        print(filters_table(doc.get("filters") or []))
+        return 0
+
+    return _call(args, work)
+
+
+def filters_table(filters: list[JSONObject]) -> str:
+    """NAME, REVISION, XDS VERSION, SOURCE, DIGEST, CANARY, ERROR; one row per spec."""
+    columns = [
+        Column("NAME", shrink=True, min_width=12), Column("REVISION", align_right=True),
+        Column("XDS VERSION"), Column("SOURCE", shrink=True, min_width=12), Column("DIGEST"),
+        Column("CANARY", shrink=True), Column("ERROR", shrink=True, min_width=8),
+    ]
+    rows: list[list[str]] = []
+    for view in filters:
+        specs = view.get("specs") or [{}]
+        for spec in specs:
+            module = spec.get("module") or {}
+            if spec.get("canary") is not None:
+                canary = _describe_selector(spec["canary"])
+            else:
+                canary = "yes" if view.get("canary") else "-"
+            rows.append([
+                str(view.get("name", "?")), str(view.get("revision", "-")),
+                str(spec.get("version") or "-"), _describe_source(spec) if spec else "-",
+                _short(module.get("sha256") or spec.get("sha256")), canary,
+                str(view.get("error") or ""),
+            ])
+    return render_table(columns, rows, max_width=TABLE_WIDTH)
+
+
+def run_status(args: argparse.Namespace) -> int:
+    """``status``: proxies by filter and version, NACKs marked, then a summary per filter."""
+
+    async def work(client: AdminClient) -> int:
+        filters, proxies = await asyncio.gather(client.list_filters(), client.list_proxies())
+        if args.output == "json":
+            _print_json({**filters, **proxies})
+            return 0
+        print(status_report(filters.get("filters") or [], proxies.get("proxies") or [],
+                            color=_use_color(sys.stdout)))
+        return 0
+
+    return _call(args, work)
+
+
+def status_report(
+    filters: list[JSONObject], proxies: list[JSONObject], *, color: bool = False,
+    now: float | None = None,
+) -> str:
+    """The ``status`` text: the proxy table (``!`` marks NACKed rows), then per-filter lines."""
+    now = time.time() if now is None else now
+    views = {str(v.get("name")): v for v in filters}
+    rows: list[tuple[tuple[str, str, str], list[str], bool]] = []
+    subscribed: dict[str, list[tuple[JSONObject, JSONObject]]] = {}
+    for proxy in proxies:
+        for name, res in sorted((proxy.get("resources") or {}).items()):
+            if not isinstance(res, dict):
+                continue
+            if name not in views and "TypedExtensionConfig" not in str(res.get("type_url", "")):
+                continue
+            subscribed.setdefault(name, []).append((proxy, res))
+            state = str(res.get("state") or "-")
+            nack = res.get("last_nack") or {}
+            acked = str(res.get("version_acked") or "-")
+            node = str(proxy.get("node_id") or "-")
+            rows.append((
+                (name, acked, node),
+                [name, node, str(proxy.get("cluster") or "-"), acked, state,
+                 _connected(proxy, now), str(nack.get("message") or "") if nack else ""],
+                state == "NACKED",
+            ))
+    rows.sort(key=lambda r: r[0])
+    columns = [
+        Column("FILTER", shrink=True, min_width=8), Column("NODE", shrink=True, min_width=8),
+        Column("CLUSTER", shrink=True, min_width=7), Column("VERSION ACKED"), Column("STATE"),
+        Column("CONNECTED"), Column("NACK", shrink=True, min_width=8),
+    ]
+    out: list[str] = []
+    if rows:
+        out.append(render_table(
+            columns, [r[1] for r in rows], max_width=TABLE_WIDTH,
+            marks=["!" if r[2] else " " for r in rows],
+            colors=[RED if (r[2] and color) else None for r in rows],
+        ))
+    else:
+        out.append("no proxies subscribe to any filter")
+    out.append("")
+    for name in sorted(set(views) | set(subscribed)):
+        out.append(truncate(_summary(name, views.get(name), subscribed.get(name, [])),
+                            TABLE_WIDTH))
+    return "\n".join(out)
+
+
+def _connected(proxy: JSONObject, now: float) -> str:
+    if proxy.get("connected"):
+        since = proxy.get("connected_since")
+        return f"yes {_age(now - since)}" if isinstance(since, int | float) else "yes"
+    gone = proxy.get("disconnected_at")
+    return f"no {_age(now - gone)} ago" if isinstance(gone, int | float) else "no"
+
+
+def _summary(
+    name: str, view: JSONObject | None, subs: list[tuple[JSONObject, JSONObject]]
+) -> str:
+    live = [res for proxy, res in subs if proxy.get("connected")]
+    gone = len(subs) - len(live)
+    if view is None:
+        return f"{name}: not served, {len(live)} connected proxies ask for it"
+    current = {str(s.get("version")) for s in view.get("specs") or [] if s.get("version")}
+    on_current = sum(1 for res in live if str(res.get("version_acked")) in current)
+    nacked = sum(1 for res in live if res.get("state") == "NACKED")
+    line = (f"{name}: revision {view.get('revision', '?')}, "
+            f"{on_current}/{len(live)} proxies on current version")
+    if nacked:
+        line += f", {nacked} NACKed"
+    if gone:
+        line += f", {gone} disconnected"
+    if view.get("canary"):
+        line += ", canary"
+    if view.get("error"):
+        line += f", error: {view['error']}"
+    return line
