@@ -81,10 +81,11 @@ def default_actor() -> str:
 class AdminClient:
     """Calls the admin HTTP API of one xds-server.
 
-    ``base_url`` is the admin address (``http://host:port``); ``token`` is sent as a
-    bearer token; ``actor`` (``user@host``) as ``X-Actor`` on mutating requests;
-    ``timeout`` bounds each whole request in seconds. Not safe to share across event
-    loops; methods may run concurrently on one loop.
+    ``base_url`` is the admin address (``http://host:port``; a bare ``host:port`` means
+    http; anything else raises :class:`AdminError`); ``token`` is sent as a bearer token;
+    ``actor`` (``user@host``) as ``X-Actor`` on mutating requests; ``timeout`` bounds each
+    whole request in seconds. Not safe to share across event loops; methods may run
+    concurrently on one loop.
     """
 
     def __init__(
@@ -95,6 +96,11 @@ class AdminClient:
         actor: str | None = None,
         timeout: float = 30.0,
     ) -> None:
+        if "://" not in base_url:  # host:port
+            base_url = f"http://{base_url}"
+        parsed = URL(base_url)
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise AdminError(f"invalid server URL {base_url!r}: use http://HOST:PORT")
         self.base_url = base_url.rstrip("/")
         self.token = token
         self.actor = actor
@@ -193,6 +199,8 @@ class AdminClient:
             raise AdminConnectionError(self.base_url, str(exc) or type(exc).__name__) from exc
         except TimeoutError as exc:
             raise AdminConnectionError(self.base_url, "timed out") from exc
+        except aiohttp.ClientError as exc:
+            raise AdminError(f"{method} {url} failed: {exc}") from exc
         return _decode(status, reason, raw)
 
 

@@ -19,21 +19,27 @@ class Column:
 
     ``shrink`` columns give up width (down to ``min_width``, default: the header's
     width) when the table is too wide; the widest shrinkable column gives first.
+    ``keep_end`` truncates at the start (``…/team/filter:v3``), for values whose end
+    says most, like image references and paths.
     """
 
     header: str
     shrink: bool = False
     min_width: int | None = None
     align_right: bool = False
+    keep_end: bool = False
 
 
-def truncate(text: str, width: int) -> str:
-    """``text`` on one line, cut to ``width`` characters with a trailing ``…``."""
+def truncate(text: str, width: int, *, keep_end: bool = False) -> str:
+    """``text`` on one line, cut to ``width`` characters with ``…`` where it was cut
+    (at the end, or at the start with ``keep_end``)."""
     text = " ".join(text.split())
     if len(text) <= width:
         return text
     if width <= 0:
         return ""
+    if keep_end:
+        return _ELLIPSIS + text[len(text) - width + 1:]
     return text[: width - 1] + _ELLIPSIS
 
 
@@ -74,7 +80,7 @@ def render_table(
     def line(values: Sequence[str]) -> str:
         parts = []
         for col, width, value in zip(columns, widths, values, strict=True):
-            text = truncate(value, width)
+            text = truncate(value, width, keep_end=col.keep_end)
             parts.append(text.rjust(width) if col.align_right else text.ljust(width))
         return _GAP.join(parts).rstrip()
 

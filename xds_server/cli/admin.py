@@ -263,14 +263,16 @@ def _describe_selector(sel: Any) -> str:
     return ",".join(parts) or "*"
 
 
-def _describe_source(spec: JSONObject) -> str:
+def _describe_source(spec: JSONObject, *, kind: bool = True) -> str:
+    """``image REF`` / ``url URL`` / ``file PATH``; without ``kind`` only the location
+    (the three are told apart by their form anyway)."""
     source = spec.get("source")
     if isinstance(source, str):
-        return f"image {source}"
+        source = {"image": source}
     if isinstance(source, dict):
-        for kind in ("image", "url", "file"):
-            if source.get(kind):
-                return f"{kind} {source[kind]}"
+        for k in ("image", "url", "file"):
+            if source.get(k):
+                return f"{k} {source[k]}" if kind else str(source[k])
     return "-"
 
 
@@ -498,7 +500,8 @@ def run_history(args: argparse.Namespace) -> int:
         if args.output == "json":
             _print_json(doc)
             return 0
-        print(history_table(doc.get("history") or []))
+        history = doc.get("history") or []
+        print(history_table(history) if history else f"{args.name}: no history")
         return 0
 
     return _call(args, work)
@@ -538,7 +541,8 @@ def run_filters(args: argparse.Namespace) -> int:
         if args.output == "json":
             _print_json(doc)
             return 0
-        print(filters_table(doc.get("filters") or []))
+        filters = doc.get("filters") or []
+        print(filters_table(filters) if filters else "no filters")
         return 0
 
     return _call(args, work)
@@ -548,7 +552,7 @@ def filters_table(filters: list[JSONObject]) -> str:
     """NAME, REVISION, XDS VERSION, SOURCE, DIGEST, CANARY, ERROR; one row per spec."""
     columns = [
         Column("NAME", shrink=True, min_width=12), Column("REVISION", align_right=True),
-        Column("XDS VERSION"), Column("SOURCE", shrink=True, min_width=12), Column("DIGEST"),
+        Column("XDS VERSION"), Column("SOURCE", shrink=True, min_width=12, keep_end=True), Column("DIGEST"),
         Column("CANARY", shrink=True), Column("ERROR", shrink=True, min_width=8),
     ]
     rows: list[list[str]] = []
@@ -562,7 +566,7 @@ def filters_table(filters: list[JSONObject]) -> str:
                 canary = "yes" if view.get("canary") else "-"
             rows.append([
                 str(view.get("name", "?")), str(view.get("revision", "-")),
-                str(spec.get("version") or "-"), _describe_source(spec) if spec else "-",
+                str(spec.get("version") or "-"), _describe_source(spec, kind=False) if spec else "-",
                 _short(module.get("sha256") or spec.get("sha256")), canary,
                 str(view.get("error") or ""),
             ])
