@@ -165,7 +165,7 @@ class Selector(Protocol):
 class AllOf:
     """Selects the nodes every one of `parts` selects (e.g. a canary within a selector)."""
 
-    parts: tuple[NodeSelector, ...]
+    parts: tuple[Selector, ...]
 
     def matches(self, node: NodeInfo) -> bool:
         """True when every part matches."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from collections.abc import Awaitable, Callable
@@ -245,10 +246,16 @@ async def get_module(request: web.Request) -> web.StreamResponse:
     digest = request.match_info["digest"]
     if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
         return json_error(400, "digest must be 64 lowercase hex digits")
-    path = request.app[STATE].module_path(digest)
+    state = request.app[STATE]
+    path = state.module_path(digest)
     if path is None:
         return json_error(404, f"no module with sha256 {digest} in the store")
-    return web.FileResponse(path, headers={"Content-Type": "application/wasm"})
+    data = await asyncio.to_thread(path.read_bytes)
+    response = web.Response(body=data, headers={"Content-Type": "application/wasm"})
+    await response.prepare(request)
+    await response.write_eof()
+    state.controller.on_module_fetched(digest)
+    return response
 
 
 def build_admin_app(state: AdminState) -> web.Application:

@@ -24,7 +24,7 @@ from xds_server.cache import TYPED_EXTENSION_CONFIG, Resource, ResourceCache, Va
 from xds_server.config import Config, ConfigError, FilterSpec, parse_filter_spec
 from xds_server.controller._extension import Code, build_extension_config
 from xds_server.controller._modules import ModuleProvider, ResolvedModule
-from xds_server.nodes import AllOf
+from xds_server.nodes import AllOf, NodeIdSet
 from xds_server.state import Revision, SqliteStateStore, StateError
 
 log = structlog.get_logger("xds_server.controller")
@@ -58,6 +58,12 @@ class Deployed:
     spec: FilterSpec
     module: ResolvedModule
     resource: Resource
+    alt: Resource | None = None  # remote delivery: the other equivalent form
+
+    @property
+    def versions(self) -> tuple[str, ...]:
+        """Every xDS version this spec may be served as."""
+        return (self.resource.version,) if self.alt is None else (self.resource.version, self.alt.version)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,11 +91,17 @@ class FilterState:
     error: str | None = None
     error_at: float | None = None
     good_revision: int | None = None
+    remote_forms: dict[str, int] = field(default_factory=dict)  # node id -> form 1
 
     @property
     def versions(self) -> list[str]:
         """xDS versions of the current revision, one per spec."""
         return [d.resource.version for d in self.deployed]
+
+    @property
+    def all_versions(self) -> list[str]:
+        """Every xDS version the current revision may be served as (remote forms too)."""
+        return [v for d in self.deployed for v in d.versions]
 
     @property
     def canary(self) -> bool:
@@ -125,6 +137,9 @@ class Controller:
         self.filters: dict[str, FilterState] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._remote_attempts: dict[tuple[str, str], int] = {}
+        self._remote_pending: dict[tuple[str, str], str] = {}
+        self._fetched: set[str] = set()
 
     def _lock(self, name: str) -> asyncio.Lock:
         lock = self._locks.get(name)
@@ -156,7 +171,11 @@ class Controller:
         code = await asyncio.to_thread(self._code, spec, module)
         message = build_extension_config(spec, code, root_id)
         resource = await asyncio.to_thread(Resource.from_message, spec.name, message)
-        return Deployed(spec=spec, module=module, resource=resource)
+        alt = None
+        if code.url is not None:
+            alt_msg = build_extension_config(spec, replace(code, form=1), root_id)
+            alt = await asyncio.to_thread(Resource.from_message, spec.name, alt_msg)
+        return Deployed(spec=spec, module=module, resource=resource, alt=alt)
 
     def _code(self, spec: FilterSpec, module: ResolvedModule) -> Code:
         if spec.delivery == "remote":
@@ -182,8 +201,15 @@ class Controller:
         pins = list(digests) + [None] * (len(specs) - len(digests))
         return tuple(await asyncio.gather(*(self.build(s, digest=d) for s, d in zip(specs, pins, strict=True))))
 
-    def _publish(self, name: str, deployed: Sequence[Deployed], base: Sequence[Deployed]) -> None:
+    def _publish(self, name: str, deployed: Sequence[Deployed], base: Sequence[Deployed],
+                 remote_forms: dict[str, int] | None = None) -> None:
         variants: list[Variant] = []
+        flipped = frozenset(n for n, form in (remote_forms or {}).items() if form == 1)
+        if flipped:
+            for d in deployed:
+                if d.alt is not None:
+                    sel = d.spec.selector if d.spec.canary is None else AllOf((d.spec.canary, d.spec.selector))
+                    variants.append(Variant(AllOf((NodeIdSet(flipped), sel)), d.alt))
         for d in deployed:
             if d.spec.canary is not None:
                 variants.append(Variant(AllOf((d.spec.canary, d.spec.selector)), d.resource))
@@ -261,6 +287,7 @@ class Controller:
                 raise FilterError(name, str(exc), status=503) from exc
             state.revision, state.deployed, state.base = revision, deployed, base
             state.error = state.error_at = None
+            state.remote_forms = {}
             self.filters[name] = state
             self._publish(name, deployed, base)
             FILTER_CHANGES.labels(action, "applied").inc()
@@ -411,14 +438,17 @@ class Controller:
         """
         for name, version in resources.items():
             state = self.filters.get(name)
-            if state is None or state.revision is None or version not in state.versions:
+            if state is None or state.revision is None or version not in state.all_versions:
                 continue
             if kind == "ack":
-                if acked_everywhere(name, state.versions):
+                self._remote_attempts.pop((name, node_id), None)
+                if acked_everywhere(name, state.all_versions):
                     state.good_revision = state.revision.revision
             elif kind == "nack":
-                policy = next((d.spec.on_nack for d in state.deployed
-                               if d.resource.version == version), "keep")
+                d = next(d for d in state.deployed if version in d.versions)
+                if d.alt is not None and self._remote_nack(state, d, node_id, message):
+                    continue
+                policy = d.spec.on_nack
                 log.warning("filter_nacked", filter=name, version=version, node_id=node_id,
                             revision=state.revision.revision, error=message, on_nack=policy)
                 if policy != "rollback":
@@ -433,6 +463,52 @@ class Controller:
                 task = asyncio.ensure_future(self._auto_rollback(name, bad, good, reason))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
+
+    # -- remote delivery ------------------------------------------------------------
+
+    REMOTE_FLIPS = 4
+
+    def _remote_nack(self, state: FilterState, d: Deployed, node_id: str, message: str) -> bool:
+        """A NACK of a remote-delivery config. Envoy NACKs the first push to a live
+        proxy while it fetches the module (code-cache miss) and ignores an identical
+        re-push, so once the module was fetched the proxy gets the other form. Returns
+        False once the flips are used up: then the NACK is a real failure."""
+        key = (state.name, node_id)
+        attempts = self._remote_attempts.get(key, 0) + 1
+        self._remote_attempts[key] = attempts
+        if attempts > self.REMOTE_FLIPS:
+            return False
+        log.info("remote_code_miss", filter=state.name, node_id=node_id, digest=d.module.sha256,
+                 attempt=attempts, error=message)
+        self._remote_pending[key] = d.module.sha256
+        if d.module.sha256 in self._fetched:
+            self._schedule_flip(state.name, node_id)
+        return True
+
+    def on_module_fetched(self, sha256: str) -> None:
+        """The admin server finished sending a module (`GET /modules/sha256/<hex>`)."""
+        self._fetched.add(sha256)
+        for (name, node_id), digest in list(self._remote_pending.items()):
+            if digest == sha256:
+                self._schedule_flip(name, node_id)
+
+    def _schedule_flip(self, name: str, node_id: str, delay: float = 0.3) -> None:
+        self._remote_pending.pop((name, node_id), None)
+
+        async def flip() -> None:
+            await asyncio.sleep(delay)
+            async with self._lock(name):
+                state = self.filters.get(name)
+                if state is None:
+                    return
+                state.remote_forms[node_id] = 1 - state.remote_forms.get(node_id, 0)
+                self._publish(name, state.deployed, state.base, state.remote_forms)
+                log.info("remote_repush", filter=name, node_id=node_id,
+                         form=state.remote_forms[node_id])
+
+        task = asyncio.ensure_future(flip())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _auto_rollback(self, name: str, bad: int, good: int, reason: str) -> None:
         state = self.filters.get(name)

@@ -25,12 +25,16 @@ class Code:
 
     Exactly one of: `inline` bytes, a local `filename`, or a remote `url` (with the
     `sha256` Envoy verifies). `sha256` is always the module's digest.
+    `form` (remote only, 0 or 1) picks one of two equivalent encodings that differ only
+    in the fetch retry count: Envoy ignores a re-push identical to a config it NACKed,
+    so after a code-cache miss the server re-pushes the other form.
     """
 
     sha256: str
     inline: bytes | None = None
     filename: str | None = None
     url: str | None = None
+    form: int = 0
 
 
 def build_extension_config(spec: FilterSpec, code: Code, root_id: str) -> Any:
@@ -52,7 +56,7 @@ def build_extension_config(spec: FilterSpec, code: Code, root_id: str) -> Any:
                 ),
                 sha256=code.sha256,
                 retry_policy=base_pb2.RetryPolicy(
-                    num_retries=wrappers_pb2.UInt32Value(value=5),
+                    num_retries=wrappers_pb2.UInt32Value(value=5 - code.form),
                 ),
             )
         )
