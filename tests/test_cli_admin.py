@@ -432,7 +432,7 @@ def test_status_marks_nacks_and_fits_100_columns(
                       "NACK"]
     [nacked] = [line for line in lines if "edge-2" in line]
     assert nacked.startswith("! add-header")
-    assert "NACKED" in nacked and "Failed to load Wasm module" in nacked
+    assert "NACKED" in nacked and f"{V_CURRENT[:8]}: Failed to load Wasm" in nacked
     assert nacked.endswith("…")
     assert [line for line in lines if line.startswith("!")] == [nacked]
     [gone] = [line for line in lines if "edge-3" in line]

@@ -611,7 +611,7 @@ def status_report(
             rows.append((
                 (name, acked, node),
                 [name, node, str(proxy.get("cluster") or "-"), acked, state,
-                 _connected(proxy, now), str(nack.get("message") or "") if nack else ""],
+                 _connected(proxy, now), _nack_text(nack)],
                 state == "NACKED",
             ))
     rows.sort(key=lambda r: r[0])
@@ -634,6 +634,16 @@ def status_report(
         out.append(truncate(_summary(name, views.get(name), subscribed.get(name, [])),
                             TABLE_WIDTH))
     return "\n".join(out)
+
+
+def _nack_text(nack: Any) -> str:
+    """``VERSION: message`` of the last NACK: the version says which content was refused
+    (a proxy that ACKs a later version keeps showing its last NACK)."""
+    if not isinstance(nack, dict):
+        return ""
+    message = str(nack.get("message") or "")
+    version = nack.get("version")
+    return f"{_short(version, 8)}: {message}" if version else message
 
 
 def _connected(proxy: JSONObject, now: float) -> str:
