@@ -104,24 +104,23 @@ async def test_reload_applies_valid_and_rejects_invalid_config(tmp_path: Path) -
     b.write_bytes(header_filter("x-wasm-filter", "B"))
     cfg_path = write_config(tmp_path / "config.yaml", [{"name": "hdr", "source": {"file": str(a)}}])
     port = free_port()
-    async with running_server(cfg_path) as app:
-        async with EnvoyProcess(server_bootstrap(app, node_id="e", filters=["hdr"],
-                                                 listen_port=port), tmp_path) as envoy:
-            url = f"http://127.0.0.1:{port}/"
-            await wait_for_header(url, "x-wasm-filter", "A")
-            # An invalid file: reported, nothing changes.
-            cfg_path.write_text("filters: [{name: hdr, source: {file: b.wasm}, type: tcp}]")
-            assert await app.reload() is False
-            await asyncio.sleep(0.3)
-            await wait_for_header(url, "x-wasm-filter", "A", timeout=2)
-            # A module that does not exist: the filter keeps its version.
-            write_config(cfg_path, [{"name": "hdr", "source": {"file": str(tmp_path / "no.wasm")}}])
-            assert await app.reload() is True
-            assert app.controller.filters["hdr"].error
-            await wait_for_header(url, "x-wasm-filter", "A", timeout=2)
-            # A valid change applies.
-            write_config(cfg_path, [{"name": "hdr", "source": {"file": str(b)}}])
-            assert await app.reload() is True
-            await wait_for_header(url, "x-wasm-filter", "B")
-            assert app.controller.filters["hdr"].error is None
-            assert (await envoy.server_info())["state"] == "LIVE"
+    async with running_server(cfg_path) as app, EnvoyProcess(server_bootstrap(app, node_id="e", filters=["hdr"],
+                                             listen_port=port), tmp_path) as envoy:
+        url = f"http://127.0.0.1:{port}/"
+        await wait_for_header(url, "x-wasm-filter", "A")
+        # An invalid file: reported, nothing changes.
+        cfg_path.write_text("filters: [{name: hdr, source: {file: b.wasm}, type: tcp}]")
+        assert await app.reload() is False
+        await asyncio.sleep(0.3)
+        await wait_for_header(url, "x-wasm-filter", "A", timeout=2)
+        # A module that does not exist: the filter keeps its version.
+        write_config(cfg_path, [{"name": "hdr", "source": {"file": str(tmp_path / "no.wasm")}}])
+        assert await app.reload() is True
+        assert app.controller.filters["hdr"].error
+        await wait_for_header(url, "x-wasm-filter", "A", timeout=2)
+        # A valid change applies.
+        write_config(cfg_path, [{"name": "hdr", "source": {"file": str(b)}}])
+        assert await app.reload() is True
+        await wait_for_header(url, "x-wasm-filter", "B")
+        assert app.controller.filters["hdr"].error is None
+        assert (await envoy.server_info())["state"] == "LIVE"

@@ -78,7 +78,7 @@ async def test_deploy_canary_promote_autorollback_rollback_restart(
         await wait_for_header(url["e1"], HEADER, "v1")
         await wait_for_header(url["e2"], HEADER, "v1")
         await envoys["e3"].wait_live(20)
-        status, headers, _ = await http_get(url["e3"])
+        _, headers, _ = await http_get(url["e3"])
         assert HEADER not in headers  # e3 (cluster cb) is not targeted
 
         # 2. v2 as a canary on e1, then promote.

@@ -47,19 +47,19 @@ class Stream:
     async def send(self, request: Any) -> None:
         await self.call.write(request)
 
-    async def recv(self, timeout: float = 5.0) -> Any:
+    async def recv(self, timeout: float = 5.0) -> Any:  # noqa: ASYNC109
         """The next response; fails the test if none comes within `timeout`."""
         try:
             return await asyncio.wait_for(self.responses.get(), timeout)
         except TimeoutError:
             raise AssertionError(f"no response within {timeout}s (error={self.error})") from None
 
-    async def must_block(self, timeout: float = 0.3) -> None:
+    async def must_block(self, timeout: float = 0.3) -> None:  # noqa: ASYNC109
         """Assert that no response arrives within `timeout`."""
         await asyncio.sleep(timeout)
         assert self.responses.empty(), f"unexpected response: {self.responses.get_nowait()}"
 
-    async def closed_with(self, timeout: float = 5.0) -> grpc.aio.AioRpcError:
+    async def closed_with(self, timeout: float = 5.0) -> grpc.aio.AioRpcError:  # noqa: ASYNC109
         """Wait for the stream to end with an error status and return it."""
         await asyncio.wait_for(self.done.wait(), timeout)
         assert self.error is not None, "stream ended without an error status"

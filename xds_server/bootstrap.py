@@ -14,6 +14,9 @@ from xds_server.controller import HTTP_WASM_TYPE_URL, MODULE_CLUSTER
 __all__ = ["BootstrapOptions", "bootstrap_yaml", "build_bootstrap"]
 
 XDS_CLUSTER = "xds_server"
+HCM_TYPE = (
+    "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +129,7 @@ def build_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
     if opts.module_server:
         clusters.append(_cluster(MODULE_CLUSTER, [opts.module_server], http2=False))
     hcm = {
-        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "@type": HCM_TYPE,
         "stat_prefix": "ingress_http",
         "route_config": {
             "name": "local",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path

@@ -298,8 +298,12 @@ class Controller:
                          canary=d.spec.canary.describe() if d.spec.canary else None)
             return state
 
-    async def delete(self, name: str, *, author: str, config_managed: bool = False) -> Revision:
-        """Stop serving the filter; recorded as a revision with no specs."""
+    async def delete(self, name: str, *, author: str, forget_config: bool = False) -> Revision:
+        """Stop serving the filter; recorded as a revision with no specs.
+
+        The config file's last word on the filter is kept (so an unchanged file does not
+        bring it back) unless `forget_config`.
+        """
         async with self._lock(name):
             state = self.filters.get(name)
             if state is None:
@@ -307,8 +311,10 @@ class Controller:
             try:
                 revision = self.state.append(
                     name, author=author, action="delete", summary="deleted", specs=[],
-                    digests=[], versions=[], config_hash=None if config_managed else None,
+                    digests=[], versions=[],
                 )
+                if forget_config:
+                    self.state.set_config_hash(name, None)
             except StateError as exc:
                 raise FilterError(name, str(exc), status=503) from exc
             del self.filters[name]
@@ -413,13 +419,13 @@ class Controller:
         jobs: list[Coroutine[Any, Any, object]] = []
         for name, specs in sorted(by_name.items()):
             key = spec_key(specs)
-            if known.get(name) == key and name in self.filters and self.filters[name].deployed:
-                continue
+            if known.get(name) == key:
+                continue  # the file did not change for this name: keep what the API made of it
             jobs.append(self.deploy(name, specs, author=author, action="config",
                                     summary="from the configuration file", config_hash=key))
         for name, old_key in known.items():
             if old_key is not None and name not in by_name and name in self.filters:
-                jobs.append(self.delete(name, author=author, config_managed=True))
+                jobs.append(self.delete(name, author=author, forget_config=True))
         results = await asyncio.gather(*jobs, return_exceptions=True)
         for r in results:
             if isinstance(r, BaseException) and not isinstance(r, FilterError):
