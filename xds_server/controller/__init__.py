@@ -5,6 +5,7 @@ from xds_server.controller._controller import (
     Delivery,
     Deployed,
     FilterError,
+    FilterEvent,
     FilterState,
     spec_key,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "Delivery",
     "Deployed",
     "FilterError",
+    "FilterEvent",
     "FilterState",
     "ModuleProvider",
     "ResolvedModule",

@@ -12,7 +12,7 @@ import hashlib
 import json
 import shutil
 import time
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -109,6 +109,19 @@ class FilterState:
         return any(d.spec.canary is not None for d in self.deployed)
 
 
+@dataclass(frozen=True, slots=True)
+class FilterEvent:
+    """A change of a filter's served state: `kind` is deployed, deleted or rejected."""
+
+    kind: str
+    name: str
+    revision: int
+    action: str
+    author: str
+    message: str = ""
+    at: float = field(default_factory=time.time)
+
+
 def spec_key(specs: Iterable[FilterSpec]) -> str:
     """A stable hash of specs' JSON form (what the config file said)."""
     doc = json.dumps([s.to_dict() for s in specs], sort_keys=True)
@@ -140,6 +153,17 @@ class Controller:
         self._remote_attempts: dict[tuple[str, str], int] = {}
         self._remote_pending: dict[tuple[str, str], str] = {}
         self._fetched: set[str] = set()
+        self._listeners: list[Callable[[FilterEvent], None]] = []
+
+    def subscribe(self, listener: Callable[[FilterEvent], None]) -> Callable[[], None]:
+        """Call `listener` (synchronously; must not block or raise) on every filter
+        change; returns a function that unsubscribes."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def _emit(self, event: FilterEvent) -> None:
+        for listener in tuple(self._listeners):
+            listener(event)
 
     def _lock(self, name: str) -> asyncio.Lock:
         lock = self._locks.get(name)
@@ -256,6 +280,8 @@ class Controller:
                 FILTER_CHANGES.labels(action, "rejected").inc()
                 log.error("filter_rejected", filter=name, action=action, error=exc.message,
                           serving=state.versions, author=author)
+                self._emit(FilterEvent("rejected", name, state.revision.revision if state.revision else 0,
+                                       action, author, exc.message))
                 raise
             base: tuple[Deployed, ...] = ()
             if any(d.spec.canary is not None for d in deployed):
@@ -291,6 +317,7 @@ class Controller:
             self.filters[name] = state
             self._publish(name, deployed, base)
             FILTER_CHANGES.labels(action, "applied").inc()
+            self._emit(FilterEvent("deployed", name, revision.revision, action, author, revision.summary))
             for d in deployed:
                 log.info("filter_version", filter=name, revision=revision.revision, action=action,
                          version=d.resource.version, digest=d.module.sha256, author=author,
@@ -321,6 +348,7 @@ class Controller:
             self.cache.delete(TYPED_EXTENSION_CONFIG, name)
             self.modules.pin(self._digests_in_use())
             FILTER_CHANGES.labels("delete", "applied").inc()
+            self._emit(FilterEvent("deleted", name, revision.revision, "delete", author))
             log.info("filter_removed", filter=name, revision=revision.revision, author=author)
             return revision
 
