@@ -69,6 +69,7 @@ class XdsServerApp:
         self.xds_port = 0
         self.admin_port = 0
         self._reload_task: asyncio.Task[None] | None = None
+        self._refresh_task: asyncio.Task[None] | None = None
         self._config_mtime: float | None = None
 
     def _expect(self, *stages: str, action: str) -> None:
@@ -136,6 +137,8 @@ class XdsServerApp:
             log.error("filter_not_restored", filter=e.name, error=e.message)
         await self.apply(self.config)
         self.admin_state.loaded = True
+        self._refresh_task = asyncio.create_task(
+            self.controller.refresh_forever(self.config.server.resolve_interval))
         if self.config.source_path is not None and self.config.server.watch_config:
             self._config_mtime = _mtime(self.config.source_path)
             self._reload_task = asyncio.create_task(self._watch_config(self.config.source_path))
@@ -182,10 +185,11 @@ class XdsServerApp:
             return
         self._stage = "stopping"
         self.admin_state.draining = True
-        if self._reload_task is not None:
-            self._reload_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reload_task
+        for task in (self._reload_task, self._refresh_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self.xds.begin_shutdown()
         await self.grpc_server.stop(grace)
         await self._admin_runner.cleanup()

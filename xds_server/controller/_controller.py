@@ -460,6 +460,50 @@ class Controller:
                 raise r
         return [r for r in results if isinstance(r, FilterError)]
 
+    # -- pull policy Always -----------------------------------------------------------
+
+    async def refresh_once(self) -> list[str]:
+        """Re-resolve every `pull_policy: Always` image spec; deploy what moved.
+
+        A tag that now names another module becomes a new revision (action
+        `tag-update`). A registry that is down changes nothing: the filter keeps its
+        module and the next round tries again. Returns the names that changed.
+        """
+        changed = []
+        for name, state in list(self.filters.items()):
+            specs = [d.spec for d in state.deployed]
+            if not any(s.pull_policy == "Always" and s.source.kind == "image" for s in specs):
+                continue
+            try:
+                modules = await asyncio.gather(*(self.modules.module_for(s) for s in specs))
+            except Exception as exc:
+                FILTER_CHANGES.labels("tag-update", "fetch_failed").inc()
+                log.warning("tag_refresh_failed", filter=name, error=str(exc),
+                            serving=state.versions)
+                continue
+            old = [d.module.sha256 for d in state.deployed]
+            new = [m.sha256 for m in modules]
+            if new == old or state.canary:
+                continue
+            try:
+                await self.deploy(name, specs, author="system:pull-always", action="tag-update",
+                                  summary="tag moved: " + ", ".join(
+                                      f"{o[:12]} -> {n[:12]}" for o, n in zip(old, new, strict=True) if o != n),
+                                  digests=new)
+            except FilterError:
+                continue
+            changed.append(name)
+        return changed
+
+    async def refresh_forever(self, interval: float) -> None:
+        """Run `refresh_once` every `interval` seconds until cancelled."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.refresh_once()
+            except Exception as exc:  # never let the loop die
+                log.error("tag_refresh_error", error=str(exc))
+
     # -- NACK policy ----------------------------------------------------------------
 
     def on_proxy_report(self, kind: str, node_id: str, resources: dict[str, str],

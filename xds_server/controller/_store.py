@@ -31,7 +31,9 @@ class StoreModules:
             max_store_bytes=s.max_store_bytes,
             registries=registries,
             docker_config=s.docker_config,
-            resolve_interval=s.resolve_interval,
+            # The controller re-checks `Always` tags every resolve_interval; entries a
+            # little younger than that must count as stale, or every other round is skipped.
+            resolve_interval=s.resolve_interval * 0.8,
         )
         return cls(store)
 

@@ -1,0 +1,52 @@
+"""pull_policy Always: a moved tag becomes a new revision; a registry outage changes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from tests.fixtures.envoy import EnvoyProcess, free_port, wait_for_header
+from tests.fixtures.registry import RegistryProcess, RegistryProxy
+from tests.fixtures.server import running_server, server_bootstrap, write_config
+from tests.fixtures.wasm_filters import header_filter
+from xds_server.wasm import RegistryClient, push
+
+HEADER = "x-wasm-filter"
+
+
+async def test_tag_update_and_registry_outage(
+    tmp_path: Path, registry: RegistryProcess, registry_proxy: RegistryProxy
+) -> None:
+    repo = "team/moving"
+    async with RegistryClient() as client:
+        await push(client, f"{registry.host}/{repo}:latest", header_filter(HEADER, "v1"))
+    cfg = write_config(
+        tmp_path / "config.yaml",
+        [{"name": "hdr", "source": {"image": f"{registry_proxy.host}/{repo}:latest"},
+          "pull_policy": "Always"}],
+        resolve_interval=1,
+    )
+    port = free_port()
+    async with running_server(cfg) as app:
+        async with EnvoyProcess(server_bootstrap(app, node_id="e1", filters=["hdr"],
+                                                 listen_port=port), tmp_path) as envoy:
+            url = f"http://127.0.0.1:{port}/"
+            await wait_for_header(url, HEADER, "v1")
+            async with RegistryClient() as client:
+                await push(client, f"{registry.host}/{repo}:latest", header_filter(HEADER, "v2"))
+            await wait_for_header(url, HEADER, "v2", timeout=15)
+            history = app.controller.state.history("hdr")
+            assert history[0].action == "tag-update" and history[0].author == "system:pull-always"
+
+            # Registry down: the tag moves behind its back, Envoy stays on v2, the server retries.
+            registry_proxy.down = True
+            before = registry_proxy.count("/manifests/latest")
+            async with RegistryClient() as client:
+                await push(client, f"{registry.host}/{repo}:latest", header_filter(HEADER, "v3"))
+            await asyncio.sleep(3)
+            assert registry_proxy.count("/manifests/latest") > before
+            await wait_for_header(url, HEADER, "v2", timeout=2)
+            assert app.controller.filters["hdr"].revision.revision == history[0].revision  # type: ignore[union-attr]
+            registry_proxy.down = False
+            await wait_for_header(url, HEADER, "v3", timeout=15)
+            assert (await envoy.server_info())["state"] == "LIVE"
