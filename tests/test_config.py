@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -108,3 +109,21 @@ def test_check_config_command_exits_non_zero(tmp_path: Path) -> None:
                          capture_output=True, text=True, check=False, timeout=30)
     assert run.returncode == 1
     assert "failure_policy" in run.stderr
+
+
+def test_per_subsystem_log_levels_and_redaction() -> None:
+    code = (
+        "import structlog\n"
+        "from xds_server.log import configure_logging\n"
+        "configure_logging('info', 'json', {'xds_server.xds': 'warning'})\n"
+        "structlog.get_logger('xds_server.xds').info('quiet_event')\n"
+        "structlog.get_logger('xds_server.xds').warning('loud_event', node_id='n1')\n"
+        "structlog.get_logger('xds_server.controller').info('ctl_event', password='hunter2')\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    lines = [json.loads(line) for line in run.stderr.splitlines()]
+    events = {e["event"]: e for e in lines}
+    assert set(events) == {"loud_event", "ctl_event"}
+    assert events["loud_event"]["logger"] == "xds_server.xds" and events["loud_event"]["node_id"] == "n1"
+    assert events["ctl_event"]["password"] == "<redacted>"
+    assert "hunter2" not in run.stderr

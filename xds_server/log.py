@@ -1,10 +1,14 @@
-"""structlog set-up: JSON lines in production, readable key-value on a terminal."""
+"""structlog set-up: JSON lines in production, readable key-value on a terminal.
+
+Loggers are named by subsystem (`xds_server.xds`, `xds_server.controller`,
+`xds_server.wasm...`, `xds_server.runtime`); each can have its own level.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 import structlog
@@ -21,10 +25,12 @@ def _redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Mutabl
     return event
 
 
-def configure_logging(level: str = "info", fmt: str = "auto") -> None:
-    """Configure structlog and stdlib logging once per process.
+def configure_logging(level: str = "info", fmt: str = "auto",
+                      levels: Mapping[str, str] | None = None) -> None:
+    """Configure structlog over stdlib logging once per process.
 
     `fmt`: "json", "console", or "auto" (console when stderr is a terminal).
+    `levels`: per-subsystem levels, e.g. `{"xds_server.xds": "debug"}`.
     """
     use_console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
     renderer: Any = (
@@ -32,11 +38,18 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
         if use_console
         else structlog.processors.JSONRenderer()
     )
-    numeric = logging.getLevelName(level.upper())
-    logging.basicConfig(level=numeric, stream=sys.stderr, format="%(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.getLevelName(level.upper()))
+    for name, lvl in (levels or {}).items():
+        logging.getLogger(name).setLevel(logging.getLevelName(lvl.upper()))
     structlog.configure(
         processors=[
+            structlog.stdlib.filter_by_level,
             structlog.contextvars.merge_contextvars,
+            structlog.stdlib.add_logger_name,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _redact,
@@ -44,7 +57,7 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
             structlog.processors.format_exc_info,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        logger_factory=structlog.stdlib.LoggerFactory(),
         cache_logger_on_first_use=True,
     )

@@ -46,7 +46,7 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     configure_logging(args.log_level or config.server.log_level,
-                      args.log_format or config.server.log_format)
+                      args.log_format or config.server.log_format, config.server.log_levels)
     return asyncio.run(_serve(config, args))
 
 

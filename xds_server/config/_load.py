@@ -235,6 +235,14 @@ def _server(data: Any, where: str, base_dir: Path | None) -> ServerConfig:
     if module_path is not None and not module_path.is_absolute() and base_dir is not None:
         module_path = (base_dir / module_path).resolve()
     max_store = r.number("max_store_bytes", None, minimum=1)
+    raw_levels = r.get("log_levels") or {}
+    if not isinstance(raw_levels, Mapping):
+        raise r.error("log_levels", f"must be a mapping of logger name to level, got {_kind(raw_levels)}")
+    log_levels = {}
+    for name, lvl in raw_levels.items():
+        if lvl not in ("debug", "info", "warning", "error"):
+            raise r.error(f"log_levels.{name}", f"must be one of debug, info, warning, error (got {lvl!r})")
+        log_levels[str(name)] = lvl
     cfg = ServerConfig(
         xds_address=xds,
         admin_address=admin,
@@ -244,6 +252,7 @@ def _server(data: Any, where: str, base_dir: Path | None) -> ServerConfig:
         envoy_module_dir=r.opt_str("envoy_module_dir"),
         log_level=r.text("log_level", "info", choices=("debug", "info", "warning", "error")),
         log_format=r.text("log_format", "auto", choices=("auto", "json", "console")),
+        log_levels=log_levels,
         max_module_bytes=int(r.number("max_module_bytes", d.max_module_bytes, minimum=8) or 0),
         max_store_bytes=None if max_store is None else int(max_store),
         resolve_interval=float(r.number("resolve_interval", d.resolve_interval, minimum=1) or 0),

@@ -108,6 +108,7 @@ class ServerConfig:
     envoy_module_dir: str | None = None
     log_level: str = "info"
     log_format: str = "auto"
+    log_levels: Mapping[str, str] = field(default_factory=dict)
     max_module_bytes: int = 256 * 2**20
     max_store_bytes: int | None = None
     resolve_interval: float = 300.0
