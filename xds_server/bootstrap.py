@@ -32,6 +32,10 @@ class BootstrapOptions:
     until the config arrives).
     `upstream`: HOST:PORT requests are routed to; without it, a direct 200 "ok\n".
     `module_server`: HOST:PORT of the admin HTTP server, for `remote` delivery.
+    `tls_ca`: CA file Envoy verifies the server with (enables TLS to the xDS cluster);
+    `tls_cert`/`tls_key`: Envoy's client certificate (mutual TLS); `tls_sni`: the name
+    to verify and send (default: the first xDS host). `module_server_tls`: the module
+    cluster uses the same TLS settings (admin port with TLS).
     """
 
     node_id: str
@@ -46,6 +50,11 @@ class BootstrapOptions:
     module_server: str | None = "127.0.0.1:18080"
     initial_fetch_timeout: str = "0s"
     metadata: dict[str, str] = field(default_factory=dict)
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_sni: str | None = None
+    module_server_tls: bool = False
 
 
 def _split(address: str) -> tuple[str, int]:
@@ -89,6 +98,32 @@ def _cluster(name: str, addresses: Sequence[str], *, http2: bool) -> dict[str, A
     return cluster
 
 
+def _transport_socket(opts: BootstrapOptions, *, alpn: str) -> dict[str, Any]:
+    common: dict[str, Any] = {
+        "validation_context": {"trusted_ca": {"filename": opts.tls_ca}},
+        "alpn_protocols": [alpn],
+    }
+    if opts.tls_cert or opts.tls_key:
+        if not (opts.tls_cert and opts.tls_key):
+            raise ValueError("--tls-cert and --tls-key go together")
+        common["tls_certificates"] = [{
+            "certificate_chain": {"filename": opts.tls_cert},
+            "private_key": {"filename": opts.tls_key},
+        }]
+    sni = opts.tls_sni or _split(opts.xds_addresses[0])[0]
+    if not _is_ip(sni):
+        common["validation_context"]["match_typed_subject_alt_names"] = [
+            {"san_type": "DNS", "matcher": {"exact": sni}}]
+    return {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "sni": sni,
+            "common_tls_context": common,
+        },
+    }
+
+
 def build_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
     """The bootstrap as a dict (see `BootstrapOptions` for what each option does)."""
     if not opts.filters:
@@ -121,6 +156,8 @@ def build_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
     })
     route: dict[str, Any] = {"match": {"prefix": "/"}}
     clusters = [_cluster(XDS_CLUSTER, opts.xds_addresses, http2=True)]
+    if opts.tls_ca:
+        clusters[0]["transport_socket"] = _transport_socket(opts, alpn="h2")
     if opts.upstream:
         route["route"] = {"cluster": "upstream"}
         clusters.append(_cluster("upstream", [opts.upstream], http2=False))
@@ -128,6 +165,10 @@ def build_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
         route["direct_response"] = {"status": 200, "body": {"inline_string": "ok\n"}}
     if opts.module_server:
         clusters.append(_cluster(MODULE_CLUSTER, [opts.module_server], http2=False))
+        if opts.module_server_tls:
+            if not opts.tls_ca:
+                raise ValueError("--module-server-tls needs --tls-ca")
+            clusters[-1]["transport_socket"] = _transport_socket(opts, alpn="http/1.1")
     hcm = {
         "@type": HCM_TYPE,
         "stat_prefix": "ingress_http",

@@ -12,6 +12,8 @@ from typing import Any
 import prometheus_client
 from aiohttp import web
 
+from xds_server.admin._events import EventStreams
+from xds_server.admin._page import static_file, status_page
 from xds_server.config import ConfigError, check_overlaps, parse_filter_spec
 from xds_server.controller import Controller, FilterError, FilterState
 from xds_server.status import StatusTracker
@@ -273,4 +275,9 @@ def build_admin_app(state: AdminState) -> web.Application:
     app.router.add_post("/api/v1/filters/{name}/promote", promote_filter)
     app.router.add_get("/api/v1/proxies", list_proxies)
     app.router.add_get("/modules/sha256/{digest}", get_module)
+    events = EventStreams((state.status.subscribe, state.controller.subscribe))
+    app.router.add_get("/api/v1/events", events.handle)
+    app.on_shutdown.append(events.close_all)
+    app.router.add_get("/", status_page)
+    app.router.add_get("/static/{name}", static_file)
     return app

@@ -31,6 +31,12 @@ def register(sub: Any) -> None:
                         "(0s = until it arrives; Envoy stays INITIALIZING)")
     p.add_argument("--metadata", action="append", default=[], metavar="KEY=VALUE",
                    help="node metadata (repeatable), matched by filter selectors")
+    p.add_argument("--tls-ca", metavar="FILE", help="CA that signed the server certificate (enables TLS)")
+    p.add_argument("--tls-cert", metavar="FILE", help="Envoy's client certificate (mutual TLS)")
+    p.add_argument("--tls-key", metavar="FILE", help="Envoy's client key (mutual TLS)")
+    p.add_argument("--tls-sni", metavar="NAME", help="server name to send and verify")
+    p.add_argument("--module-server-tls", action="store_true",
+                   help="the module server (admin port) uses TLS too")
     p.set_defaults(func=run)
 
 
@@ -57,6 +63,11 @@ def run(args: argparse.Namespace) -> int:
             module_server=args.module_server or None,
             initial_fetch_timeout=args.initial_fetch_timeout,
             metadata=metadata,
+            tls_ca=args.tls_ca,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            tls_sni=args.tls_sni,
+            module_server_tls=args.module_server_tls,
         ))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -25,6 +25,7 @@ def register(sub: Any) -> None:
     c = sub.add_parser("check-config", help="validate a configuration file and exit")
     c.add_argument("config", help="YAML configuration file")
     c.set_defaults(func=run_check)
+    register_hash_token(sub)
 
 
 def run_check(args: argparse.Namespace) -> int:
@@ -69,4 +70,23 @@ async def _serve(config: Any, args: argparse.Namespace) -> int:
     await stop.wait()
     await app.stop()
     await app.cleanup()
+    return 0
+
+
+def register_hash_token(sub: Any) -> None:
+    """Add `hash-token`: print the at-rest form of an admin token read from stdin."""
+    p = sub.add_parser("hash-token", help="print the sha256 of an admin token (read from stdin)")
+    p.set_defaults(func=run_hash_token)
+
+
+def run_hash_token(_args: argparse.Namespace) -> int:
+    """Read one token from standard input and print its sha256 for a tokens file."""
+    from xds_server.admin._auth import hash_token
+
+    token = sys.stdin.readline().strip()
+    if len(token) < 16:
+        print("error: a token should be at least 16 random characters "
+              "(e.g. `openssl rand -hex 32`)", file=sys.stderr)
+        return 1
+    print(hash_token(token))
     return 0

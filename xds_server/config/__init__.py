@@ -10,9 +10,12 @@ from xds_server.config._model import (
     PULL_POLICIES,
     Config,
     FilterSpec,
+    IdentityRule,
+    Limits,
     RegistryConfig,
     ServerConfig,
     SourceSpec,
+    TlsConfig,
 )
 
 __all__ = [
@@ -24,9 +27,12 @@ __all__ = [
     "Config",
     "ConfigError",
     "FilterSpec",
+    "IdentityRule",
+    "Limits",
     "RegistryConfig",
     "ServerConfig",
     "SourceSpec",
+    "TlsConfig",
     "check_overlaps",
     "load_config",
     "parse_config",

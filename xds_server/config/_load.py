@@ -20,9 +20,12 @@ from xds_server.config._model import (
     PULL_POLICIES,
     Config,
     FilterSpec,
+    IdentityRule,
+    Limits,
     RegistryConfig,
     ServerConfig,
     SourceSpec,
+    TlsConfig,
 )
 from xds_server.nodes import NodeSelector, selectors_overlap
 
@@ -243,6 +246,50 @@ def _server(data: Any, where: str, base_dir: Path | None) -> ServerConfig:
         if lvl not in ("debug", "info", "warning", "error"):
             raise r.error(f"log_levels.{name}", f"must be one of debug, info, warning, error (got {lvl!r})")
         log_levels[str(name)] = lvl
+    def path_of(value: str | None) -> Path | None:
+        if value is None:
+            return None
+        p = Path(value)
+        return (base_dir / p).resolve() if not p.is_absolute() and base_dir is not None else p
+
+    def tls(key: str) -> TlsConfig | None:
+        raw = r.get(key)
+        if raw is None:
+            return None
+        t = _Reader(raw, where, r.at(key))
+        cert, keyf = t.opt_str("cert_file"), t.opt_str("key_file")
+        if cert is None or keyf is None:
+            raise ConfigError(where, r.at(key), "needs both cert_file and key_file")
+        out = TlsConfig(cert_file=path_of(cert) or Path(cert), key_file=path_of(keyf) or Path(keyf),
+                        client_ca_file=path_of(t.opt_str("client_ca_file")))
+        t.done()
+        for label, p in (("cert_file", out.cert_file), ("key_file", out.key_file),
+                         ("client_ca_file", out.client_ca_file)):
+            if p is not None and not p.is_file():
+                raise ConfigError(where, f"{r.at(key)}.{label}", f"no such file: {p}")
+        return out
+
+    rules = []
+    raw_rules = r.get("node_identity") or []
+    if not isinstance(raw_rules, list):
+        raise r.error("node_identity", f"must be a list of {{san, node_id}}, got {_kind(raw_rules)}")
+    for i, item in enumerate(raw_rules):
+        ir = _Reader(item, where, f"{r.at('node_identity')}[{i}]")
+        rules.append(IdentityRule(san=ir.text("san") or "*", node_id=ir.text("node_id") or "*"))
+        ir.done()
+    lr = _Reader(r.get("limits") or {}, where, r.at("limits"))
+    dl = Limits()
+    limits = Limits(
+        max_streams=int(lr.number("max_streams", dl.max_streams, minimum=1) or 0),
+        max_names_per_request=int(lr.number("max_names_per_request", dl.max_names_per_request, minimum=1) or 0),
+        max_request_bytes=int(lr.number("max_request_bytes", dl.max_request_bytes, minimum=1024) or 0),
+        requests_per_second=float(lr.number("requests_per_second", dl.requests_per_second, minimum=0.1) or 0),
+        request_burst=int(lr.number("request_burst", dl.request_burst, minimum=1) or 0),
+    )
+    lr.done()
+    xds_tls = tls("xds_tls")
+    if rules and (xds_tls is None or xds_tls.client_ca_file is None):
+        raise r.error("node_identity", "needs mutual TLS: set server.xds_tls.client_ca_file")
     cfg = ServerConfig(
         xds_address=xds,
         admin_address=admin,
@@ -258,6 +305,11 @@ def _server(data: Any, where: str, base_dir: Path | None) -> ServerConfig:
         resolve_interval=float(r.number("resolve_interval", d.resolve_interval, minimum=1) or 0),
         docker_config=Path(docker_config) if docker_config else None,
         watch_config=r.bool("watch_config", True),
+        xds_tls=xds_tls,
+        admin_tls=tls("admin_tls"),
+        node_identity=tuple(rules),
+        admin_tokens_file=path_of(r.opt_str("admin_tokens_file")),
+        limits=limits,
     )
     r.done()
     return cfg

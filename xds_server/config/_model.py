@@ -97,6 +97,36 @@ class RegistryConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """TLS for one listening port. With `client_ca_file`, clients must present a
+    certificate signed by that CA (mutual TLS)."""
+
+    cert_file: Path
+    key_file: Path
+    client_ca_file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityRule:
+    """With mTLS: a client whose certificate has a SAN (URI or DNS) matching `san` (glob)
+    may use the node ids matching `node_id` (glob; `{san}` stands for the matched SAN)."""
+
+    san: str
+    node_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Protective limits; every one has a default that a healthy fleet never reaches."""
+
+    max_streams: int = 50_000
+    max_names_per_request: int = 10_000
+    max_request_bytes: int = 4 * 2**20
+    requests_per_second: float = 50.0
+    request_burst: int = 200
+
+
+@dataclass(frozen=True, slots=True)
 class ServerConfig:
     """Addresses, storage and limits of the server process."""
 
@@ -114,6 +144,11 @@ class ServerConfig:
     resolve_interval: float = 300.0
     docker_config: Path | None = None
     watch_config: bool = True
+    xds_tls: TlsConfig | None = None
+    admin_tls: TlsConfig | None = None
+    node_identity: tuple[IdentityRule, ...] = ()
+    admin_tokens_file: Path | None = None
+    limits: Limits = field(default_factory=Limits)
 
 
 @dataclass(frozen=True, slots=True)

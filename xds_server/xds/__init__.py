@@ -5,10 +5,11 @@ Knows resources only through `xds_server.cache`; nothing here knows OCI or wasm.
 
 from xds_server.xds._callbacks import NullCallbacks, StreamCallbacks, StreamInfo
 from xds_server.xds._server import ADS_SERVICE, XdsService
-from xds_server.xds._stream import StreamLimits
+from xds_server.xds._stream import Authorizer, StreamLimits
 
 __all__ = [
     "ADS_SERVICE",
+    "Authorizer",
     "NullCallbacks",
     "StreamCallbacks",
     "StreamInfo",

@@ -8,7 +8,7 @@ from typing import Any
 from envoy.service.discovery.v3 import discovery_pb2
 
 from xds_server.cache import Resource, Watch
-from xds_server.xds._stream import BaseStream
+from xds_server.xds._stream import BaseStream, debug_enabled
 
 DeltaDiscoveryRequest = Any  # envoy.service.discovery.v3.DeltaDiscoveryRequest (xds-protos ships no type stubs)
 
@@ -71,8 +71,9 @@ class DeltaStream(BaseStream[DeltaDiscoveryRequest]):
                     request.error_detail.code, request.error_detail.message,
                 )
             else:
-                self.log.info("ack", type_url=type_url, nonce=nonce, resources=state.sent)
-                self.ctx.callbacks.on_ack(self.info, type_url, nonce, dict(state.sent))
+                if debug_enabled():
+                    self.log.debug("ack", type_url=type_url, nonce=nonce, resources=state.sent)
+                self.ctx.callbacks.on_ack(self.info, type_url, nonce, state.sent)
 
         changed = first
         for name in request.resource_names_subscribe:
@@ -129,20 +130,27 @@ class DeltaStream(BaseStream[DeltaDiscoveryRequest]):
         for name in removed:
             del state.client_versions[name]
         state.nonce = self.next_nonce()
-        state.sent = {r.name: r.version for r in updates}
-        head = discovery_pb2.DeltaDiscoveryResponse(
-            type_url=type_url, nonce=state.nonce, removed_resources=removed
-        ).SerializeToString()
-        data = head + self.ctx.delta_control_plane_field + b"".join(
-            r.delta_field for r in updates
-        )
-        self.log.info("push", type_url=type_url, nonce=state.nonce, resources=state.sent,
-                      removed=removed)
-        self.ctx.callbacks.on_response(self.info, type_url, state.nonce, state.sent, removed)
-        return bytes(data)
+        state.sent = {r.name: r.version for r in updates}  # a new dict: callbacks may keep it
+        nonce = state.nonce
+        key = ("delta", type_url, nonce, tuple(removed), *(r.version for r in updates))
+        data = self.ctx.response(key, lambda: _delta_response(
+            type_url, nonce, removed, self.ctx.delta_control_plane_field, updates))
+        if debug_enabled():
+            self.log.debug("push", type_url=type_url, nonce=nonce, resources=state.sent,
+                           removed=removed)
+        self.ctx.callbacks.on_response(self.info, type_url, nonce, state.sent, removed)
+        return data
 
     def close_watches(self) -> None:
         """Cancel every type's watch."""
         for state in self.states.values():
             if state.watch is not None:
                 state.watch.cancel()
+
+
+def _delta_response(type_url: str, nonce: str, removed: list[str], control_plane: bytes,
+                    updates: list[Resource]) -> bytes:
+    head = discovery_pb2.DeltaDiscoveryResponse(
+        type_url=type_url, nonce=nonce, removed_resources=removed
+    ).SerializeToString()
+    return b"".join((head, control_plane, *(r.delta_field for r in updates)))

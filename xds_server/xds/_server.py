@@ -21,7 +21,7 @@ from xds_server.nodes import NodeInfo
 from xds_server.xds._callbacks import NullCallbacks, StreamCallbacks
 from xds_server.xds._delta import DeltaStream
 from xds_server.xds._sotw import SotwStream
-from xds_server.xds._stream import Malformed, StreamContext, StreamLimits
+from xds_server.xds._stream import Authorizer, Malformed, StreamContext, StreamLimits
 
 log = structlog.get_logger("xds_server.xds")
 
@@ -57,6 +57,7 @@ class XdsService:
         callbacks: StreamCallbacks | None = None,
         limits: StreamLimits | None = None,
         control_plane: str = "xds-server",
+        authorizer: Authorizer | None = None,
     ) -> None:
         self.registry = TypeRegistry(types)
         self.ctx = StreamContext(
@@ -65,6 +66,7 @@ class XdsService:
             callbacks or NullCallbacks(),
             limits or StreamLimits(),
             control_plane,
+            authorizer,
         )
 
     @property
@@ -147,6 +149,15 @@ class XdsService:
                     f"it serves {type_url!r}",
                 )
             node = NodeInfo.from_proto(request.node)
+            if self.ctx.authorizer is not None:
+                refused = self.ctx.authorizer(node, context.auth_context())
+                if refused is not None:
+                    log.warning("node_identity_refused", node_id=node.id, peer=context.peer(), reason=refused)
+                    await context.abort(grpc.StatusCode.PERMISSION_DENIED, refused)
+            if len(request.resource_names) > self.ctx.limits.max_names:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                    f"request names {len(request.resource_names)} resources; "
+                                    f"the limit is {self.ctx.limits.max_names}")
             cache = self.ctx.cache
             names = list(request.resource_names) or cache.names(type_url)
             found = [r for n in sorted(set(names)) if (r := cache.resolve(type_url, n, node))]

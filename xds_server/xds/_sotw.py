@@ -8,7 +8,7 @@ from typing import Any
 from envoy.service.discovery.v3 import discovery_pb2
 
 from xds_server.cache import Resource, Watch, collection_version
-from xds_server.xds._stream import BaseStream
+from xds_server.xds._stream import BaseStream, debug_enabled
 
 DiscoveryRequest = Any  # envoy.service.discovery.v3.DiscoveryRequest (xds-protos ships no type stubs)
 
@@ -68,8 +68,9 @@ class SotwStream(BaseStream[DiscoveryRequest]):
                     request.error_detail.code, request.error_detail.message,
                 )
             else:
-                self.log.info("ack", type_url=type_url, nonce=nonce, version=state.version_info)
-                self.ctx.callbacks.on_ack(self.info, type_url, nonce, dict(state.sent))
+                if debug_enabled():
+                    self.log.debug("ack", type_url=type_url, nonce=nonce, version=state.version_info)
+                self.ctx.callbacks.on_ack(self.info, type_url, nonce, state.sent)
         elif first and request.version_info:
             state.client_version = request.version_info
 
@@ -129,22 +130,29 @@ class SotwStream(BaseStream[DiscoveryRequest]):
             if not full_state and all(state.sent.get(n) == v for n, v in versions.items()):
                 return None  # only removals: not announced for non-full-state types
         state.client_version = ""
-        state.sent = versions
+        state.sent = versions  # a new dict per response: callbacks may keep it
         state.version_info = collection_version(versions)
         state.nonce = self.next_nonce()
-        head = discovery_pb2.DiscoveryResponse(
-            version_info=state.version_info, type_url=type_url, nonce=state.nonce
-        ).SerializeToString()
-        data = head + self.ctx.control_plane_field + b"".join(
-            r.sotw_field for r in desired.values()
-        )
-        self.log.info("push", type_url=type_url, version=state.version_info,
-                      nonce=state.nonce, resources=versions)
+        resources = tuple(desired.values())
+        key = ("sotw", type_url, state.version_info, state.nonce, *(r.version for r in resources))
+        data = self.ctx.response(key, lambda: _sotw_response(
+            type_url, state.version_info, state.nonce, self.ctx.control_plane_field, resources))
+        if debug_enabled():
+            self.log.debug("push", type_url=type_url, version=state.version_info,
+                           nonce=state.nonce, resources=versions)
         self.ctx.callbacks.on_response(self.info, type_url, state.nonce, versions, ())
-        return bytes(data)
+        return data
 
     def close_watches(self) -> None:
         """Cancel every type's watch."""
         for state in self.states.values():
             if state.watch is not None:
                 state.watch.cancel()
+
+
+def _sotw_response(type_url: str, version_info: str, nonce: str, control_plane: bytes,
+                   resources: tuple[Resource, ...]) -> bytes:
+    head = discovery_pb2.DiscoveryResponse(
+        version_info=version_info, type_url=type_url, nonce=nonce
+    ).SerializeToString()
+    return b"".join((head, control_plane, *(r.sotw_field for r in resources)))

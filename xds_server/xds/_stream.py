@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
+import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -20,6 +22,13 @@ from xds_server.nodes import NodeInfo
 from xds_server.xds._callbacks import StreamCallbacks, StreamInfo
 
 log = structlog.get_logger("xds_server.xds")
+_stdlib_log = logging.getLogger("xds_server.xds")
+
+
+def debug_enabled() -> bool:
+    """Whether per-response events (`push`, `ack`) are logged: they are debug events,
+    because at fleet scale one line per stream per push costs more than the push."""
+    return _stdlib_log.isEnabledFor(logging.DEBUG)
 
 _stream_ids = itertools.count(1)
 
@@ -53,11 +62,22 @@ class StreamLimits:
     the memory that a push of a large resource to many streams can take.
     `slot_timeout`: seconds a write may hold a slot before it continues without one,
     so a client that stops reading cannot starve the others.
+    `unbounded_write_bytes`: responses up to this size are written without a slot
+    (N streams hold at most N x this much in flight).
     """
 
     max_names: int = 10_000
     write_slots: int = 128
     slot_timeout: float = 1.0
+    unbounded_write_bytes: int = 16 * 2**10
+    max_streams: int = 50_000
+    requests_per_second: float = 50.0
+    request_burst: int = 200
+
+
+Authorizer = Callable[[NodeInfo, Mapping[str, Sequence[bytes]]], "str | None"]
+"""Decides whether a stream's peer (its TLS auth context) may act as `node`: returns
+None to allow, or the reason to refuse (the stream ends with PERMISSION_DENIED)."""
 
 
 class StreamContext:
@@ -70,7 +90,9 @@ class StreamContext:
         callbacks: StreamCallbacks,
         limits: StreamLimits,
         control_plane: str,
+        authorizer: Authorizer | None = None,
     ) -> None:
+        self.authorizer = authorizer
         self.cache = cache
         self.types = types
         self.callbacks = callbacks
@@ -86,6 +108,28 @@ class StreamContext:
         self.write_slots = asyncio.Semaphore(limits.write_slots)
         self.open_streams: set[BaseStream[Any]] = set()
         self.closing = False
+        self._responses: dict[tuple[Any, ...], bytes] = {}
+        self._responses_bytes = 0
+
+    # Streams that are at the same point (same nonce, same resources) send identical
+    # bytes: one copy is built and shared, so a push to N streams makes no per-stream
+    # copy of the resources. Bounded by entries and bytes.
+    MEMO_ENTRIES = 64
+    MEMO_BYTES = 64 * 2**20
+
+    def response(self, key: tuple[Any, ...], build: Callable[[], bytes]) -> bytes:
+        """The response bytes for `key`, built by `build()` at most once while cached."""
+        data = self._responses.get(key)
+        if data is None:
+            data = build()
+            memo = self._responses
+            while memo and (len(memo) >= self.MEMO_ENTRIES
+                            or self._responses_bytes + len(data) > self.MEMO_BYTES):
+                self._responses_bytes -= len(memo.pop(next(iter(memo))))
+            if len(data) <= self.MEMO_BYTES:
+                memo[key] = data
+                self._responses_bytes += len(data)
+        return data
 
 
 class BaseStream(Generic[Req]):
@@ -119,6 +163,8 @@ class BaseStream(Generic[Req]):
         self._reader_done = False
         self._nonces = itertools.count(1)
         self._unknown_types: set[str] = set()
+        self._tokens = float(ctx.limits.request_burst)
+        self._token_at = time.monotonic()
 
     # -- hooks for subclasses -------------------------------------------------------
 
@@ -173,7 +219,14 @@ class BaseStream(Generic[Req]):
     def set_node(self, node: Any, has_node: bool) -> None:
         """Record the node from the first request that carries one."""
         if self.info.node is None and has_node:
-            self.node = NodeInfo.from_proto(node)
+            candidate = NodeInfo.from_proto(node)
+            if self.ctx.authorizer is not None:
+                refused = self.ctx.authorizer(candidate, self.grpc.auth_context())
+                if refused is not None:
+                    self.log.warning("node_identity_refused", node_id=candidate.id, peer=self.info.peer,
+                                     reason=refused)
+                    raise ProtocolError(grpc.StatusCode.PERMISSION_DENIED, refused)
+            self.node = candidate
             self.info.node = self.node
             self.log = self.log.bind(node_id=self.node.id, cluster=self.node.cluster)
             self.log.info("stream_node", user_agent=self.node.user_agent,
@@ -187,6 +240,21 @@ class BaseStream(Generic[Req]):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"request names {count} resources; the limit is {self.ctx.limits.max_names}",
             )
+
+    def _take_token(self) -> None:
+        """Per-stream token bucket on requests; refuse a client that floods."""
+        limits = self.ctx.limits
+        now = time.monotonic()
+        self._tokens = min(float(limits.request_burst),
+                           self._tokens + (now - self._token_at) * limits.requests_per_second)
+        self._token_at = now
+        if self._tokens < 1.0:
+            raise ProtocolError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"request rate limit exceeded ({limits.requests_per_second:g}/s, burst "
+                f"{limits.request_burst})",
+            )
+        self._tokens -= 1.0
 
     async def _read(self, requests: AsyncIterator[Req | Malformed]) -> None:
         try:
@@ -202,21 +270,37 @@ class BaseStream(Generic[Req]):
             self._wake.set()
 
     async def _write(self, data: bytes) -> None:
+        """Write holding one of the shared write slots, for at most `slot_timeout`:
+        a client that stops reading keeps its write, not a slot. Small responses skip
+        the slots: what they hold in flight is bounded by the stream count anyway."""
+        if len(data) <= self.ctx.limits.unbounded_write_bytes:
+            await self.grpc.write(data)
+            return
         slots = self.ctx.write_slots
         await slots.acquire()
-        write = asyncio.ensure_future(self.grpc.write(data))
+        held = True
+
+        def release() -> None:
+            nonlocal held
+            if held:
+                held = False
+                slots.release()
+
+        timer = asyncio.get_running_loop().call_later(self.ctx.limits.slot_timeout, release)
         try:
-            done, _ = await asyncio.wait({write}, timeout=self.ctx.limits.slot_timeout)
+            await self.grpc.write(data)
         finally:
-            slots.release()
-        if not done:
-            await write
-        else:
-            write.result()
+            timer.cancel()
+            release()
 
     async def run(self, requests: AsyncIterator[Req | Malformed]) -> None:
         """Serve the stream until the client leaves or a protocol error ends it."""
         ctx = self.ctx
+        if len(ctx.open_streams) >= ctx.limits.max_streams:
+            self.log.warning("stream_limit", open=len(ctx.open_streams), limit=ctx.limits.max_streams)
+            await self.grpc.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                  f"this server holds its limit of {ctx.limits.max_streams} streams; "
+                                  "retry later or another replica")
         ctx.open_streams.add(self)
         ctx.callbacks.on_stream_open(self.info)
         self.log.debug("stream_opened", peer=self.info.peer)
@@ -227,6 +311,7 @@ class BaseStream(Generic[Req]):
                 self._wake.clear()
                 while self._requests:
                     request = self._requests.popleft()
+                    self._take_token()
                     if isinstance(request, Malformed):
                         raise ProtocolError(
                             grpc.StatusCode.INVALID_ARGUMENT,

@@ -1,0 +1,203 @@
+"""Transport security, node identity binding, admin tokens and limits, with real peers."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import grpc
+import pytest
+import yaml
+from envoy.service.extension.v3 import config_discovery_pb2_grpc
+from structlog.testing import capture_logs
+
+from tests.fixtures.envoy import EnvoyProcess, free_port, wait_for_header
+from tests.fixtures.pki import Pki, make_pki
+from tests.fixtures.server import running_server, server_bootstrap, write_config
+from tests.fixtures.wasm_filters import header_filter
+from tests.xds_client import Stream, node, sotw_request
+from xds_server.admin._auth import hash_token
+
+READ_TOKEN = "read-token-0123456789abcdef"
+WRITE_TOKEN = "write-token-0123456789abcdef"
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Pki:
+    return make_pki(tmp_path / "pki", {"e1": "spiffe://fleet/e1", "e2": "spiffe://fleet/e2"})
+
+
+def secure_config(tmp_path: Path, pki: Pki, module: Path, **extra: Any) -> Path:
+    return write_config(
+        tmp_path / "config.yaml",
+        [{"name": "hdr", "source": {"file": str(module)}, "configuration": {"api_key": "s3cr3t"}}],
+        xds_tls={"cert_file": str(pki.server_cert), "key_file": str(pki.server_key),
+                 "client_ca_file": str(pki.ca)},
+        node_identity=[{"san": "spiffe://fleet/e1", "node_id": "e1"},
+                       {"san": "spiffe://fleet/e2", "node_id": "e2*"}],
+        **extra,
+    )
+
+
+def channel(port: int, pki: Pki, client: tuple[Path, Path] | None) -> grpc.aio.Channel:
+    creds = grpc.ssl_channel_credentials(
+        root_certificates=pki.ca.read_bytes(),
+        private_key=client[1].read_bytes() if client else None,
+        certificate_chain=client[0].read_bytes() if client else None,
+    )
+    return grpc.aio.secure_channel(f"127.0.0.1:{port}", creds,
+                                   options=[("grpc.ssl_target_name_override", "localhost")])
+
+
+async def first_response(ch: grpc.aio.Channel, node_id: str) -> Any:
+    stream = Stream(config_discovery_pb2_grpc.ExtensionConfigDiscoveryServiceStub(ch).StreamExtensionConfigs())
+    await stream.send(sotw_request(["hdr"], node_msg=node(node_id)))
+    try:
+        return await stream.recv(3)
+    except AssertionError:
+        return stream.error
+    finally:
+        stream.cancel()
+
+
+async def test_mtls_and_node_identity(tmp_path: Path, pki: Pki) -> None:
+    module = tmp_path / "a.wasm"
+    module.write_bytes(header_filter("x-wasm-filter", "A"))
+    async with running_server(secure_config(tmp_path, pki, module)) as app:
+        port = app.xds_port
+        # The right certificate for the node: served.
+        async with channel(port, pki, pki.clients["e1"]) as ch:
+            resp = await first_response(ch, "e1")
+            assert not isinstance(resp, grpc.aio.AioRpcError) and len(resp.resources) == 1
+        # Another node's id with e1's certificate: PERMISSION_DENIED, logged.
+        with capture_logs() as logs:
+            async with channel(port, pki, pki.clients["e1"]) as ch:
+                err = await first_response(ch, "e2-edge")
+        assert isinstance(err, grpc.aio.AioRpcError)
+        assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "not allowed" in (err.details() or "")
+        assert any(e["event"] == "node_identity_refused" for e in logs)
+        async with channel(port, pki, pki.clients["e2"]) as ch:
+            resp = await first_response(ch, "e2-edge")
+            assert not isinstance(resp, grpc.aio.AioRpcError)
+        # No client certificate, or one from another CA: refused at the handshake.
+        for client in (None, pki.rogue_client):
+            async with channel(port, pki, client) as ch:
+                with pytest.raises(grpc.aio.AioRpcError) as info:
+                    await config_discovery_pb2_grpc.ExtensionConfigDiscoveryServiceStub(ch) \
+                        .FetchExtensionConfigs(sotw_request(["hdr"], node_msg=node("e1")), timeout=3)
+                assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_real_envoy_over_mtls(tmp_path: Path, pki: Pki) -> None:
+    module = tmp_path / "a.wasm"
+    module.write_bytes(header_filter("x-wasm-filter", "A"))
+    port = free_port()
+    async with running_server(secure_config(tmp_path, pki, module)) as app:
+        cert, key = pki.clients["e1"]
+        boot = server_bootstrap(app, node_id="e1", filters=["hdr"], listen_port=port,
+                                tls_ca=str(pki.ca), tls_cert=str(cert), tls_key=str(key),
+                                tls_sni="localhost")
+        async with EnvoyProcess(boot, tmp_path):
+            await wait_for_header(f"http://127.0.0.1:{port}/", "x-wasm-filter", "A")
+
+
+async def test_admin_tokens_roles_and_redaction(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.wasm", tmp_path / "b.wasm"
+    a.write_bytes(header_filter("x-wasm-filter", "A"))
+    b.write_bytes(header_filter("x-wasm-filter", "B"))
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_text(yaml.safe_dump({"tokens": [
+        {"name": "dashboard", "role": "read", "sha256": hash_token(READ_TOKEN)},
+        {"name": "ci", "role": "write", "sha256": hash_token(WRITE_TOKEN)},
+    ]}))
+    assert READ_TOKEN not in tokens.read_text()
+    cfg = write_config(tmp_path / "config.yaml",
+                       [{"name": "hdr", "source": {"file": str(a)}, "configuration": {"api_key": "s3cr3t"},
+                         "env": {"DB_PASSWORD": "hunter2"}}],
+                       admin_tokens_file=str(tokens))
+    with capture_logs() as logs:
+        async with running_server(cfg) as app, aiohttp.ClientSession() as http:
+            base = f"http://127.0.0.1:{app.admin_port}"
+
+            def auth(t: str) -> dict[str, str]:
+                return {"Authorization": f"Bearer {t}"}
+
+            async with http.get(f"{base}/api/v1/filters") as r:
+                assert r.status == 401 and "bearer token" in (await r.json())["error"]["message"]
+            async with http.get(f"{base}/api/v1/filters", headers=auth("wrong-token-xxxxxxxx")) as r:
+                assert r.status == 401
+            async with http.get(f"{base}/api/v1/filters", headers=auth(READ_TOKEN)) as r:
+                body = await r.text()
+                assert r.status == 200 and "s3cr3t" not in body and "hunter2" not in body
+                assert "<redacted" in body
+            async with http.get(f"{base}/api/v1/filters/hdr/history", headers=auth(READ_TOKEN)) as r:
+                assert r.status == 200 and "s3cr3t" not in await r.text()
+            spec = {"source": {"file": str(b)}}
+            async with http.put(f"{base}/api/v1/filters/hdr", json=spec, headers=auth(READ_TOKEN)) as r:
+                assert r.status == 403 and "role 'write'" in (await r.json())["error"]["message"]
+            async with http.put(f"{base}/api/v1/filters/hdr", json=spec,
+                                headers={**auth(WRITE_TOKEN), "X-Actor": "alice"}) as r:
+                assert r.status == 200, await r.text()
+            async with http.get(f"{base}/api/v1/filters/hdr/history", headers=auth(WRITE_TOKEN)) as r:
+                history = (await r.json())["history"]
+            assert history[0]["author"].startswith("ci (alice)")
+            for path in ("/healthz", "/readyz", "/metrics"):
+                async with http.get(base + path) as r:
+                    assert r.status == 200, path
+    rendered = repr(logs)
+    assert READ_TOKEN not in rendered and WRITE_TOKEN not in rendered and "s3cr3t" not in rendered
+
+
+async def test_admin_without_tokens_binds_loopback_only(tmp_path: Path) -> None:
+    port = free_port()
+    cfg = write_config(tmp_path / "config.yaml", [], admin_address=f"0.0.0.0:{port}")
+    with capture_logs() as logs:
+        async with running_server(cfg) as app:
+            (site,) = app._admin_runner.sites
+            assert site.name.startswith("http://127.0.0.1:")
+    event = next(e for e in logs if e["event"] == "admin_loopback_only")
+    assert event["bound"] == "127.0.0.1"
+
+
+async def test_admin_over_tls(tmp_path: Path, pki: Pki) -> None:
+    cfg = write_config(tmp_path / "config.yaml", [],
+                       admin_tls={"cert_file": str(pki.server_cert), "key_file": str(pki.server_key)})
+    async with running_server(cfg) as app:
+        ctx = ssl.create_default_context(cafile=str(pki.ca))
+        async with aiohttp.ClientSession() as http, \
+                http.get(f"https://localhost:{app.admin_port}/healthz", ssl=ctx) as r:
+            assert r.status == 200
+        async with aiohttp.ClientSession() as http:
+            with pytest.raises(aiohttp.ClientError):
+                async with http.get(f"http://127.0.0.1:{app.admin_port}/healthz") as r:
+                    await r.read()
+
+
+async def test_request_rate_and_stream_limits(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "config.yaml", [],
+                       limits={"requests_per_second": 1, "request_burst": 3, "max_streams": 2})
+    async with running_server(cfg) as app:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.xds_port}") as ch:
+            stub = config_discovery_pb2_grpc.ExtensionConfigDiscoveryServiceStub(ch)
+            flood = Stream(stub.StreamExtensionConfigs())
+            for i in range(10):
+                try:
+                    await flood.send(sotw_request([f"n{i}"], node_msg=node("flooder")))
+                except (grpc.aio.AioRpcError, grpc.RpcError, asyncio.InvalidStateError):
+                    break  # the server already ended the stream
+            err = await flood.closed_with()
+            assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "rate limit" in (err.details() or "")
+            held = [Stream(stub.StreamExtensionConfigs()) for _ in range(2)]
+            for i, s in enumerate(held):
+                await s.send(sotw_request(["x"], node_msg=node(f"n{i}")))
+            await asyncio.sleep(0.3)
+            extra = Stream(stub.StreamExtensionConfigs())
+            await extra.send(sotw_request(["x"], node_msg=node("n3")))
+            err = await extra.closed_with()
+            assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "limit of 2 streams" in (err.details() or "")
+            for s in held:
+                s.cancel()

@@ -1,0 +1,159 @@
+"""Admin API authorization: bearer tokens with roles `read` and `write`.
+
+Tokens are kept hashed at rest (sha256 of the token text; tokens are random and long,
+so no slow hash is needed). A tokens file is YAML:
+
+    tokens:
+      - {name: ci-deployer, role: write, sha256: <64 hex>}
+      - {name: dashboard, role: read, sha256: <64 hex>}
+
+`xds-server hash-token` prints the sha256 of a token read from standard input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from xds_server.config import ConfigError
+
+ROLES = ("read", "write")
+PUBLIC_PREFIXES = ("/healthz", "/readyz", "/metrics", "/modules/")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is calling: the token's name (or `local` without tokens) and its role."""
+
+    name: str
+    role: str
+
+    @property
+    def can_write(self) -> bool:
+        """True for the `write` role."""
+        return self.role == "write"
+
+
+LOCAL = Caller("local", "write")
+CALLER = "xds_server.caller"
+
+
+def hash_token(token: str) -> str:
+    """The at-rest form of a token."""
+    return hashlib.sha256(token.strip().encode()).hexdigest()
+
+
+class TokenStore:
+    """Token hashes -> callers. Empty means: no tokens configured."""
+
+    def __init__(self, entries: dict[str, Caller] | None = None) -> None:
+        self._by_hash = dict(entries or {})
+
+    @property
+    def enabled(self) -> bool:
+        """True when at least one token is configured."""
+        return bool(self._by_hash)
+
+    @classmethod
+    def load(cls, path: Path) -> TokenStore:
+        """Read a tokens file; `ConfigError` names the file and entry that is wrong."""
+        where = str(path)
+        try:
+            doc = yaml.safe_load(path.read_text())
+        except OSError as exc:
+            raise ConfigError(where, "", f"cannot read: {exc.strerror or exc}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(where, "", f"invalid YAML: {exc}") from exc
+        items = (doc or {}).get("tokens") if isinstance(doc, dict) else None
+        if not isinstance(items, list) or not items:
+            raise ConfigError(where, "tokens", "must be a non-empty list of {name, role, sha256}")
+        entries: dict[str, Caller] = {}
+        for i, item in enumerate(items):
+            at = f"tokens[{i}]"
+            if not isinstance(item, dict):
+                raise ConfigError(where, at, "must be a mapping with name, role, sha256")
+            name, role, digest = item.get("name"), item.get("role"), str(item.get("sha256", ""))
+            if not isinstance(name, str) or not name:
+                raise ConfigError(where, f"{at}.name", "is required")
+            if role not in ROLES:
+                raise ConfigError(where, f"{at}.role", f"must be one of {', '.join(ROLES)} (got {role!r})")
+            if not _HEX64.match(digest):
+                raise ConfigError(where, f"{at}.sha256", "must be the 64-hex sha256 of the token "
+                                  "(xds-server hash-token), never the token itself")
+            entries[digest] = Caller(name, role)
+        return cls(entries)
+
+    def caller_for(self, token: str) -> Caller | None:
+        """The caller a presented token belongs to, or None."""
+        digest = hash_token(token)
+        for known, caller in self._by_hash.items():
+            if hmac.compare_digest(known, digest):
+                return caller
+        return None
+
+
+def _token_of(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    # EventSource and a browser address bar cannot set headers: accept a query token.
+    return request.query.get("access_token")
+
+
+def auth_middleware(tokens: TokenStore) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Require a token (when any is configured) and the `write` role for changes."""
+
+    @web.middleware
+    async def middleware(request: web.Request,
+                         handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        if not tokens.enabled:
+            request[CALLER] = LOCAL
+            return await handler(request)
+        if request.path.startswith(PUBLIC_PREFIXES):
+            request[CALLER] = Caller("public", "none")
+            return await handler(request)
+        token = _token_of(request)
+        caller = tokens.caller_for(token) if token else None
+        if caller is None:
+            return web.json_response(
+                {"error": {"status": 401, "message": "a valid bearer token is required "
+                           "(Authorization: Bearer <token>)"}},
+                status=401, headers={"WWW-Authenticate": 'Bearer realm="xds-server"'},
+            )
+        if request.method not in ("GET", "HEAD", "OPTIONS") and not caller.can_write:
+            return web.json_response(
+                {"error": {"status": 403, "message": f"token {caller.name!r} has role "
+                           f"{caller.role!r}; this call needs role 'write'"}},
+                status=403,
+            )
+        request[CALLER] = caller
+        return await handler(request)
+
+    return middleware
+
+
+def caller_of(request: web.Request) -> Caller:
+    """The authenticated caller of a request (LOCAL when no tokens are configured)."""
+    caller = request.get(CALLER)
+    return caller if isinstance(caller, Caller) else LOCAL
+
+
+def redact_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """A spec as a read-only caller may see it: configuration and env values hidden."""
+    out = dict(spec)
+    conf = out.get("configuration")
+    if conf:
+        digest = hashlib.sha256(str(conf).encode()).hexdigest()[:12]
+        out["configuration"] = f"<redacted: {len(str(conf))} bytes, sha256 {digest}>"
+    if out.get("env"):
+        out["env"] = {k: "<redacted>" for k in out["env"]}
+    return out
