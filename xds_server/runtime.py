@@ -17,7 +17,7 @@ import structlog
 from aiohttp import web
 
 from xds_server import __version__
-from xds_server.admin import AdminState, build_admin_app
+from xds_server.admin import AdminState, build_admin_app, register_grpc_services
 from xds_server.cache import ResourceCache, default_types
 from xds_server.config import Config, ConfigError, load_config
 from xds_server.controller import Controller, Delivery, ModuleProvider
@@ -109,6 +109,9 @@ class XdsServerApp:
         )
         self.grpc_server = grpc.aio.server(options=GRPC_OPTIONS)
         self.xds.register(self.grpc_server)
+        # grpc: CSDS, health, reflection, admin API on the xDS port (health starts NOT_SERVING)
+        self.grpc_services = register_grpc_services(
+            self.grpc_server, self.admin_state, self.cache, self.xds.service_names)
         self._admin_runner = web.AppRunner(build_admin_app(self.admin_state), access_log=None)
         await self._admin_runner.setup()
         self._stage = "setup"
@@ -137,6 +140,7 @@ class XdsServerApp:
             log.error("filter_not_restored", filter=e.name, error=e.message)
         await self.apply(self.config)
         self.admin_state.loaded = True
+        await self.grpc_services.health.refresh()  # grpc: SERVING once every filter is ready
         self._refresh_task = asyncio.create_task(
             self.controller.refresh_forever(self.config.server.resolve_interval))
         if self.config.source_path is not None and self.config.server.watch_config:
@@ -185,6 +189,7 @@ class XdsServerApp:
             return
         self._stage = "stopping"
         self.admin_state.draining = True
+        await self.grpc_services.begin_shutdown()  # grpc: health NOT_SERVING, watches end
         for task in (self._reload_task, self._refresh_task):
             if task is not None:
                 task.cancel()

@@ -1,0 +1,1 @@
+"""Generated code for protos/xds_server/admin/v1/admin.proto (grpcio-tools); do not edit."""
