@@ -1,0 +1,206 @@
+"""Faults with nothing lost: kill -9 mid-download, a full disk, graceful shutdown, a storm."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiohttp
+import grpc
+from aiohttp import web
+
+from tests.fixtures.envoy import EnvoyProcess, free_port, http_get, wait_for, wait_for_header
+from tests.fixtures.registry import make_wasm
+from tests.fixtures.server import running_server, server_bootstrap, write_config
+from tests.fixtures.wasm_filters import header_filter
+from tests.xds_client import Stream, XdsClient, node, sotw_request
+from xds_server.state import SqliteStateStore
+
+HEADER = "x-wasm-filter"
+
+
+@asynccontextmanager
+async def slow_http(body: bytes, *, chunk: int = 64 * 1024, pause: float = 0.05) -> AsyncIterator[str]:
+    """Serve `body` at /m.wasm, trickled (about chunk/pause bytes per second)."""
+    async def handle(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Length": str(len(body))})
+        await resp.prepare(request)
+        for i in range(0, len(body), chunk):
+            await resp.write(body[i:i + chunk])
+            await asyncio.sleep(pause)
+        await resp.write_eof()
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/m.wasm", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}/m.wasm"
+    finally:
+        await runner.cleanup()
+
+
+async def api(method: str, url: str, body: object = None) -> tuple[int, dict[str, object]]:
+    async with aiohttp.ClientSession() as s, s.request(method, url, json=body) as r:
+        return r.status, await r.json()
+
+
+async def start_server_process(cfg: Path, xds: int, admin: int) -> asyncio.subprocess.Process:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "xds_server", "serve", "--config", str(cfg), "--log-format", "json",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )
+
+    async def ready() -> bool | None:
+        try:
+            status, _, _ = await http_get(f"http://127.0.0.1:{admin}/readyz")
+        except OSError:
+            return None
+        return True if status == 200 else None
+
+    await wait_for(ready, 20, what="server ready")
+    return proc
+
+
+async def test_kill_9_during_download_and_after_deploy(tmp_path: Path) -> None:
+    v1 = tmp_path / "v1.wasm"
+    v1.write_bytes(header_filter(HEADER, "v1"))
+    big = make_wasm("big", padding_bytes=3 * 2**20)
+    xds, admin = free_port(), free_port()
+    cfg = write_config(tmp_path / "config.yaml", [], xds_address=f"127.0.0.1:{xds}",
+                       admin_address=f"127.0.0.1:{admin}")
+    base = f"http://127.0.0.1:{admin}/api/v1/filters"
+    proc = await start_server_process(cfg, xds, admin)
+    try:
+        status, view = await api("PUT", f"{base}/hdr", {"source": {"file": str(v1)}})
+        assert status == 201
+        version_before = view["specs"][0]["version"]  # type: ignore[index]
+        # kill -9 right after an accepted deploy: the revision is durable.
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+        proc = await start_server_process(cfg, xds, admin)
+        status, view = await api("GET", f"{base}/hdr")
+        assert status == 200 and view["specs"][0]["version"] == version_before  # type: ignore[index]
+        # kill -9 in the middle of a module download.
+        async with slow_http(big) as url:
+            put = asyncio.create_task(api("PUT", f"{base}/hdr", {"source": {
+                "url": url, "sha256": hashlib.sha256(big).hexdigest()}}))
+            await asyncio.sleep(1.0)
+            assert not put.done()
+            proc.send_signal(signal.SIGKILL)
+            await proc.wait()
+            try:
+                await put
+            except aiohttp.ClientError:
+                pass
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    store = SqliteStateStore(tmp_path / "data" / "state.db")
+    current = store.current("hdr")
+    store.close()
+    assert current is not None and current.versions == [version_before] and current.revision == 1
+    blobs = tmp_path / "data" / "modules"
+    served = [p for p in blobs.rglob("*") if p.is_file() and hashlib.sha256(big).hexdigest() in p.name]
+    assert served == []  # no half-written module under its digest
+    proc = await start_server_process(cfg, xds, admin)
+    try:
+        status, view = await api("GET", f"{base}/hdr")
+        assert view["specs"][0]["version"] == version_before and view["revision"] == 1  # type: ignore[index]
+        assert not [p for p in blobs.rglob(".tmp-*")]  # leftovers cleaned at start
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 15) == 0
+
+
+async def test_disk_full_changes_nothing(tmp_path: Path) -> None:
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], check=True)
+    try:
+        v1 = tmp_path / "v1.wasm"
+        v1.write_bytes(header_filter(HEADER, "v1"))
+        big = tmp_path / "big.wasm"
+        big.write_bytes(make_wasm("big", padding_bytes=2 * 2**20))
+        cfg = write_config(tmp_path / "config.yaml", [{"name": "hdr", "source": {"file": str(v1)}}],
+                           data_dir=str(mnt))
+        port = free_port()
+        async with running_server(cfg) as app, EnvoyProcess(
+                server_bootstrap(app, node_id="e1", filters=["hdr"], listen_port=port), tmp_path):
+            url = f"http://127.0.0.1:{port}/"
+            await wait_for_header(url, HEADER, "v1")
+            status, body = await api("PUT", f"http://127.0.0.1:{app.admin_port}/api/v1/filters/hdr",
+                                     {"source": {"file": str(big)}})
+            assert status == 422, body
+            assert "No space left" in str(body) or "ENOSPC" in str(body) or "space" in str(body)
+            await wait_for_header(url, HEADER, "v1", timeout=2)
+            assert app.controller.filters["hdr"].revision.revision == 1  # type: ignore[union-attr]
+            assert not [p for p in mnt.rglob("*") if p.is_file() and p.name.startswith(".tmp-")]
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+async def test_graceful_shutdown_finishes_inflight_calls(tmp_path: Path) -> None:
+    big = make_wasm("slow", padding_bytes=2**20)
+    cfg = write_config(tmp_path / "config.yaml", [])
+    async with slow_http(big, pause=0.05) as url:
+        async with running_server(cfg) as app:
+            client = XdsClient(f"127.0.0.1:{app.xds_port}")
+            stream = client.sotw()
+            await stream.send(sotw_request(["hdr"], node_msg=node("e1")))
+            base = f"http://127.0.0.1:{app.admin_port}/api/v1/filters"
+            put = asyncio.create_task(api("PUT", f"{base}/hdr", {"source": {
+                "url": url, "sha256": hashlib.sha256(big).hexdigest()}}))
+            await asyncio.sleep(0.3)
+            await app.stop(grace=10)
+            status, _ = await put
+            assert status == 201  # the in-flight call finished
+            err = await stream.closed_with(10)
+            assert err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+            await client.close()
+        store = SqliteStateStore(tmp_path / "data" / "state.db")
+        try:
+            assert store.current("hdr") is not None  # nothing lost
+        finally:
+            store.close()
+
+
+async def test_reconnect_storm_1000_clients(tmp_path: Path) -> None:
+    v1 = tmp_path / "v1.wasm"
+    v1.write_bytes(header_filter(HEADER, "v1"))
+    cfg = write_config(tmp_path / "config.yaml", [{"name": "hdr", "source": {"file": str(v1)}}])
+    async with running_server(cfg) as app:
+        clients = [XdsClient(f"127.0.0.1:{app.xds_port}") for _ in range(10)]
+        streams: list[Stream] = []
+        for i in range(1000):
+            s = clients[i % 10].sotw(ads=i % 2 == 1)
+            streams.append(s)
+        await asyncio.gather(*(s.send(sotw_request(["hdr"], node_msg=node(f"n{i}")))
+                               for i, s in enumerate(streams)))
+        first = await asyncio.gather(*(s.recv(30) for s in streams))
+        assert {r.version_info for r in first} == {app.controller.filters["hdr"].versions[0]}
+        assert app.xds.stream_count == 1000
+        # Everyone disconnects at once and comes back: all served again, nothing leaks.
+        for s in streams:
+            s.cancel()
+        await wait_for(lambda: app.xds.stream_count == 0 or None, 20, what="streams closed")
+        again = [clients[i % 10].sotw() for i in range(1000)]
+        await asyncio.gather(*(s.send(sotw_request(["hdr"], node_msg=node(f"n{i}")))
+                               for i, s in enumerate(again)))
+        assert len(await asyncio.gather(*(s.recv(30) for s in again))) == 1000
+        for s in again:
+            s.cancel()
+        for c in clients:
+            await c.close()
+    assert os.getpid()
