@@ -50,3 +50,33 @@ async def test_tag_update_and_registry_outage(
             registry_proxy.down = False
             await wait_for_header(url, HEADER, "v3", timeout=15)
             assert (await envoy.server_info())["state"] == "LIVE"
+
+
+async def test_config_filter_retried_until_registry_is_back(
+    tmp_path: Path, registry: RegistryProcess, registry_proxy: RegistryProxy
+) -> None:
+    """Registry down at start-up: not ready (503) and retried; once it is back, served."""
+    async with RegistryClient() as client:
+        await push(client, f"{registry.host}/team/late:v1", header_filter(HEADER, "late"))
+    registry_proxy.down = True
+    cfg = write_config(tmp_path / "config.yaml",
+                       [{"name": "hdr", "source": {"image": f"{registry_proxy.host}/team/late:v1"}}])
+    port = free_port()
+    async with running_server(cfg) as app:
+        status, body = await readyz(app.admin_port)
+        assert status == 503 and "hdr" in body
+        assert app.controller.filters["hdr"].error
+        registry_proxy.down = False
+        async with EnvoyProcess(server_bootstrap(app, node_id="e1", filters=["hdr"],
+                                                 listen_port=port), tmp_path):
+            await wait_for_header(f"http://127.0.0.1:{port}/", HEADER, "late", timeout=30)
+        status, _ = await readyz(app.admin_port)
+        assert status == 200
+        assert app.controller.state.history("hdr")[0].author == "system:retry"
+
+
+async def readyz(port: int) -> tuple[int, str]:
+    from tests.fixtures.envoy import http_get
+
+    status, _, body = await http_get(f"http://127.0.0.1:{port}/readyz")
+    return status, body.decode()

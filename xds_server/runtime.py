@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import socket
+import ssl
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,9 +20,11 @@ from aiohttp import web
 
 from xds_server import __version__
 from xds_server.admin import AdminState, build_admin_app, register_grpc_services
+from xds_server.admin._auth import TokenStore
 from xds_server.cache import ResourceCache, default_types
 from xds_server.config import Config, ConfigError, load_config
 from xds_server.controller import Controller, Delivery, ModuleProvider
+from xds_server.identity import make_authorizer
 from xds_server.state import SqliteStateStore
 from xds_server.status import StatusEvent, StatusTracker
 from xds_server.xds import StreamLimits, XdsService
@@ -90,12 +94,17 @@ class XdsServerApp:
         await self._modules.start()
         self.cache = ResourceCache()
         self.status = StatusTracker()
+        lim = self.config.server.limits
         self.xds = XdsService(
             self.cache,
             types=default_types(),
             callbacks=self.status,
-            limits=StreamLimits(),
+            limits=StreamLimits(max_names=lim.max_names_per_request, max_streams=lim.max_streams,
+                                requests_per_second=lim.requests_per_second,
+                                request_burst=lim.request_burst),
             control_plane=f"xds-server/{__version__}@{socket.gethostname()}",
+            authorizer=make_authorizer(self.config.server.node_identity)
+            if self.config.server.node_identity else None,
         )
         s = self.config.server
         self.state = SqliteStateStore(s.data_dir / "state.db")
@@ -104,10 +113,16 @@ class XdsServerApp:
             module_base_url=s.public_url or "",
         ))
         self.status.subscribe(self._on_status)
+        tokens = TokenStore()
+        if s.admin_tokens_file is not None:
+            tokens = TokenStore.load(s.admin_tokens_file)
         self.admin_state = AdminState(
-            controller=self.controller, status=self.status, module_path=self._modules.module_path
+            controller=self.controller, status=self.status, module_path=self._modules.module_path,
+            tokens=tokens,
         )
-        self.grpc_server = grpc.aio.server(options=GRPC_OPTIONS)
+        options = [o for o in GRPC_OPTIONS if o[0] != "grpc.max_receive_message_length"]
+        options.append(("grpc.max_receive_message_length", lim.max_request_bytes))
+        self.grpc_server = grpc.aio.server(options=options)
         self.xds.register(self.grpc_server)
         # grpc: CSDS, health, reflection, admin API on the xDS port (health starts NOT_SERVING)
         self.grpc_services = register_grpc_services(
@@ -119,12 +134,25 @@ class XdsServerApp:
     async def start(self) -> None:
         """Bind the xDS and admin ports, apply the initial config, watch the config file."""
         self._expect("setup", action="start")
-        self.xds_port = self.grpc_server.add_insecure_port(self.xds_address)
+        tls = self.config.server.xds_tls
+        if tls is None:
+            self.xds_port = self.grpc_server.add_insecure_port(self.xds_address)
+        else:
+            creds = grpc.ssl_server_credentials(
+                [(tls.key_file.read_bytes(), tls.cert_file.read_bytes())],
+                root_certificates=tls.client_ca_file.read_bytes() if tls.client_ca_file else None,
+                require_client_auth=tls.client_ca_file is not None,
+            )
+            self.xds_port = self.grpc_server.add_secure_port(self.xds_address, creds)
         if self.xds_port == 0:
             raise OSError(f"cannot listen on {self.xds_address} (xDS gRPC)")
         await self.grpc_server.start()
         host, port = _split(self.admin_address)
-        site = web.TCPSite(self._admin_runner, host, port)
+        if not self.admin_state.tokens.enabled and not _is_loopback(host):
+            log.warning("admin_loopback_only", requested=self.admin_address, bound="127.0.0.1",
+                        reason="no admin tokens configured (server.admin_tokens_file)")
+            host = "127.0.0.1"
+        site = web.TCPSite(self._admin_runner, host, port, ssl_context=_admin_ssl(self.config))
         await site.start()
         server = site._server
         assert server is not None
@@ -135,7 +163,10 @@ class XdsServerApp:
             self.controller.delivery = replace(
                 self.controller.delivery, module_base_url=f"http://{host}:{self.admin_port}")
         log.info("server_started", xds=f"{_split(self.xds_address)[0]}:{self.xds_port}",
-                 admin=f"{host}:{self.admin_port}", filters=len(self.config.filters))
+                 admin=f"{host}:{self.admin_port}", filters=len(self.config.filters),
+                 xds_tls="mutual" if tls and tls.client_ca_file else ("server" if tls else "off"),
+                 admin_tls="on" if self.config.server.admin_tls else "off",
+                 admin_auth="tokens" if self.admin_state.tokens.enabled else "loopback-only")
         for e in await self.controller.restore():
             log.error("filter_not_restored", filter=e.name, error=e.message)
         await self.apply(self.config)
@@ -210,6 +241,27 @@ class XdsServerApp:
         if hasattr(self, "state"):
             self.state.close()
         self._stage = "closed"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _admin_ssl(config: Config) -> ssl.SSLContext | None:
+    tls = config.server.admin_tls
+    if tls is None:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(tls.cert_file, tls.key_file)
+    if tls.client_ca_file is not None:
+        ctx.load_verify_locations(tls.client_ca_file)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
 
 
 def _mtime(path: Path) -> float | None:

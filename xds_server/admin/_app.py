@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import prometheus_client
 from aiohttp import web
 
+from xds_server.admin._auth import LOCAL, TokenStore, auth_middleware, caller_of, redact_spec
 from xds_server.admin._events import EventStreams
 from xds_server.admin._page import static_file, status_page
 from xds_server.config import ConfigError, check_overlaps, parse_filter_spec
@@ -30,6 +31,7 @@ class AdminState:
     module_path: Callable[[str], Path | None]
     loaded: bool = False
     draining: bool = False
+    tokens: TokenStore = field(default_factory=TokenStore)
 
 
 STATE = web.AppKey("state", AdminState)
@@ -51,8 +53,9 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return json_error(exc.status, exc.reason or "error", path=request.path)
 
 
-def filter_to_dict(state: FilterState, status: StatusTracker) -> dict[str, Any]:
-    """JSON form of one filter (the API's FilterView)."""
+def filter_to_dict(state: FilterState, status: StatusTracker, *, redact: bool = False) -> dict[str, Any]:
+    """JSON form of one filter (the API's FilterView). With `redact`, plugin
+    configuration and env values are hidden (read-only callers)."""
     rev = state.revision
     return {
         "name": state.name,
@@ -68,7 +71,7 @@ def filter_to_dict(state: FilterState, status: StatusTracker) -> dict[str, Any]:
         "base_versions": [b.resource.version for b in state.base],
         "specs": [
             {
-                **d.spec.to_dict(),
+                **(redact_spec(d.spec.to_dict()) if redact else d.spec.to_dict()),
                 "version": d.resource.version,
                 "module": {
                     "sha256": d.module.sha256,
@@ -118,7 +121,8 @@ async def list_filters(request: web.Request) -> web.Response:
     st = request.app[STATE]
     ctl = st.controller
     return web.json_response(
-        {"filters": [filter_to_dict(ctl.filters[n], st.status) for n in sorted(ctl.filters)]}
+        {"filters": [filter_to_dict(ctl.filters[n], st.status, redact=_redact(request))
+                     for n in sorted(ctl.filters)]}
     )
 
 
@@ -129,13 +133,21 @@ async def get_filter(request: web.Request) -> web.Response:
     state = st.controller.filters.get(name)
     if state is None:
         return json_error(404, f"no filter named {name!r}")
-    return web.json_response(filter_to_dict(state, st.status))
+    return web.json_response(filter_to_dict(state, st.status, redact=_redact(request)))
+
+
+def _redact(request: web.Request) -> bool:
+    return not caller_of(request).can_write
 
 
 def _actor(request: web.Request) -> str:
-    actor = request.headers.get("X-Actor", "").strip()[:200]
+    """Who made a change: the token's name (when tokens are configured), plus the
+    `X-Actor` the client claims, plus its address."""
+    caller = caller_of(request)
+    actor = "".join(c for c in request.headers.get("X-Actor", "").strip()[:200] if c.isprintable())
     peer = request.remote or "unknown"
-    return f"{actor} (api {peer})" if actor else f"api {peer}"
+    who = actor if caller is LOCAL else f"{caller.name}" + (f" ({actor})" if actor else "")
+    return f"{who} (api {peer})" if who else f"api {peer}"
 
 
 async def _json_body(request: web.Request, *, allow_empty: bool = False) -> Any:
@@ -205,7 +217,14 @@ async def filter_history(request: web.Request) -> web.Response:
     history = request.app[STATE].controller.state.history(name, limit)
     if not history:
         return json_error(404, f"no filter named {name!r} (no history)")
-    return web.json_response({"name": name, "history": [r.to_dict() for r in history]})
+    redact = _redact(request)
+    revisions = []
+    for r in history:
+        d = r.to_dict()
+        if redact:
+            d["specs"] = [redact_spec(spec) for spec in d["specs"]]
+        revisions.append(d)
+    return web.json_response({"name": name, "history": revisions})
 
 
 async def rollback_filter(request: web.Request) -> web.Response:
@@ -261,7 +280,7 @@ async def get_module(request: web.Request) -> web.StreamResponse:
 
 def build_admin_app(state: AdminState) -> web.Application:
     """The admin application; routes are listed in the README."""
-    app = web.Application(middlewares=[_errors], client_max_size=8 * 2**20)
+    app = web.Application(middlewares=[_errors, auth_middleware(state.tokens)], client_max_size=8 * 2**20)
     app[STATE] = state
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

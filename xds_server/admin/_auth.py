@@ -26,7 +26,9 @@ from aiohttp import web
 from xds_server.config import ConfigError
 
 ROLES = ("read", "write")
-PUBLIC_PREFIXES = ("/healthz", "/readyz", "/metrics", "/modules/")
+# Open without a token: probes, metrics, module blobs (Envoy fetches them; they are the
+# same bytes the registry serves) and the status page's static script and style (no data).
+PUBLIC_PREFIXES = ("/healthz", "/readyz", "/metrics", "/modules/", "/static/")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -44,7 +46,7 @@ class Caller:
 
 
 LOCAL = Caller("local", "write")
-CALLER = "xds_server.caller"
+CALLER = web.RequestKey("caller", Caller)
 
 
 def hash_token(token: str) -> str:
@@ -143,8 +145,8 @@ def auth_middleware(tokens: TokenStore) -> Callable[..., Awaitable[web.StreamRes
 
 def caller_of(request: web.Request) -> Caller:
     """The authenticated caller of a request (LOCAL when no tokens are configured)."""
-    caller = request.get(CALLER)
-    return caller if isinstance(caller, Caller) else LOCAL
+    caller: Caller = request.get(CALLER, LOCAL)
+    return caller
 
 
 def redact_spec(spec: dict[str, Any]) -> dict[str, Any]:

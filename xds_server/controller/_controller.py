@@ -92,6 +92,8 @@ class FilterState:
     error_at: float | None = None
     good_revision: int | None = None
     remote_forms: dict[str, int] = field(default_factory=dict)  # node id -> form 1
+    pending: tuple[FilterSpec, ...] = ()  # config specs not applied yet (retried)
+    pending_key: str | None = None
 
     @property
     def versions(self) -> list[str]:
@@ -275,7 +277,12 @@ class Controller:
                 deployed = await self._build_all(specs, digests)
             except FilterError as exc:
                 state.error, state.error_at = exc.message, time.time()
-                if name in self.filters:
+                if action == "config":
+                    state.pending, state.pending_key = tuple(specs), config_hash
+                if name in self.filters or action == "config":
+                    # A filter the config file asks for stays known (not ready) until it
+                    # gets a module, and is retried; a refused API change of a new name
+                    # leaves no trace.
                     self.filters[name] = state
                 FILTER_CHANGES.labels(action, "rejected").inc()
                 log.error("filter_rejected", filter=name, action=action, error=exc.message,
@@ -314,6 +321,7 @@ class Controller:
             state.revision, state.deployed, state.base = revision, deployed, base
             state.error = state.error_at = None
             state.remote_forms = {}
+            state.pending, state.pending_key = (), None
             self.filters[name] = state
             self._publish(name, deployed, base)
             FILTER_CHANGES.labels(action, "applied").inc()
@@ -462,6 +470,22 @@ class Controller:
 
     # -- pull policy Always -----------------------------------------------------------
 
+    async def retry_pending(self) -> list[str]:
+        """Retry config filters that could not be applied yet (e.g. the registry was
+        down at start-up). Returns the names that now serve."""
+        done = []
+        for name, state in list(self.filters.items()):
+            if not state.pending:
+                continue
+            try:
+                await self.deploy(name, state.pending, author="system:retry", action="config",
+                                  summary="from the configuration file (retried)",
+                                  config_hash=state.pending_key)
+            except FilterError:
+                continue
+            done.append(name)
+        return done
+
     async def refresh_once(self) -> list[str]:
         """Re-resolve every `pull_policy: Always` image spec; deploy what moved.
 
@@ -495,14 +519,20 @@ class Controller:
             changed.append(name)
         return changed
 
-    async def refresh_forever(self, interval: float) -> None:
-        """Run `refresh_once` every `interval` seconds until cancelled."""
+    async def refresh_forever(self, interval: float, *, retry_interval: float = 5.0) -> None:
+        """Until cancelled: retry pending config filters every `retry_interval` seconds
+        and re-resolve `Always` tags every `interval` seconds."""
+        loop = asyncio.get_running_loop()
+        next_tags = loop.time() + interval
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(min(retry_interval, interval))
             try:
-                await self.refresh_once()
+                await self.retry_pending()
+                if loop.time() >= next_tags:
+                    next_tags = loop.time() + interval
+                    await self.refresh_once()
             except Exception as exc:  # never let the loop die
-                log.error("tag_refresh_error", error=str(exc))
+                log.error("refresh_error", error=str(exc))
 
     # -- NACK policy ----------------------------------------------------------------
 
