@@ -197,7 +197,7 @@ async def test_health_follows_filter_readiness_and_shutdown(tmp_path: Path) -> N
                        [{"name": "hdr", "source": {"file": str(tmp_path / "missing.wasm")}}])
     async with running_server(cfg) as app, \
             grpc.aio.insecure_channel(f"127.0.0.1:{app.xds_port}") as channel:
-        assert app.grpc_services.health.unserved == {"hdr"}
+        assert not app.controller.ready and app.controller.filters["hdr"].error
         services = ["", *app.xds.service_names, "envoy.service.status.v3.ClientStatusDiscoveryService",
                     "xds_server.admin.v1.AdminService"]
         for s in services:

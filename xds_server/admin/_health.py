@@ -4,9 +4,8 @@ The overall status (service `""`) and every registered service's status are the 
 NOT_SERVING until the initial configuration is applied and every filter has a module
 (the rule of `GET /readyz`), SERVING after, NOT_SERVING for good once shutdown begins.
 
-A filter the config file names whose first deploy failed has no `FilterState` in the
-controller (so `Controller.ready` cannot see it); it is tracked here from the filter
-events and keeps the server NOT_SERVING until a revision of it is deployed or deleted.
+A filter the config file names whose first deploy failed stays in the controller
+without a module (and is retried there), so `Controller.ready` is false until it serves.
 """
 
 from __future__ import annotations
@@ -48,27 +47,20 @@ class HealthReporter:
         # Not serving until the first refresh says otherwise (set() is async; this is not).
         for name in self.services:
             self.servicer._server_status[name] = NOT_SERVING
-        self.unserved: set[str] = set()
-        """Config filters that never had a module (see the module docstring)."""
         self._unsubscribe = state.controller.subscribe(self._on_filter_event)
 
     def register(self, server: grpc.aio.Server) -> None:
         """Add `grpc.health.v1.Health` to `server`."""
         health_pb2_grpc.add_HealthServicer_to_server(self.servicer, server)
 
-    def _on_filter_event(self, event: FilterEvent) -> None:
-        if event.kind == "rejected":
-            if event.action == "config" and event.name not in self.state.controller.filters:
-                self.unserved.add(event.name)
-        else:
-            self.unserved.discard(event.name)
+    def _on_filter_event(self, _event: FilterEvent) -> None:
         self.schedule_refresh()
 
     @property
     def ready(self) -> bool:
         """Config applied, every filter has a module, not draining."""
         st = self.state
-        return st.loaded and not st.draining and st.controller.ready and not self.unserved
+        return st.loaded and not st.draining and st.controller.ready
 
     async def refresh(self) -> None:
         """Publish the current readiness to every service (watchers are notified)."""
