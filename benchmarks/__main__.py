@@ -1,0 +1,218 @@
+"""`python -m benchmarks [--quick] [--only a,b]`: run the scenarios, print tables, write JSON."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from benchmarks import _real, _scenarios
+from benchmarks._proc import raise_fd_limit
+
+RESULTS = Path(__file__).parent / "results"
+
+FULL = {"sizes": [1000, 5000, 10000], "pushes": 3, "inline": [1000, 5000], "proxies": 1000,
+        "slow_n": 1000, "slow_pushes": 10, "swaps": 100, "oci_repeats": 5, "loops_n": 2000}
+QUICK = {"sizes": [500, 1000], "pushes": 2, "inline": [200], "proxies": 400,
+         "slow_n": 200, "slow_pushes": 4, "swaps": 20, "oci_repeats": 2, "loops_n": 500}
+
+
+def machine() -> dict[str, Any]:
+    import grpc
+
+    model = ""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    try:
+        nproc = int(subprocess.run(["nproc"], capture_output=True, text=True).stdout)
+    except (OSError, ValueError):
+        nproc = 0
+    try:
+        import uvloop
+
+        uv = uvloop.__version__
+    except ImportError:
+        uv = None
+    with open("/proc/meminfo") as f:
+        mem = int(f.readline().split()[1]) * 1024
+    return {"nproc": nproc, "cpu": model, "mem_gib": round(mem / 2**30, 1),
+            "python": platform.python_version(), "grpcio": grpc.__version__, "uvloop": uv,
+            "kernel": platform.release(),
+            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "NO"
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
+    return str(v)
+
+
+def table(title: str, head: list[str], rows: list[list[Any]]) -> str:
+    cells = [head, *[[fmt(c) for c in r] for r in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(head))]
+    lines = [f"\n== {title}"]
+    for j, r in enumerate(cells):
+        lines.append("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)))
+        if j == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def scenarios(p: dict[str, Any]) -> dict[str, tuple[Callable[[], dict[str, Any]], Callable[..., Any]]]:
+    return {
+        "fleet": (lambda: _scenarios.fleet(p["sizes"], p["pushes"]), _scenarios.fleet_table),
+        "inline_1mib": (lambda: _scenarios.inline_1mib(p["inline"]), _scenarios.inline_table),
+        "one_of_100": (lambda: _scenarios.one_of_many(p["proxies"], 100, 5, 20),
+                       _scenarios.one_of_many_table),
+        "slow_consumers": (lambda: _scenarios.slow_consumers(p["slow_n"], p["slow_pushes"]),
+                           _scenarios.slow_table),
+        "envoy_swap": (lambda: _real.envoy_swaps(p["swaps"]), _real.envoy_table),
+        "oci": (lambda: _real.oci(repeats=p["oci_repeats"]), _real.oci_table),
+        "event_loop": (lambda: _scenarios.event_loops(p["loops_n"], p["pushes"]),
+                       _scenarios.loops_table),
+    }
+
+
+def _get(results: dict[str, Any], name: str, fn: Callable[[dict[str, Any]], Any]) -> Any:
+    try:
+        return fn(results[name])
+    except (KeyError, TypeError, IndexError, ValueError, StopIteration):
+        return None
+
+
+def summary(results: dict[str, Any]) -> list[list[Any]]:
+    def fleet_row(n: int | None = None) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        def pick(r: dict[str, Any]) -> dict[str, Any]:
+            rows = r["rows"]
+            return next(x for x in rows if x["n"] == n) if n else rows[-1]
+        return pick
+
+    top = _get(results, "fleet", fleet_row())
+    five = _get(results, "fleet", fleet_row(5000))
+    big = _get(results, "inline_1mib", lambda r: r["rows"][-1])
+    env = results.get("envoy_swap")
+    oci = results.get("oci")
+    one = results.get("one_of_100")
+    slow = results.get("slow_consumers")
+    rows: list[list[Any]] = []
+
+    def add(what: str, target: str, value: Any, floor: Any, ok: bool | None) -> None:
+        rows.append([what, target, value, floor, ok])
+
+    if top:
+        n = top["n"]
+        add(f"small push to {n}, all ACKed", "<= 1.5x bare",
+            f"{fmt(top['xds']['acked_s'])} s = {fmt(top['acked_ratio'])}x",
+            f"{fmt(top['bare']['acked_s'])} s", top["acked_ratio"] is not None and top["acked_ratio"] <= 1.5)
+        cpu = top["xds"]["cpu_per_proxy_us"]
+        add(f"server CPU per proxy per push (N={n})", "<= 150 us", f"{fmt(cpu)} us",
+            f"{fmt(top['bare']['cpu_per_proxy_us'])} us", cpu is not None and cpu <= 150)
+        rss = top["xds"]["rss_per_proxy"] / 1024
+        add(f"server RSS per connected proxy (N={n})", "<= 64 KiB", f"{fmt(rss)} KiB",
+            f"{fmt(top['bare']['rss_per_proxy'] / 1024)} KiB", rss <= 64)
+    if five:
+        est = five["xds"]["establish_s"]
+        add("5,000 new streams at once", "<= 3 s", f"{fmt(est)} s = {fmt(five['establish_ratio'])}x",
+            f"{fmt(five['bare']['establish_s'])} s", est <= 3 and five["xds"]["establish_complete"])
+    if big:
+        t, g = big["xds"]["run"]["acked_s"], big["xds"]["run"]["peak_rss_growth"] / 2**20
+        add(f"1 MiB inline to {big['n']}", "<= 10 s, RSS +<= 500 MiB",
+            f"{fmt(t)} s = {fmt(big['acked_ratio'])}x, +{fmt(g)} MiB",
+            f"{fmt(big['bare']['run']['acked_s'])} s, +{fmt(big['bare']['run']['peak_rss_growth'] / 2**20)} MiB",
+            t is not None and t <= 10 and g <= 500)
+    if one:
+        add("change 1 filter of 100 (1000 proxies x 5)", "<= 1.2x that filter alone",
+            f"time {fmt(one['time_ratio'])}x, CPU {fmt(one['cpu_ratio'])}x; others pushed: "
+            f"{one['many']['non_subscribers_pushed']}", "-",
+            (one["time_ratio"] or 9) <= 1.2 and one["many"]["non_subscribers_pushed"] == 0)
+    if slow:
+        add(f"5% slow consumers (N={slow['n']})", "others on time, memory bounded",
+            f"{fmt(slow['ratio'])}x baseline, RSS +{fmt(slow['rss_growth_max'] / 2**20)} MiB",
+            f"{fmt(slow['baseline_acked_s'])} s", slow["all_complete"])
+    if env:
+        add(f"real Envoy swap ({env['swaps']} swaps)", "p50 <= 10 ms, p99 <= 50 ms",
+            f"p50 {fmt(env['p50_ms'])} ms, p99 {fmt(env['p99_ms'])} ms", "-",
+            env["p50_ms"] is not None and env["p50_ms"] <= 10 and env["p99_ms"] <= 50 and not env["missed"])
+    if oci:
+        add("cold OCI pull of 5 MiB", "<= 1.3x plain GET",
+            f"{fmt(oci['cold_median_s'])} s = {fmt(oci['cold_ratio'])}x", f"{fmt(oci['plain_median_s'])} s",
+            oci["cold_ratio"] <= 1.3)
+        add("cached reference resolve", "<= 1 ms", f"p50 {fmt(oci['cached_median_ms'])} ms, "
+            f"p99 {fmt(oci['cached_p99_ms'])} ms", "-", oci["cached_median_ms"] <= 1)
+    return rows
+
+
+SUMMARY_HEAD = ["what", "target", "xds-server", "bare floor / reference", "met"]
+
+
+def markdown(rows: list[list[Any]], info: dict[str, Any]) -> str:
+    out = ["| " + " | ".join(SUMMARY_HEAD) + " |", "|" + "---|" * len(SUMMARY_HEAD)]
+    out += ["| " + " | ".join(fmt(c) for c in r) + " |" for r in rows]
+    out.append("")
+    out.append(f"Machine: {info['nproc']} cores ({info['cpu']}), {info['mem_gib']} GiB, "
+               f"Python {info['python']}, grpcio {info['grpcio']}, {info['date']}.")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="small N everywhere (about 2 minutes)")
+    ap.add_argument("--only", default="", help="comma-separated scenarios: " + ", ".join(scenarios(FULL)))
+    ap.add_argument("--sizes", default="", help="fleet sizes, e.g. 1000,5000,10000")
+    args = ap.parse_args(argv)
+    raise_fd_limit()
+    from xds_server.log import configure_logging
+
+    configure_logging("warning", "json")
+    params = dict(QUICK if args.quick else FULL)
+    if args.sizes:
+        params["sizes"] = [int(x) for x in args.sizes.split(",")]
+    chosen = scenarios(params)
+    names = [n for n in args.only.split(",") if n] or list(chosen)
+    RESULTS.mkdir(exist_ok=True)
+    info = machine()
+    print(f"machine: {info}", flush=True)
+    results: dict[str, Any] = {}
+    for name in names:
+        run, render = chosen[name]
+        t0 = time.monotonic()
+        print(f"\n... {name}", flush=True)
+        try:
+            res = run()
+        except Exception as exc:  # one failed scenario must not lose the others
+            import traceback
+
+            traceback.print_exc()
+            res = {"error": repr(exc)}
+        res["wall_s"] = time.monotonic() - t0
+        res["machine"] = info
+        res["params"] = params
+        results[name] = res
+        (RESULTS / f"{name}.json").write_text(json.dumps(res, indent=1, default=str))
+        if "error" not in res:
+            print(table(f"{name} ({res['wall_s']:.0f} s)", *render(res)), flush=True)
+    rows = summary(results)
+    print(table("summary", SUMMARY_HEAD, rows))
+    if not args.only:
+        (RESULTS / "summary.json").write_text(json.dumps(
+            {"machine": info, "params": params, "quick": args.quick, "rows": rows}, indent=1, default=str))
+        (RESULTS / "summary.md").write_text(markdown(rows, info) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
