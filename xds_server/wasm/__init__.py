@@ -1,7 +1,9 @@
 """WebAssembly modules from OCI registries, URLs and files: fetch, verify, store, push.
 
 The server calls :class:`ModuleStore` (``resolve``, ``get``, ``pin``) with
-:class:`ModuleSource` s; everything raised derives from :class:`WasmError`. This package
+:class:`ModuleSource` s; everything raised derives from :class:`WasmError`. Every network
+connection goes through the fetch guard (:class:`FetchGuard`, per-host
+:class:`AddressPolicy`) and every response is read under :class:`FetchLimits`. This package
 imports nothing else from ``xds_server``.
 """
 
@@ -14,20 +16,28 @@ from .errors import (
     RegistryError,
     RegistryUnavailable,
     UnsafeArchive,
+    UnsafeDestination,
     UnsupportedLayout,
     VerificationError,
     WasmError,
 )
+from .guard import DEFAULT_POLICY, AddressPolicy, FetchGuard
 from .layouts import LAYOUTS, FetchedModule, fetch_image_module
+from .limits import DEFAULT_LIMITS, FetchLimits
 from .push import PUSH_LAYOUTS, PushResult, push
 from .reference import ImageReference, parse_reference
 from .registry import RegistryClient, RegistrySettings
 from .store import Module, ModuleSource, ModuleStore
 
 __all__ = [
+    "DEFAULT_LIMITS",
+    "DEFAULT_POLICY",
     "LAYOUTS",
     "PUSH_LAYOUTS",
+    "AddressPolicy",
     "AuthError",
+    "FetchGuard",
+    "FetchLimits",
     "FetchedModule",
     "ImageReference",
     "InvalidModule",
@@ -43,6 +53,7 @@ __all__ = [
     "RegistrySettings",
     "RegistryUnavailable",
     "UnsafeArchive",
+    "UnsafeDestination",
     "UnsupportedLayout",
     "VerificationError",
     "WasmError",

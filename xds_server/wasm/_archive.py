@@ -7,6 +7,7 @@ import io
 import posixpath
 import tarfile
 import zlib
+from collections.abc import Iterable, Iterator
 
 from .errors import InvalidModule, ModuleTooLarge, UnsafeArchive
 
@@ -29,12 +30,16 @@ def _decompress(data: bytes, *, limit: int, where: str) -> bytes:
     return out
 
 
-def extract_plugin(data: bytes, *, max_bytes: int, where: str) -> bytes:
+def extract_plugin(
+    data: bytes, *, max_bytes: int, where: str, max_members: int = 10_000
+) -> bytes:
     """Return the bytes of ``plugin.wasm`` from a tar or tar.gz layer.
 
     Every member is checked before anything is read: absolute names, ``..`` components,
     symlinks, hardlinks and device files raise :class:`UnsafeArchive`; so does a layer whose
-    decompressed size exceeds ``max_bytes`` plus tar overhead. A ``plugin.wasm`` above
+    decompressed size exceeds ``max_bytes`` plus tar overhead, or that holds more than
+    ``max_members`` entries (read one at a time, so a layer of a million empty entries
+    costs no memory). A ``plugin.wasm`` above
     ``max_bytes`` raises :class:`ModuleTooLarge`; no ``plugin.wasm`` raises
     :class:`InvalidModule`. Nothing is written to disk.
     """
@@ -42,7 +47,9 @@ def extract_plugin(data: bytes, *, max_bytes: int, where: str) -> bytes:
     raw = _decompress(data, limit=limit, where=where)
     try:
         with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as archive:
-            plugin = _check_members(archive.getmembers(), limit=limit, where=where)
+            plugin = _check_members(
+                _members(archive, max_members, where), limit=limit, where=where
+            )
             if plugin.size > max_bytes:
                 raise ModuleTooLarge(
                     f"{where}: plugin.wasm is {plugin.size} bytes, above the cap of {max_bytes}"
@@ -51,12 +58,26 @@ def extract_plugin(data: bytes, *, max_bytes: int, where: str) -> bytes:
             if handle is None:
                 raise InvalidModule(f"{where}: plugin.wasm cannot be read")
             return handle.read(max_bytes + 1)
-    except (tarfile.TarError, EOFError, gzip.BadGzipFile) as error:
-        raise InvalidModule(f"{where}: layer is not a tar archive ({error})") from None
+    except (tarfile.TarError, EOFError, gzip.BadGzipFile, ValueError, OverflowError,
+            UnicodeError, RecursionError) as error:
+        detail = str(error)[:200] or type(error).__name__
+        raise InvalidModule(f"{where}: layer is not a tar archive ({detail})") from None
+
+
+def _members(archive: tarfile.TarFile, cap: int, where: str) -> Iterator[tarfile.TarInfo]:
+    count = 0
+    while True:
+        member = archive.next()
+        if member is None:
+            return
+        count += 1
+        if count > cap:
+            raise UnsafeArchive(f"{where}: layer holds more than {cap} tar entries (refused)")
+        yield member
 
 
 def _check_members(
-    members: list[tarfile.TarInfo], *, limit: int, where: str
+    members: Iterable[tarfile.TarInfo], *, limit: int, where: str
 ) -> tarfile.TarInfo:
     plugin: tarfile.TarInfo | None = None
     total = 0
@@ -64,13 +85,16 @@ def _check_members(
         name = member.name
         normalized = posixpath.normpath(name)
         if name.startswith("/") or normalized.startswith("..") or "/../" in f"/{name}/":
-            raise UnsafeArchive(f"{where}: tar entry {name!r} escapes the extraction directory")
+            raise UnsafeArchive(
+                f"{where}: tar entry {name[:200]!r} escapes the extraction directory"
+            )
         if member.issym() or member.islnk():
             raise UnsafeArchive(
-                f"{where}: tar entry {name!r} is a link to {member.linkname!r}; links are refused"
+                f"{where}: tar entry {name[:200]!r} is a link to {member.linkname[:200]!r}; "
+                "links are refused"
             )
         if not (member.isfile() or member.isdir()):
-            raise UnsafeArchive(f"{where}: tar entry {name!r} is not a regular file")
+            raise UnsafeArchive(f"{where}: tar entry {name[:200]!r} is not a regular file")
         total += member.size
         if total > limit:
             raise UnsafeArchive(

@@ -10,6 +10,7 @@ import aiohttp
 import structlog
 
 from .errors import ModuleTooLarge, NotFound, RegistryError, RegistryUnavailable, VerificationError
+from .limits import DEFAULT_LIMITS, FetchLimits
 from .metrics import FETCHED_BYTES
 from .registry import ProgressCallback
 
@@ -31,12 +32,19 @@ async def fetch_url(
     backoff_base: float,
     backoff_max: float,
     progress: ProgressCallback | None = None,
+    limits: FetchLimits = DEFAULT_LIMITS,
 ) -> bytes:
-    """Download ``url`` (at most ``max_bytes``) and check it hashes to ``sha256`` (hex)."""
+    """Download ``url`` (at most ``max_bytes``) and check it hashes to ``sha256`` (hex).
+
+    The session's connector decides which addresses may be reached (see
+    :mod:`xds_server.wasm.guard`); ``limits`` give the timeouts and redirect cap.
+    """
     attempt = 0
     while True:
         try:
-            async with session.get(url) as response:
+            async with session.get(
+                url, timeout=limits.timeout(download=True), max_redirects=limits.max_redirects
+            ) as response:
                 if response.status == 404:
                     raise NotFound(f"module URL {url}: not found (404)", status=404)
                 if retryable(response.status):
@@ -74,6 +82,12 @@ async def fetch_url(
             attempt += 1
             await asyncio.sleep(delay)
             continue
+        except aiohttp.ClientError as error:  # redirects, invalid URLs, bad HTTP
+            if isinstance(error, aiohttp.TooManyRedirects):
+                text = f"too many redirects (more than {len(error.history)})"
+            else:
+                text = f"{type(error).__name__}: {str(error).strip()[:300]}"
+            raise RegistryError(f"module URL {url}: {text}") from None
         FETCHED_BYTES.inc(len(buffer))
         received = hasher.hexdigest()
         if received != sha256:

@@ -15,6 +15,7 @@ __all__ = [
     "RegistryError",
     "RegistryUnavailable",
     "UnsafeArchive",
+    "UnsafeDestination",
     "UnsupportedLayout",
     "VerificationError",
     "WasmError",
@@ -53,6 +54,31 @@ class RegistryUnavailable(RegistryError):
     after every retry."""
 
 
+class UnsafeDestination(RegistryError):
+    """The fetch guard refused a destination: a link-local, cloud-metadata, unspecified,
+    multicast, broadcast or reserved address, or a private or loopback one that the
+    destination's policy does not allow. Never retried.
+
+    ``url`` is the URL being fetched (the redirect target for a redirect, the realm for a
+    token request), ``host`` the host name in it, ``address`` the refused IP (``None``
+    when the name itself is refused) and ``reason`` what kind of address it is.
+    """
+
+    def __init__(
+        self, *, url: str, host: str, address: str | None, reason: str
+    ) -> None:
+        where = host if address is None or address == host else f"{host} ({address})"
+        super().__init__(f"refusing to fetch {url}: {where} is {reason}")
+        self.url = url
+        self.host = host
+        self.address = address
+        self.reason = reason
+
+    def for_url(self, url: str) -> UnsafeDestination:
+        """The same refusal, naming ``url``."""
+        return UnsafeDestination(url=url, host=self.host, address=self.address, reason=self.reason)
+
+
 class VerificationError(WasmError):
     """Content does not match the digest it was promised under.
 
@@ -69,7 +95,8 @@ class VerificationError(WasmError):
 
 
 class ModuleTooLarge(WasmError):
-    """A blob, module or archive exceeds the configured size cap."""
+    """A blob, module, archive, manifest, index or token response exceeds its cap (size,
+    layer count, index entries, tar members)."""
 
 
 class InvalidModule(WasmError):

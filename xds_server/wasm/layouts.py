@@ -19,15 +19,16 @@ An image index / manifest list is resolved to one entry: a wasm platform (``os``
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
+from . import _json
 from ._archive import extract_plugin
 from .errors import InvalidModule, ModuleTooLarge, RegistryError, UnsupportedLayout
+from .limits import DEFAULT_LIMITS, FetchLimits
 from .reference import ImageReference
 from .registry import (
     DOCKER_MANIFEST,
@@ -58,6 +59,7 @@ __all__ = [
     "WASM_TO_OCI_CONFIG",
     "WASM_TO_OCI_LAYER",
     "FetchedModule",
+    "choose_index_entry",
     "detect_layout",
     "fetch_image_module",
     "wasme_root_ids",
@@ -82,7 +84,6 @@ LAYOUTS = ("wasme", "cncf", "wasm-to-oci", "compat")
 """Names of the image layouts, as reported in :attr:`FetchedModule.layout`."""
 
 _TAR_LAYERS = (OCI_LAYER_TAR, OCI_LAYER_GZIP, DOCKER_LAYER_GZIP, DOCKER_LAYER_TAR)
-_MAX_CONFIG_BYTES = 1 * 2**20
 _ARCHIVE_OVERHEAD = 2**20
 
 
@@ -105,11 +106,17 @@ def _descriptors(manifest: Mapping[str, Any], key: str) -> list[Mapping[str, Any
     return [d for d in value if isinstance(d, dict)]
 
 
-def detect_layout(manifest: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]]:
+def detect_layout(
+    manifest: Mapping[str, Any], *, max_layers: int = DEFAULT_LIMITS.max_layers
+) -> tuple[str, Mapping[str, Any]]:
     """Return (layout name, descriptor of the layer holding the module) for an image
-    manifest; raise :class:`UnsupportedLayout` when no layout matches."""
+    manifest; raise :class:`UnsupportedLayout` when no layout matches and
+    :class:`ModuleTooLarge` for more than ``max_layers`` layers."""
     config = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
     config_type = str((config or {}).get("mediaType", ""))
+    raw_layers = manifest.get("layers")
+    if isinstance(raw_layers, list) and len(raw_layers) > max_layers:
+        raise ModuleTooLarge(f"image has {len(raw_layers)} layers, above the cap of {max_layers}")
     layers = _descriptors(manifest, "layers")
     if not layers:
         raise UnsupportedLayout("image has no layers")
@@ -128,7 +135,18 @@ def detect_layout(manifest: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]]:
     raise UnsupportedLayout(f"no wasm layout matches media types {types}")
 
 
-def _platform_entry(index: Mapping[str, Any], ref: ImageReference) -> Mapping[str, Any]:
+def choose_index_entry(
+    index: Mapping[str, Any], ref: ImageReference, *,
+    max_entries: int = DEFAULT_LIMITS.max_index_entries,
+) -> Mapping[str, Any]:
+    """The entry of an image index to use: a wasm platform, else linux/amd64, else the
+    first. Raises :class:`UnsupportedLayout` for an empty index and
+    :class:`ModuleTooLarge` for one with more than ``max_entries`` entries."""
+    raw = index.get("manifests")
+    if isinstance(raw, list) and len(raw) > max_entries:
+        raise ModuleTooLarge(
+            f"image index of {ref} lists {len(raw)} manifests, above the cap of {max_entries}"
+        )
     entries = _descriptors(index, "manifests")
     if not entries:
         raise UnsupportedLayout(f"image index of {ref} lists no manifests")
@@ -196,8 +214,10 @@ async def _resolve_image_manifest(
     top = await client.get_manifest(ref)
     if top.media_type not in (OCI_INDEX, DOCKER_MANIFEST_LIST):
         return top, top
-    entry = _platform_entry(top.data, ref)
+    entry = choose_index_entry(top.data, ref, max_entries=client.limits.max_index_entries)
     digest = str(entry.get("digest", ""))
+    if not digest.startswith("sha256:"):
+        raise UnsupportedLayout(f"image index of {ref} names an entry without a sha256 digest")
     image = await client.get_manifest(ref, digest)
     if image.media_type in (OCI_INDEX, DOCKER_MANIFEST_LIST):
         raise UnsupportedLayout(f"image index of {ref} points at another index {digest}")
@@ -217,12 +237,15 @@ async def fetch_image_module(
     tar overhead for compat layers) and a compat layer is extracted safely. Raises
     :class:`~xds_server.wasm.errors.WasmError` subclasses naming the reference and digest.
     """
+    limits: FetchLimits = client.limits
     top, image = await _resolve_image_manifest(client, ref)
     pinned = ref.with_digest(top.digest)
     try:
-        layout, layer = detect_layout(image.data)
+        layout, layer = detect_layout(image.data, max_layers=limits.max_layers)
     except UnsupportedLayout as error:
         raise UnsupportedLayout(f"{pinned}: {error}") from None
+    except ModuleTooLarge as error:
+        raise ModuleTooLarge(f"{pinned}: {error}") from None
     layer_digest = str(layer.get("digest", ""))
     if not layer_digest.startswith("sha256:"):
         raise RegistryError(f"{pinned}: module layer has no sha256 digest")
@@ -233,9 +256,9 @@ async def fetch_image_module(
     root_ids: tuple[str, ...] = ()
     config = image.data.get("config")
     if layout == "wasme" and isinstance(config, dict) and config.get("digest"):
-        raw = await client.fetch_blob(ref, str(config["digest"]), max_bytes=_MAX_CONFIG_BYTES)
+        raw = await client.fetch_blob(ref, str(config["digest"]), max_bytes=limits.max_config_bytes)
         try:
-            parsed = json.loads(raw)
+            parsed = _json.loads(raw)
         except ValueError:
             raise InvalidModule(f"{pinned}: wasme config {config['digest']} is not JSON") from None
         if isinstance(parsed, dict):
@@ -250,7 +273,9 @@ async def fetch_image_module(
         if isinstance(size, int) and size > cap:
             raise ModuleTooLarge(f"{where} is {size} bytes, above the cap of {cap} bytes")
         blob = await client.fetch_blob(ref, layer_digest, max_bytes=cap, progress=progress)
-        data = extract_plugin(blob, max_bytes=max_bytes, where=where)
+        data = extract_plugin(
+            blob, max_bytes=max_bytes, where=where, max_members=limits.max_tar_members
+        )
     else:
         size = layer.get("size")
         if isinstance(size, int) and size > max_bytes:

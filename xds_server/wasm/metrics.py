@@ -19,8 +19,8 @@ __all__ = [
 FETCHES = Counter(
     "xds_server_module_fetches_total",
     "Module fetches from a registry, URL or file, by source kind and result "
-    "(ok, not_found, auth_error, unavailable, registry_error, verification_error, "
-    "too_large, invalid_module, error).",
+    "(ok, not_found, auth_error, unsafe_destination, unavailable, registry_error, "
+    "verification_error, too_large, invalid_module, invalid_reference, error).",
     ["kind", "result"],
 )
 """Counter of fetches by ``kind`` (image, url, file) and ``result``."""

@@ -14,6 +14,11 @@ Docker ``config.json`` (``credHelpers``, ``auths``, ``credsStore``).
 
 Retries: connection errors, timeouts, 429 and 5xx are retried with exponential backoff and
 full jitter, honouring ``Retry-After``; 401, 403 and 404 are never retried.
+
+Safety: every connection (registry, token realm, blob redirect, module URL) goes through the
+:mod:`~xds_server.wasm.guard` (refused destinations raise
+:class:`~xds_server.wasm.errors.UnsafeDestination`, never retried); every response is read
+under the caps and timeouts of :class:`~xds_server.wasm.limits.FetchLimits`.
 """
 
 from __future__ import annotations
@@ -21,13 +26,13 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import hashlib
-import json
 import os
 import random
+import re
 import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -36,6 +41,7 @@ from urllib.parse import urlencode, urljoin
 import aiohttp
 import structlog
 
+from . import _json
 from ._auth import (
     Credentials,
     TokenCache,
@@ -51,6 +57,8 @@ from .errors import (
     RegistryUnavailable,
     VerificationError,
 )
+from .guard import DEFAULT_POLICY, AddressPolicy, FetchGuard, GuardedConnector
+from .limits import DEFAULT_LIMITS, FetchLimits
 from .metrics import FETCHED_BYTES
 from .reference import ImageReference, is_loopback_host
 
@@ -73,8 +81,8 @@ DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+jso
 MANIFEST_MEDIA_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST, OCI_INDEX, DOCKER_MANIFEST_LIST)
 """Manifest media types we ask for and accept, in order of preference."""
 
-_MAX_MANIFEST_BYTES = 4 * 2**20
 _RETRY_AFTER_CAP = 60.0
+_SHA256_DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
 
 ProgressCallback = Callable[[int, int | None], None]
 """Called with (bytes received so far, total bytes or None) while a blob downloads."""
@@ -87,6 +95,11 @@ class RegistrySettings:
     ``plain_http`` allows HTTP without TLS; ``ca_file`` is a PEM bundle trusted for this
     registry instead of the system CAs; ``username``/``password`` are used for basic auth
     and for token requests. The password never appears in ``repr`` or logs.
+
+    ``allow_private`` lets connections to this host reach private addresses (RFC 1918,
+    CGNAT, fc00::/7); ``allow_loopback`` (default true) loopback ones. They apply to
+    connections to this ``host[:port]`` only: a token service or blob storage elsewhere
+    needs its own entry. See :mod:`xds_server.wasm.guard`.
     """
 
     host: str
@@ -94,6 +107,13 @@ class RegistrySettings:
     ca_file: str | None = None
     username: str | None = None
     password: str | None = field(default=None, repr=False)
+    allow_private: bool = False
+    allow_loopback: bool = True
+
+    @property
+    def address_policy(self) -> AddressPolicy:
+        """The fetch guard's policy for this host."""
+        return AddressPolicy(allow_private=self.allow_private, allow_loopback=self.allow_loopback)
 
 
 @dataclass(frozen=True)
@@ -125,17 +145,33 @@ def _retry_after(value: str | None) -> float | None:
     return min(max(when.timestamp() - time.time(), 0.0), _RETRY_AFTER_CAP)
 
 
-async def _error_detail(response: aiohttp.ClientResponse) -> str:
+async def _read_capped(response: aiohttp.ClientResponse, cap: int, what: str) -> bytes:
+    """The body of ``response``, refusing more than ``cap`` bytes (announced or received)."""
+    length = response.content_length
+    if length is not None and length > cap:
+        raise ModuleTooLarge(f"{what} is {length} bytes, above the cap of {cap} bytes")
+    raw = await response.content.read(cap + 1)
+    while len(raw) <= cap:
+        more = await response.content.read(cap + 1 - len(raw))
+        if not more:
+            break
+        raw += more
+    if len(raw) > cap:
+        raise ModuleTooLarge(f"{what} is larger than the cap of {cap} bytes")
+    return raw
+
+
+async def _error_detail(response: aiohttp.ClientResponse, cap: int = 16 * 2**10) -> str:
     try:
-        body = await response.read()
-    except aiohttp.ClientError:
+        body = await response.content.read(cap)
+    except (aiohttp.ClientError, TimeoutError):
         return ""
     try:
-        errors = json.loads(body).get("errors") or []
+        errors = _json.loads(body).get("errors") or []
         return "; ".join(
-            f"{e.get('code', '?')}: {e.get('message', '')}".strip() for e in errors[:3]
+            f"{e.get('code', '?')}: {e.get('message', '')}".strip()[:300] for e in errors[:3]
         )
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, TypeError):
         return body[:200].decode(errors="replace").strip()
 
 
@@ -154,22 +190,35 @@ class RegistryClient:
         retries: int = 4,
         backoff_base: float = 0.25,
         backoff_max: float = 8.0,
-        request_timeout: float = 30.0,
+        request_timeout: float | None = None,
+        limits: FetchLimits = DEFAULT_LIMITS,
+        default_policy: AddressPolicy = DEFAULT_POLICY,
+        resolver: aiohttp.abc.AbstractResolver | None = None,
         user_agent: str = "xds-server",
     ) -> None:
+        """``request_timeout``, when given, sets the connect and per-read timeouts of
+        ``limits``; ``default_policy`` is the fetch guard's policy for hosts without
+        :class:`RegistrySettings` (loopback allowed, private refused by default);
+        ``resolver`` replaces aiohttp's DNS resolver (its answers are still guarded)."""
         self._settings = {r.host: r for r in registries}
         for alias in ("docker.io", "index.docker.io"):
             if alias in self._settings:  # Docker Hub is reached at its endpoint host
                 self._settings.setdefault(_DOCKER_HUB_ENDPOINT, self._settings[alias])
+        if request_timeout is not None:
+            limits = replace(limits, connect_timeout=request_timeout, read_timeout=request_timeout)
+        self._limits = limits
+        self._guard = FetchGuard(
+            {host: s.address_policy for host, s in self._settings.items()}, default=default_policy
+        )
         self._docker_config = docker_config
         self._env = env if env is not None else os.environ
         self._retries = retries
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max
-        self._timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=request_timeout, sock_read=request_timeout
-        )
+        self._timeout = limits.timeout()
+        self._download_timeout = limits.timeout(download=True)
         self._user_agent = user_agent
+        self._resolver = resolver
         self._session: aiohttp.ClientSession | None = None
         self._ssl: dict[str, ssl.SSLContext] = {}
         self._credentials: dict[str, Credentials | None] = {}
@@ -180,7 +229,11 @@ class RegistryClient:
         """Open the HTTP session. Idempotent."""
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                timeout=self._timeout, headers={"User-Agent": self._user_agent}
+                connector=GuardedConnector(self._guard, resolver=self._resolver),
+                timeout=self._timeout,
+                headers={"User-Agent": self._user_agent},
+                max_line_size=16 * 2**10,
+                max_field_size=16 * 2**10,
             )
 
     async def close(self) -> None:
@@ -205,6 +258,16 @@ class RegistryClient:
     def session(self) -> aiohttp.ClientSession:
         """The open HTTP session (shared by URL fetches); raises if not started."""
         return self._session_or_raise()
+
+    @property
+    def limits(self) -> FetchLimits:
+        """The caps and timeouts in force."""
+        return self._limits
+
+    @property
+    def guard(self) -> FetchGuard:
+        """The fetch guard every connection of this client goes through."""
+        return self._guard
 
     @property
     def retry_policy(self) -> tuple[int, float, float]:
@@ -291,6 +354,10 @@ class RegistryClient:
                 f"{what}: registry {host} asks for unsupported auth {challenge.scheme!r}",
                 status=401,
             )
+        realm = challenge.params["realm"]
+        if not realm.startswith(("https://", "http://")):
+            raise AuthError(f"{what}: registry {host} names a token realm that is not http(s)",
+                            status=401)
         scope = challenge.params.get("scope") or self._scope(repository, actions)
         query = {"scope": scope}
         if "service" in challenge.params:
@@ -316,9 +383,12 @@ class RegistryClient:
         attempt = 0
         while True:
             try:
-                async with session.get(url, headers=headers) as response:
+                async with session.get(
+                    url, headers=headers, timeout=self._timeout,
+                    max_redirects=self._limits.max_redirects,
+                ) as response:
                     if response.status in (401, 403):
-                        detail = await _error_detail(response)
+                        detail = await _error_detail(response, self._limits.max_error_bytes)
                         who = "the configured credentials" if with_creds else "anonymous access"
                         raise AuthError(
                             f"{what}: token service for {host} refused {who} "
@@ -333,10 +403,16 @@ class RegistryClient:
                             f"{what}: token service for {host} answered {response.status}",
                             status=response.status,
                         )
-                    data = await response.json(content_type=None)
-                    if not isinstance(data, dict):
-                        raise AuthError(f"{what}: token service for {host} returned no token")
-                    return data
+                    raw = await _read_capped(
+                        response, self._limits.max_token_bytes, f"{what}: token response from {host}"
+                    )
+                try:
+                    data = _json.loads(raw)
+                except ValueError:
+                    raise AuthError(f"{what}: token service for {host} answered no JSON") from None
+                if not isinstance(data, dict):
+                    raise AuthError(f"{what}: token service for {host} returned no token")
+                return data
             except (_Retryable, aiohttp.ClientConnectionError, TimeoutError) as error:
                 if attempt >= self._retries:
                     raise RegistryUnavailable(
@@ -346,6 +422,10 @@ class RegistryClient:
                 delay = self._backoff(attempt, getattr(error, "delay", None))
                 attempt += 1
                 await asyncio.sleep(delay)
+            except aiohttp.ClientError as error:  # redirects, invalid URLs, bad HTTP
+                raise AuthError(
+                    f"{what}: token service for {host}: {_describe(error)}"
+                ) from None
 
     async def _open(
         self,
@@ -357,6 +437,7 @@ class RegistryClient:
         what: str,
         headers: Mapping[str, str] | None = None,
         data: bytes | None = None,
+        download: bool = False,
     ) -> aiohttp.ClientResponse:
         """Send a request with auth and retries; return the response (caller releases it).
 
@@ -376,7 +457,9 @@ class RegistryClient:
                 request_headers["Authorization"] = auth
             try:
                 response = await session.request(
-                    method, url, headers=request_headers, data=data, ssl=self._ssl_for(host)
+                    method, url, headers=request_headers, data=data, ssl=self._ssl_for(host),
+                    timeout=self._download_timeout if download else self._timeout,
+                    max_redirects=self._limits.max_redirects,
                 )
             except (aiohttp.ClientConnectionError, TimeoutError) as error:
                 if attempt >= self._retries:
@@ -392,6 +475,8 @@ class RegistryClient:
                 attempt += 1
                 await asyncio.sleep(delay)
                 continue
+            except aiohttp.ClientError as error:  # redirects, invalid URLs, bad HTTP
+                raise RegistryError(f"{what}: registry {host}: {_describe(error)}") from None
             if response.status == 401 and not challenged:
                 challenge = response.headers.get("WWW-Authenticate")
                 response.release()
@@ -417,10 +502,9 @@ class RegistryClient:
                 continue
             return response
 
-    @staticmethod
-    async def _raise_for_status(response: aiohttp.ClientResponse, what: str) -> None:
+    async def _raise_for_status(self, response: aiohttp.ClientResponse, what: str) -> None:
         status = response.status
-        detail = await _error_detail(response)
+        detail = await _error_detail(response, self._limits.max_error_bytes)
         suffix = f" ({detail})" if detail else ""
         if status in (401, 403):
             raise AuthError(
@@ -442,6 +526,8 @@ class RegistryClient:
         registry's ``Docker-Content-Digest`` if sent, else :class:`VerificationError`.
         """
         ident = identifier or ref.identifier
+        if ident.startswith("sha256:") and not _SHA256_DIGEST.match(ident):
+            raise RegistryError(f"manifest {ident[:100]!r} of {ref}: not a sha256 digest")
         what = f"manifest {ident} of {ref}"
         response = await self._open(
             "GET",
@@ -454,12 +540,7 @@ class RegistryClient:
         try:
             if response.status != 200:
                 await self._raise_for_status(response, what)
-            length = response.content_length
-            if length is not None and length > _MAX_MANIFEST_BYTES:
-                raise ModuleTooLarge(f"{what} is {length} bytes, above {_MAX_MANIFEST_BYTES}")
-            raw = await response.content.read(_MAX_MANIFEST_BYTES + 1)
-            if len(raw) > _MAX_MANIFEST_BYTES:
-                raise ModuleTooLarge(f"{what} is larger than {_MAX_MANIFEST_BYTES} bytes")
+            raw = await _read_capped(response, self._limits.max_manifest_bytes, what)
             header_digest = response.headers.get("Docker-Content-Digest")
             content_type = response.headers.get("Content-Type", "").split(";")[0].strip()
         finally:
@@ -472,16 +553,7 @@ class RegistryClient:
             raise VerificationError(
                 "manifest", reference=str(ref), expected=header_digest, received=digest
             )
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            raise RegistryError(f"{what} is not JSON") from None
-        if not isinstance(data, dict):
-            raise RegistryError(f"{what} is not a JSON object")
-        media_type = str(data.get("mediaType") or content_type)
-        if media_type not in MANIFEST_MEDIA_TYPES:
-            raise RegistryError(f"{what} has unsupported media type {media_type!r}")
-        return Manifest(media_type, digest, raw, data)
+        return Manifest(*parse_manifest(raw, content_type, what=what, digest=digest))
 
     async def fetch_blob(
         self,
@@ -497,13 +569,14 @@ class RegistryClient:
         ``max_bytes``, :class:`VerificationError` when the content's sha256 differs.
         A connection lost mid-stream is retried like a failed request.
         """
+        if not _SHA256_DIGEST.match(digest):
+            raise RegistryError(f"blob {digest[:100]!r} of {ref}: not a sha256 digest")
         what = f"blob {digest} of {ref}"
-        if not digest.startswith("sha256:"):
-            raise RegistryError(f"{what}: unsupported digest algorithm")
         attempt = 0
         while True:
             response = await self._open(
-                "GET", ref, f"/v2/{ref.repository}/blobs/{digest}", actions="pull", what=what
+                "GET", ref, f"/v2/{ref.repository}/blobs/{digest}", actions="pull", what=what,
+                download=True,
             )
             hasher = hashlib.sha256()
             buffer = bytearray()
@@ -532,6 +605,8 @@ class RegistryClient:
                 attempt += 1
                 await asyncio.sleep(self._backoff(attempt, None))
                 continue
+            except aiohttp.ClientError as e:
+                raise RegistryError(f"{what}: {_describe(e)}") from None
             finally:
                 response.release()
             FETCHED_BYTES.inc(len(buffer))
@@ -587,6 +662,7 @@ class RegistryClient:
             what=what,
             headers={"Content-Type": "application/octet-stream"},
             data=data,
+            download=True,
         )
         try:
             if response.status not in (201, 204):
@@ -620,6 +696,42 @@ class RegistryClient:
         return digest
 
 
+_JSON_TYPES = ("application/json", "text/plain", "application/octet-stream", "")
+
+
+def parse_manifest(
+    raw: bytes, content_type: str, *, what: str, digest: str
+) -> tuple[str, str, bytes, Mapping[str, Any]]:
+    """Check and parse manifest bytes served with ``content_type`` (no parameters):
+    (media type, digest, raw, JSON object). Raises :class:`RegistryError` when the bytes
+    are not a JSON object, the served type is not a manifest type (a registry or proxy
+    answering with an HTML page, say), or the type named in the JSON is unsupported or
+    contradicts the served one."""
+    served = content_type.lower()
+    if served not in MANIFEST_MEDIA_TYPES and served not in _JSON_TYPES:
+        raise RegistryError(
+            f"{what} was served as {content_type[:100]!r}, not a manifest media type "
+            f"({digest}, {len(raw)} bytes)"
+        )
+    try:
+        data = _json.loads(raw)
+    except ValueError:
+        raise RegistryError(f"{what} is not JSON ({digest}, {len(raw)} bytes)") from None
+    if not isinstance(data, dict):
+        raise RegistryError(f"{what} is not a JSON object")
+    declared = data.get("mediaType")
+    if declared is not None and not isinstance(declared, str):
+        raise RegistryError(f"{what} has a mediaType that is not a string")
+    media_type = declared or served
+    if media_type not in MANIFEST_MEDIA_TYPES:
+        raise RegistryError(f"{what} has unsupported media type {media_type[:100]!r}")
+    if served in MANIFEST_MEDIA_TYPES and declared and declared != served:
+        raise RegistryError(
+            f"{what} was served as {served!r} but declares mediaType {declared!r}"
+        )
+    return media_type, digest, raw, data
+
+
 class _Retryable(Exception):
     def __init__(self, status: int, delay: float | None) -> None:
         super().__init__(f"status {status}")
@@ -627,5 +739,7 @@ class _Retryable(Exception):
 
 
 def _describe(error: BaseException) -> str:
-    text = str(error).strip()
+    if isinstance(error, aiohttp.TooManyRedirects):
+        return f"too many redirects (more than {len(error.history)})"
+    text = str(error).strip()[:300]
     return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -36,10 +36,13 @@ from .errors import (
     NotFound,
     RegistryError,
     RegistryUnavailable,
+    UnsafeDestination,
     VerificationError,
     WasmError,
 )
+from .guard import DEFAULT_POLICY, AddressPolicy
 from .layouts import fetch_image_module
+from .limits import DEFAULT_LIMITS, FetchLimits
 from .metrics import CACHE_REQUESTS, FETCH_DURATION, FETCHES, STORE_BYTES, STORE_MODULES
 from .reference import ImageReference, normalize_sha256, parse_reference
 from .registry import ProgressCallback, RegistryClient, RegistrySettings
@@ -112,6 +115,7 @@ def _result_label(error: BaseException) -> str:
     for cls, label in (
         (NotFound, "not_found"),
         (AuthError, "auth_error"),
+        (UnsafeDestination, "unsafe_destination"),
         (RegistryUnavailable, "unavailable"),
         (RegistryError, "registry_error"),
         (VerificationError, "verification_error"),
@@ -169,9 +173,15 @@ class ModuleStore:
         retries: int = 4,
         backoff_base: float = 0.25,
         backoff_max: float = 8.0,
-        request_timeout: float = 30.0,
+        request_timeout: float | None = None,
+        limits: FetchLimits = DEFAULT_LIMITS,
+        default_policy: AddressPolicy = DEFAULT_POLICY,
         client: RegistryClient | None = None,
     ) -> None:
+        """Registry settings, retries, ``request_timeout`` (connect and per-read),
+        ``limits`` (caps and timeouts) and ``default_policy`` (the fetch guard's policy for
+        hosts without settings) configure the client made here unless ``client`` is
+        given. ``max_module_bytes`` caps each module."""
         self._root = Path(root)
         self._blobs = self._root / "blobs" / "sha256"
         self._index_path = self._root / "index.json"
@@ -186,6 +196,8 @@ class ModuleStore:
             backoff_base=backoff_base,
             backoff_max=backoff_max,
             request_timeout=request_timeout,
+            limits=limits,
+            default_policy=default_policy,
         )
         self._own_client = client is None
         self._started = False
@@ -440,6 +452,7 @@ class ModuleStore:
                     backoff_base=base,
                     backoff_max=cap,
                     progress=progress,
+                    limits=self._client.limits,
                 )
             else:
                 data = await asyncio.to_thread(
