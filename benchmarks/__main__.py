@@ -173,12 +173,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="small N everywhere (about 2 minutes)")
     ap.add_argument("--only", default="", help="comma-separated scenarios: " + ", ".join(scenarios(FULL)))
     ap.add_argument("--sizes", default="", help="fleet sizes, e.g. 1000,5000,10000")
+    ap.add_argument("--summary", action="store_true",
+                    help="only rebuild summary.json/summary.md from results/*.json")
+    ap.add_argument("--inline", default="", help="1 MiB scenario sizes, e.g. 1000,5000")
     args = ap.parse_args(argv)
+    if args.summary:
+        found = {p.stem: json.loads(p.read_text()) for p in RESULTS.glob("*.json")
+                 if p.stem not in ("summary",)}
+        found = {k: v for k, v in found.items() if "error" not in v}
+        info = next(iter(found.values()))["machine"]
+        rows = summary(found)
+        print(table("summary", SUMMARY_HEAD, rows))
+        (RESULTS / "summary.json").write_text(json.dumps({"machine": info, "rows": rows}, indent=1, default=str))
+        (RESULTS / "summary.md").write_text(markdown(rows, info) + "\n")
+        return 0
     raise_fd_limit()
     from xds_server.log import configure_logging
 
     configure_logging("warning", "json")
     params = dict(QUICK if args.quick else FULL)
+    if args.inline:
+        params["inline"] = [int(x) for x in args.inline.split(",")]
     if args.sizes:
         params["sizes"] = [int(x) for x in args.sizes.split(",")]
     chosen = scenarios(params)
