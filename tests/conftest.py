@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.envoy",
     "tests.fixtures.registry",
     "tests.fixtures.server",
+    "tests.fixtures.postgres",
 ]

@@ -65,5 +65,5 @@ async def run_swaps(tmp_path: Path, cfg: Path, port: int, mods: dict[str, Path],
             if delivery == "file":
                 names = {p.name for p in (tmp_path / "shared-modules").glob("*.wasm")}
                 assert names == {f"{hashlib.sha256(m.read_bytes()).hexdigest()}.wasm" for m in mods.values()}
-            history = app.controller.state.history("hdr")
+            history = (await app.controller.state.history("hdr"))
             assert [h.action for h in history][:2] == ["deploy", "deploy"]

@@ -108,8 +108,9 @@ async def test_kill_9_during_download_and_after_deploy(tmp_path: Path) -> None:
             proc.kill()
             await proc.wait()
     store = SqliteStateStore(tmp_path / "data" / "state.db")
-    current = store.current("hdr")
-    store.close()
+    await store.open()
+    current = await store.current("hdr")
+    await store.close()
     assert current is not None and current.versions == [version_before] and current.revision == 1
     blobs = tmp_path / "data" / "modules"
     served = [p for p in blobs.rglob("*") if p.is_file() and hashlib.sha256(big).hexdigest() in p.name]
@@ -170,10 +171,11 @@ async def test_graceful_shutdown_finishes_inflight_calls(tmp_path: Path) -> None
             assert err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
             await client.close()
         store = SqliteStateStore(tmp_path / "data" / "state.db")
+        await store.open()
         try:
-            assert store.current("hdr") is not None  # nothing lost
+            assert await store.current("hdr") is not None  # nothing lost
         finally:
-            store.close()
+            await store.close()
 
 
 async def test_reconnect_storm_1000_clients(tmp_path: Path) -> None:

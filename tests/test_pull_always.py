@@ -35,7 +35,7 @@ async def test_tag_update_and_registry_outage(
             async with RegistryClient() as client:
                 await push(client, f"{registry.host}/{repo}:latest", header_filter(HEADER, "v2"))
             await wait_for_header(url, HEADER, "v2", timeout=15)
-            history = app.controller.state.history("hdr")
+            history = (await app.controller.state.history("hdr"))
             assert history[0].action == "tag-update" and history[0].author == "system:pull-always"
 
             # Registry down: the tag moves behind its back, Envoy stays on v2, the server retries.
@@ -72,7 +72,7 @@ async def test_config_filter_retried_until_registry_is_back(
             await wait_for_header(f"http://127.0.0.1:{port}/", HEADER, "late", timeout=30)
         status, _ = await readyz(app.admin_port)
         assert status == 200
-        assert app.controller.state.history("hdr")[0].author == "system:retry"
+        assert (await app.controller.state.history("hdr"))[0].author == "system:retry"
 
 
 async def readyz(port: int) -> tuple[int, str]:

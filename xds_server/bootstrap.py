@@ -55,6 +55,7 @@ class BootstrapOptions:
     tls_key: str | None = None
     tls_sni: str | None = None
     module_server_tls: bool = False
+    xds_failover: bool = False
 
 
 def _split(address: str) -> tuple[str, int]:
@@ -156,6 +157,17 @@ def build_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
     })
     route: dict[str, Any] = {"match": {"prefix": "/"}}
     clusters = [_cluster(XDS_CLUSTER, opts.xds_addresses, http2=True)]
+    if len(opts.xds_addresses) > 1:
+        xds = clusters[0]
+        xds["health_checks"] = [{
+            "timeout": "1s", "interval": "1s", "unhealthy_threshold": 1, "healthy_threshold": 1,
+            "no_traffic_interval": "1s", "grpc_health_check": {},
+        }]
+        if opts.xds_failover:
+            xds["load_assignment"]["endpoints"] = [
+                {"priority": i, "lb_endpoints": [{"endpoint": {"address": _socket(a)}}]}
+                for i, a in enumerate(opts.xds_addresses)
+            ]
     if opts.tls_ca:
         clusters[0]["transport_socket"] = _transport_socket(opts, alpn="h2")
     if opts.upstream:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import json
 import socket
 import ssl
 from dataclasses import replace
@@ -25,7 +26,7 @@ from xds_server.cache import ResourceCache, default_types
 from xds_server.config import Config, ConfigError, load_config
 from xds_server.controller import Controller, Delivery, ModuleProvider
 from xds_server.identity import make_authorizer
-from xds_server.state import SqliteStateStore
+from xds_server.state import SqliteStateStore, open_state_store
 from xds_server.status import StatusEvent, StatusTracker
 from xds_server.xds import StreamLimits, XdsService
 
@@ -74,6 +75,8 @@ class XdsServerApp:
         self.admin_port = 0
         self._reload_task: asyncio.Task[None] | None = None
         self._refresh_task: asyncio.Task[None] | None = None
+        self._replica_task: asyncio.Task[None] | None = None
+        self._published = ""
         self._config_mtime: float | None = None
 
     def _expect(self, *stages: str, action: str) -> None:
@@ -93,7 +96,8 @@ class XdsServerApp:
             self._modules = StoreModules.from_config(self.config)
         await self._modules.start()
         self.cache = ResourceCache()
-        self.status = StatusTracker()
+        self.replica_id = self.config.server.replica_id or socket.gethostname()
+        self.status = StatusTracker(replica_id=self.replica_id)
         lim = self.config.server.limits
         self.xds = XdsService(
             self.cache,
@@ -107,8 +111,10 @@ class XdsServerApp:
             if self.config.server.node_identity else None,
         )
         s = self.config.server
-        self.state = SqliteStateStore(s.data_dir / "state.db")
-        self.controller = Controller(self.cache, self._modules, self.state, delivery=Delivery(
+        self.state = open_state_store(s.database_url or None, data_dir=s.data_dir)
+        await self.state.open()
+        self.controller = Controller(self.cache, self._modules, self.state, replica_id=self.replica_id,
+                                     delivery=Delivery(
             module_dir=s.module_dir, envoy_module_dir=s.envoy_module_dir,
             module_base_url=s.public_url or "",
         ))
@@ -167,6 +173,12 @@ class XdsServerApp:
                  xds_tls="mutual" if tls and tls.client_ca_file else ("server" if tls else "off"),
                  admin_tls="on" if self.config.server.admin_tls else "off",
                  admin_auth="tokens" if self.admin_state.tokens.enabled else "loopback-only")
+        self.advertise_url = self.config.server.advertise_url or (
+            f"{'https' if self.config.server.admin_tls else 'http'}://{host}:{self.admin_port}")
+        self.state.listen(self.controller.on_store_change)
+        self.shared = not isinstance(self.state, SqliteStateStore)
+        if self.shared:
+            await self._share_status()
         for e in await self.controller.restore():
             log.error("filter_not_restored", filter=e.name, error=e.message)
         await self.apply(self.config)
@@ -174,14 +186,43 @@ class XdsServerApp:
         await self.grpc_services.health.refresh()  # grpc: SERVING once every filter is ready
         self._refresh_task = asyncio.create_task(
             self.controller.refresh_forever(self.config.server.resolve_interval))
+        self._replica_task = asyncio.create_task(self._replica_loop()) if self.shared else None
         if self.config.source_path is not None and self.config.server.watch_config:
             self._config_mtime = _mtime(self.config.source_path)
             self._reload_task = asyncio.create_task(self._watch_config(self.config.source_path))
 
+    async def _share_status(self) -> None:
+        """Heartbeat, publish this replica's proxies, read the other replicas'."""
+        await self.state.heartbeat(self.replica_id, self.advertise_url)
+        views = self.status.local_views()
+        digest = json.dumps(views, sort_keys=True)
+        if digest != self._published:
+            await self.state.publish_proxies(self.replica_id, views)
+            self._published = digest
+        self.status.set_remote(await self.state.fleet_proxies())
+
+    async def _replica_loop(self, interval: float = 1.0, reconcile_every: int = 5) -> None:
+        """With a shared database: share status every second, reconcile every few."""
+        rounds = 0
+        while True:
+            await asyncio.sleep(interval)
+            rounds += 1
+            try:
+                await self._share_status()
+                if rounds % reconcile_every == 0:
+                    await self.controller.reconcile()
+            except Exception as exc:  # the database may be away for a while: keep serving
+                log.warning("replica_sync_failed", error=str(exc), replica=self.replica_id)
+
+    def _running(self, node_id: str, name: str) -> str:
+        proxy = self.status.proxies.get(node_id)
+        r = proxy.resources.get(name) if proxy is not None else None
+        return r.acked if r is not None else ""
+
     def _on_status(self, event: StatusEvent) -> None:
         if event.kind in ("ack", "nack"):
             self.controller.on_proxy_report(event.kind, event.node_id, dict(event.resources),
-                                            event.message, self.status.all_acked)
+                                            event.message, self.status.all_acked, self._running)
 
     async def apply(self, config: Config) -> None:
         """Make `config`'s filters the served ones; failures are logged, not raised."""
@@ -221,7 +262,7 @@ class XdsServerApp:
         self._stage = "stopping"
         self.admin_state.draining = True
         await self.grpc_services.begin_shutdown()  # grpc: health NOT_SERVING, watches end
-        for task in (self._reload_task, self._refresh_task):
+        for task in (self._reload_task, self._refresh_task, self._replica_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -239,7 +280,7 @@ class XdsServerApp:
         if self._modules is not None:
             await self._modules.close()
         if hasattr(self, "state"):
-            self.state.close()
+            await self.state.close()
         self._stage = "closed"
 
 

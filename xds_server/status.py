@@ -61,11 +61,32 @@ class ProxyStatus:
     streams: set[int] = field(default_factory=set)
     disconnected_at: float | None = None
     resources: dict[str, ResourceStatus] = field(default_factory=dict)
+    replica: str = ""
+    remote_connected: bool = False  # for proxies of other replicas: as they reported
 
     @property
     def connected(self) -> bool:
         """True while at least one stream of the node is open."""
-        return bool(self.streams)
+        return bool(self.streams) or self.remote_connected
+
+    @classmethod
+    def from_dict(cls, view: Mapping[str, Any]) -> ProxyStatus:
+        """Rebuild from `to_dict()` output (another replica's report)."""
+        node = NodeInfo(id=view["node_id"], cluster=view.get("cluster", ""),
+                        metadata=view.get("metadata") or {},
+                        user_agent_version=view.get("envoy_version", ""))
+        resources = {}
+        for name, r in (view.get("resources") or {}).items():
+            nack = r.get("last_nack")
+            resources[name] = ResourceStatus(
+                name=name, type_url=r.get("type_url", ""), sent=r.get("version_sent", ""),
+                sent_at=r.get("sent_at"), acked=r.get("version_acked", ""), acked_at=r.get("acked_at"),
+                last_nack=None if not nack else Nack(nack["version"], nack["code"], nack["message"], nack["at"]),
+            )
+        return cls(node=node, address=view.get("address", ""),
+                   connected_since=view.get("connected_since") or 0.0,
+                   disconnected_at=view.get("disconnected_at"), resources=resources,
+                   replica=view.get("replica", ""), remote_connected=bool(view.get("connected")))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form for the admin API."""
@@ -75,6 +96,7 @@ class ProxyStatus:
             "metadata": dict(self.node.metadata),
             "envoy_version": self.node.user_agent_version,
             "address": self.address,
+            "replica": self.replica,
             "connected": self.connected,
             "connected_since": self.connected_since,
             "disconnected_at": self.disconnected_at,
@@ -120,10 +142,36 @@ class StatusTracker:
     not block or raise.
     """
 
-    def __init__(self, *, retention: float = 3600.0) -> None:
+    def __init__(self, *, retention: float = 3600.0, replica_id: str = "") -> None:
         self.retention = retention
-        self.proxies: dict[str, ProxyStatus] = {}
+        self.replica_id = replica_id
+        self.local: dict[str, ProxyStatus] = {}
+        self.remote: dict[str, ProxyStatus] = {}
         self._listeners: list[Listener] = []
+
+    @property
+    def proxies(self) -> dict[str, ProxyStatus]:
+        """Every known proxy of the fleet: this replica's, and (with a shared database)
+        the other replicas'. A connected entry wins over a disconnected one; this
+        replica's own view wins a tie."""
+        if not self.remote:
+            return self.local
+        merged = dict(self.remote)
+        for node_id, proxy in self.local.items():
+            other = merged.get(node_id)
+            if other is None or proxy.connected or not other.connected:
+                merged[node_id] = proxy
+        return merged
+
+    def local_views(self) -> dict[str, dict[str, Any]]:
+        """This replica's proxies as JSON views (what it publishes to the others)."""
+        return {k: p.to_dict() for k, p in self.local.items()}
+
+    def set_remote(self, views: Mapping[str, Mapping[str, Any]]) -> None:
+        """Replace the other replicas' proxies (JSON views with `replica`)."""
+        self.remote = {
+            k: ProxyStatus.from_dict(v) for k, v in views.items() if v.get("replica") != self.replica_id
+        }
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call `listener` on every event; returns a function that unsubscribes."""
@@ -135,15 +183,15 @@ class StatusTracker:
             listener(event)
 
     def _proxy(self, stream: StreamInfo) -> ProxyStatus | None:
-        return self.proxies.get(stream.node.id) if stream.node is not None else None
+        return self.local.get(stream.node.id) if stream.node is not None else None
 
     def _expire(self, now: float) -> None:
         gone = [
-            k for k, p in self.proxies.items()
+            k for k, p in self.local.items()
             if not p.connected and p.disconnected_at and now - p.disconnected_at > self.retention
         ]
         for k in gone:
-            del self.proxies[k]
+            del self.local[k]
 
     def all_acked(self, name: str, versions: Sequence[str]) -> bool:
         """True when every connected proxy that was sent one of `versions` of `name`
@@ -189,12 +237,12 @@ class StatusTracker:
         assert stream.node is not None
         now = time.time()
         self._expire(now)
-        proxy = self.proxies.get(stream.node.id)
+        proxy = self.local.get(stream.node.id)
         if proxy is None or not proxy.connected:
             prior = proxy.resources if proxy is not None else {}
             proxy = ProxyStatus(node=stream.node, address=stream.peer, connected_since=now,
-                                resources=prior)
-            self.proxies[stream.node.id] = proxy
+                                resources=prior, replica=self.replica_id)
+            self.local[stream.node.id] = proxy
             self._emit(StatusEvent("connect", stream.node.id))
         proxy.streams.add(stream.stream_id)
         proxy.disconnected_at = None

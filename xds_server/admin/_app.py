@@ -67,7 +67,7 @@ def filter_to_dict(state: FilterState, status: StatusTracker, *, redact: bool = 
         "error": state.error,
         "error_at": state.error_at,
         "canary": state.canary,
-        "good_revision": state.good_revision,
+        "good_revision": state.refresh_good(status.all_acked),
         "base_versions": [b.resource.version for b in state.base],
         "specs": [
             {
@@ -151,7 +151,12 @@ def _actor(request: web.Request) -> str:
 
 
 async def _json_body(request: web.Request, *, allow_empty: bool = False) -> Any:
-    text = await request.text()
+    raw = await request.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FilterError(request.match_info.get("name", ""),
+                          f"request body is not UTF-8 JSON (byte {exc.start})", status=400) from exc
     if not text.strip():
         if allow_empty:
             return {}
@@ -214,7 +219,7 @@ async def filter_history(request: web.Request) -> web.Response:
         limit = max(1, min(10_000, int(request.query.get("limit", "100"))))
     except ValueError:
         return json_error(400, "limit must be a whole number")
-    history = request.app[STATE].controller.state.history(name, limit)
+    history = await request.app[STATE].controller.state.history(name, limit)
     if not history:
         return json_error(404, f"no filter named {name!r} (no history)")
     redact = _redact(request)

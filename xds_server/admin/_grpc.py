@@ -381,7 +381,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         """Revisions of a filter, newest first (deleted filters keep their history)."""
         await authorize(self.state, context, write=False)
         limit = max(1, min(10_000, request.limit or 100))
-        history = self.state.controller.state.history(request.name, limit)
+        history = await self.state.controller.state.history(request.name, limit)
         if not history:
             await context.abort(grpc.StatusCode.NOT_FOUND,
                                 f"no filter named {request.name!r} (no history)")

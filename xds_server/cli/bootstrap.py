@@ -35,6 +35,8 @@ def register(sub: Any) -> None:
     p.add_argument("--tls-cert", metavar="FILE", help="Envoy's client certificate (mutual TLS)")
     p.add_argument("--tls-key", metavar="FILE", help="Envoy's client key (mutual TLS)")
     p.add_argument("--tls-sni", metavar="NAME", help="server name to send and verify")
+    p.add_argument("--xds-failover", action="store_true",
+                   help="with several --xds-address: prefer the first, fail over to the next")
     p.add_argument("--module-server-tls", action="store_true",
                    help="the module server (admin port) uses TLS too")
     p.set_defaults(func=run)
@@ -68,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
             tls_key=args.tls_key,
             tls_sni=args.tls_sni,
             module_server_tls=args.module_server_tls,
+            xds_failover=args.xds_failover,
         ))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import os
 import json
 import re
 from collections.abc import Mapping
@@ -310,7 +311,12 @@ def _server(data: Any, where: str, base_dir: Path | None) -> ServerConfig:
         node_identity=tuple(rules),
         admin_tokens_file=path_of(r.opt_str("admin_tokens_file")),
         limits=limits,
+        database_url=os.environ.get("XDS_SERVER_DATABASE_URL") or r.text("database_url", ""),
+        replica_id=os.environ.get("XDS_SERVER_REPLICA_ID") or r.text("replica_id", ""),
+        advertise_url=os.environ.get("XDS_SERVER_ADVERTISE_URL") or r.text("advertise_url", ""),
     )
+    if cfg.database_url and not cfg.database_url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        raise r.error("database_url", "must start with sqlite:/// or postgresql://")
     r.done()
     return cfg
 

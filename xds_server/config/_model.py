@@ -149,6 +149,9 @@ class ServerConfig:
     node_identity: tuple[IdentityRule, ...] = ()
     admin_tokens_file: Path | None = None
     limits: Limits = field(default_factory=Limits)
+    database_url: str = ""
+    replica_id: str = ""
+    advertise_url: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ verify or record leaves the running version untouched.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import shutil
@@ -25,7 +26,7 @@ from xds_server.config import Config, ConfigError, FilterSpec, parse_filter_spec
 from xds_server.controller._extension import Code, build_extension_config
 from xds_server.controller._modules import ModuleProvider, ResolvedModule
 from xds_server.nodes import AllOf, NodeIdSet
-from xds_server.state import Revision, SqliteStateStore, StateError
+from xds_server.state import ANY_REVISION, Conflict, Revision, StateError, StateStore
 
 log = structlog.get_logger("xds_server.controller")
 
@@ -94,6 +95,17 @@ class FilterState:
     remote_forms: dict[str, int] = field(default_factory=dict)  # node id -> form 1
     pending: tuple[FilterSpec, ...] = ()  # config specs not applied yet (retried)
     pending_key: str | None = None
+    acks_unchecked: bool = False
+
+    def refresh_good(self, acked_everywhere: Callable[[str, list[str]], bool]) -> int | None:
+        """Update and return `good_revision`: the current revision once every connected
+        proxy sent it has ACKed it. Checked lazily (ACKs only mark it due), so a push to
+        N proxies costs O(N), not O(N^2)."""
+        if self.acks_unchecked and self.revision is not None:
+            self.acks_unchecked = False
+            if acked_everywhere(self.name, self.all_versions):
+                self.good_revision = self.revision.revision
+        return self.good_revision
 
     @property
     def versions(self) -> list[str]:
@@ -141,10 +153,12 @@ class Controller:
         self,
         cache: ResourceCache,
         modules: ModuleProvider,
-        state: SqliteStateStore,
+        state: StateStore,
         *,
         delivery: Delivery | None = None,
+        replica_id: str = "",
     ) -> None:
+        self.replica_id = replica_id
         self.cache = cache
         self.modules = modules
         self.state = state
@@ -180,7 +194,7 @@ class Controller:
         given and present) and build its resource."""
         module = None
         if digest is not None:
-            module = self.modules.stored(digest)
+            module = self.modules.stored(digest) or await self._from_peers(spec, digest)
         if module is None:
             try:
                 module = await self.modules.module_for(spec)
@@ -202,6 +216,25 @@ class Controller:
             alt_msg = build_extension_config(spec, replace(code, form=1), root_id)
             alt = await asyncio.to_thread(Resource.from_message, spec.name, alt_msg)
         return Deployed(spec=spec, module=module, resource=resource, alt=alt)
+
+    async def _from_peers(self, spec: FilterSpec, digest: str) -> ResolvedModule | None:
+        """Fetch a module by digest from another replica's store (verified by digest),
+        so a replica that starts while the registry is down serves what peers hold."""
+        try:
+            peers = await self.state.replicas()
+        except StateError:
+            return None
+        for replica_id, url in sorted(peers.items()):
+            if replica_id == self.replica_id or not url:
+                continue
+            try:
+                module = await self.modules.fetch_by_digest(digest, f"{url.rstrip('/')}/modules/sha256/{digest}")
+            except Exception as exc:
+                log.info("peer_fetch_failed", filter=spec.name, digest=digest, replica=replica_id, error=str(exc))
+                continue
+            log.info("peer_fetch", filter=spec.name, digest=digest, replica=replica_id)
+            return module
+        return None
 
     def _code(self, spec: FilterSpec, module: ResolvedModule) -> Code:
         if spec.delivery == "remote":
@@ -259,12 +292,15 @@ class Controller:
         summary: str = "",
         digests: Sequence[str | None] = (),
         config_hash: str | None = None,
+        expect_revision: int | None = None,
     ) -> FilterState:
         """Make `specs` the filter's new revision, or raise and change nothing.
 
         A change whose content equals the current revision records nothing new.
         A spec with a `canary` selector is served to canary nodes only; other nodes keep
-        the current revision until `promote`.
+        the current revision until `promote`. The write is a compare-and-set against
+        the revision this replica serves (or `expect_revision`): if another replica
+        changed the filter meanwhile, this one catches up and the call fails with 409.
         """
         if not specs:
             raise FilterError(name, "no specs given", status=400)
@@ -302,11 +338,13 @@ class Controller:
             )
             if same:
                 if config_hash is not None:
-                    self.state.set_config_hash(name, config_hash)
+                    await self.state.set_config_hash(name, config_hash)
                 state.error = state.error_at = None
                 return state
+            expect = expect_revision if expect_revision is not None else (
+                state.revision.revision if state.revision is not None else ANY_REVISION)
             try:
-                revision = self.state.append(
+                revision = await self.state.append(
                     name, author=author, action=action,
                     summary=summary or _summary(state, deployed),
                     specs=[d.spec.to_dict() for d in deployed],
@@ -314,7 +352,13 @@ class Controller:
                     versions=[d.resource.version for d in deployed],
                     base_revision=state.revision.revision if base and state.revision else None,
                     config_hash=config_hash,
+                    expect_current=expect,
                 )
+            except Conflict as exc:
+                FILTER_CHANGES.labels(action, "conflict").inc()
+                await self._sync_locked(name)
+                raise FilterError(name, f"{exc}; this server now serves the current revision, "
+                                  "retry the change if it still applies", status=409) from exc
             except StateError as exc:
                 FILTER_CHANGES.labels(action, "error").inc()
                 raise FilterError(name, str(exc), status=503) from exc
@@ -344,12 +388,16 @@ class Controller:
             if state is None:
                 raise FilterError(name, "no such filter", status=404)
             try:
-                revision = self.state.append(
+                revision = await self.state.append(
                     name, author=author, action="delete", summary="deleted", specs=[],
                     digests=[], versions=[],
+                    expect_current=state.revision.revision if state.revision else ANY_REVISION,
                 )
                 if forget_config:
-                    self.state.set_config_hash(name, None)
+                    await self.state.set_config_hash(name, None)
+            except Conflict as exc:
+                await self._sync_locked(name)
+                raise FilterError(name, f"{exc}; retry the delete if it still applies", status=409) from exc
             except StateError as exc:
                 raise FilterError(name, str(exc), status=503) from exc
             del self.filters[name]
@@ -368,23 +416,24 @@ class Controller:
             raise FilterError(revision.filter, str(exc), status=500) from exc
 
     async def rollback(self, name: str, *, author: str, to: int | None = None,
-                       action: str = "rollback", reason: str = "") -> FilterState:
+                       action: str = "rollback", reason: str = "",
+                       expect_revision: int | None = None) -> FilterState:
         """Serve an earlier revision's content again, as a new revision.
 
         `to`: a revision number; default: the newest earlier revision whose content
         differs from the current one. Its modules come from the store by digest.
         """
         state = self.filters.get(name)
-        current = state.revision if state else self.state.current(name)
+        current = state.revision if state and state.revision else await self.state.current(name)
         if current is None:
             raise FilterError(name, "no such filter", status=404)
         if to is not None:
-            target = self.state.get(name, to)
+            target = await self.state.get(name, to)
             if target is None or target.deleted:
                 raise FilterError(name, f"no revision {to} with content to roll back to", status=404)
         else:
             target = next(
-                (r for r in self.state.history(name, limit=1000)
+                (r for r in await self.state.history(name, limit=1000)
                  if r.revision < current.revision and not r.deleted and r.versions != current.versions),
                 None,
             )
@@ -393,7 +442,7 @@ class Controller:
         specs = self._specs_of(target)
         summary = f"rollback to revision {target.revision}" + (f": {reason}" if reason else "")
         return await self.deploy(name, specs, author=author, action=action, summary=summary,
-                                 digests=target.digests)
+                                 digests=target.digests, expect_revision=expect_revision)
 
     async def promote(self, name: str, *, author: str) -> FilterState:
         """Widen a canary revision to its full selectors."""
@@ -410,36 +459,95 @@ class Controller:
 
     # -- start-up and config --------------------------------------------------------
 
+    async def _load(self, rev: Revision) -> FilterState:
+        """Build what a stored revision serves (modules by digest: store, peers, source)."""
+        deployed = await self._build_all(self._specs_of(rev), rev.digests)
+        base: tuple[Deployed, ...] = ()
+        if rev.base_revision is not None:
+            base_rev = await self.state.get(rev.filter, rev.base_revision)
+            if base_rev is not None and not base_rev.deleted:
+                base = tuple(d for d in await self._build_all(
+                    self._specs_of(base_rev), base_rev.digests) if d.spec.canary is None)
+        return FilterState(name=rev.filter, revision=rev, deployed=deployed, base=base)
+
     async def restore(self) -> list[FilterError]:
         """Serve every filter's current revision from the state store, modules by digest.
 
         Versions derive from content, so what is served equals what was served before
-        the restart, and Envoy reloads nothing.
+        the restart (or by another replica), and Envoy reloads nothing.
         """
         errors: list[FilterError] = []
-        for rev in self.state.current_all():
-            try:
-                deployed = await self._build_all(self._specs_of(rev), rev.digests)
-                base: tuple[Deployed, ...] = ()
-                if rev.base_revision is not None:
-                    base_rev = self.state.get(rev.filter, rev.base_revision)
-                    if base_rev is not None and not base_rev.deleted:
-                        base = tuple(d for d in await self._build_all(
-                            self._specs_of(base_rev), base_rev.digests) if d.spec.canary is None)
-            except FilterError as exc:
-                errors.append(exc)
-                self.filters[rev.filter] = FilterState(
-                    name=rev.filter, revision=rev, error=exc.message, error_at=time.time()
-                )
-                log.error("filter_restore_failed", filter=rev.filter, revision=rev.revision,
-                          error=exc.message)
-                continue
-            self.filters[rev.filter] = FilterState(name=rev.filter, revision=rev,
-                                                   deployed=deployed, base=base)
-            self._publish(rev.filter, deployed, base)
-            log.info("filter_restored", filter=rev.filter, revision=rev.revision,
-                     versions=[d.resource.version for d in deployed])
+        for rev in await self.state.current_all():
+            async with self._lock(rev.filter):
+                try:
+                    await self._adopt(rev)
+                except FilterError as exc:
+                    errors.append(exc)
         return errors
+
+    async def _adopt(self, rev: Revision) -> None:
+        """Serve stored revision `rev` (another replica's change, or a restart)."""
+        try:
+            new = await self._load(rev)
+        except FilterError as exc:
+            old = self.filters.get(rev.filter)
+            if old is None or not old.deployed:
+                self.filters[rev.filter] = FilterState(
+                    name=rev.filter, revision=rev, error=exc.message, error_at=time.time())
+            else:
+                old.error, old.error_at = exc.message, time.time()
+            log.error("filter_restore_failed", filter=rev.filter, revision=rev.revision, error=exc.message)
+            raise
+        old = self.filters.get(rev.filter)
+        if old is not None:
+            new.good_revision = old.good_revision
+        self.filters[rev.filter] = new
+        self._publish(rev.filter, new.deployed, new.base)
+        self._emit(FilterEvent("deployed", rev.filter, rev.revision, rev.action, rev.author, rev.summary))
+        log.info("filter_restored", filter=rev.filter, revision=rev.revision,
+                 versions=[d.resource.version for d in new.deployed])
+
+    async def _sync_locked(self, name: str) -> None:
+        """Catch up with the store's current revision of `name` (caller holds the lock)."""
+        rev = await self.state.current(name)
+        state = self.filters.get(name)
+        if rev is None:
+            return
+        if rev.deleted:
+            if state is not None and state.revision is not None:
+                del self.filters[name]
+                self.cache.delete(TYPED_EXTENSION_CONFIG, name)
+                self._emit(FilterEvent("deleted", name, rev.revision, "delete", rev.author))
+                log.info("filter_removed", filter=name, revision=rev.revision, author=rev.author)
+            return
+        if state is not None and state.revision is not None and state.revision.revision == rev.revision:
+            return
+        with contextlib.suppress(FilterError):
+            await self._adopt(rev)
+
+    async def sync(self, name: str, revision: int | None = None) -> None:
+        """Serve the store's current revision of `name` if this replica is behind."""
+        state = self.filters.get(name)
+        if (revision is not None and state is not None and state.revision is not None
+                and state.revision.revision >= revision):
+            return
+        async with self._lock(name):
+            await self._sync_locked(name)
+
+    def on_store_change(self, name: str, revision: int) -> None:
+        """A replica recorded a revision (LISTEN/NOTIFY): catch up soon."""
+        task = asyncio.ensure_future(self.sync(name, revision))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def reconcile(self) -> None:
+        """Compare every filter with the store and catch up (covers lost notifications)."""
+        current = {r.filter: r.revision for r in await self.state.current_all()}
+        for name in set(current) | {n for n, s in self.filters.items() if s.revision is not None}:
+            state = self.filters.get(name)
+            have = state.revision.revision if state is not None and state.revision is not None else None
+            if current.get(name) != have and not (state is not None and state.pending):
+                await self.sync(name)
 
     async def apply_config(self, config: Config, *, author: str = "config") -> list[FilterError]:
         """Apply what the config file says, name by name, where it changed.
@@ -451,7 +559,7 @@ class Controller:
         by_name: dict[str, list[FilterSpec]] = {}
         for spec in config.filters:
             by_name.setdefault(spec.name, []).append(spec)
-        known = self.state.config_hashes()
+        known = await self.state.config_hashes()
         jobs: list[Coroutine[Any, Any, object]] = []
         for name, specs in sorted(by_name.items()):
             key = spec_key(specs)
@@ -466,7 +574,13 @@ class Controller:
         for r in results:
             if isinstance(r, BaseException) and not isinstance(r, FilterError):
                 raise r
-        return [r for r in results if isinstance(r, FilterError)]
+        errors = [r for r in results if isinstance(r, FilterError)]
+        if any(e.status == 409 for e in errors):
+            # Another replica applied this file first: that is the "once" we want.
+            known = await self.state.config_hashes()
+            errors = [e for e in errors if not (e.status == 409 and known.get(e.name) == spec_key(
+                by_name.get(e.name, [])))]
+        return errors
 
     # -- pull policy Always -----------------------------------------------------------
 
@@ -537,12 +651,15 @@ class Controller:
     # -- NACK policy ----------------------------------------------------------------
 
     def on_proxy_report(self, kind: str, node_id: str, resources: dict[str, str],
-                        message: str, acked_everywhere: Any) -> None:
+                        message: str, acked_everywhere: Any,
+                        running: Callable[[str, str], str] | None = None) -> None:
         """React to an ACK or NACK (called from status events; never blocks).
 
         ACK: the revision becomes the filter's last good one once every connected proxy
-        sent it has ACKed it. NACK of the current revision with `on_nack: rollback`:
-        go back to the last good revision, once.
+        sent it has ACKed it. NACK of the current revision with `on_nack: rollback`: go
+        back, once fleet-wide, to the newest earlier revision serving what the NACKing
+        proxy still runs (`running(node_id, name)`: its last ACKed version), else to
+        the last good revision.
         """
         for name, version in resources.items():
             state = self.filters.get(name)
@@ -550,8 +667,7 @@ class Controller:
                 continue
             if kind == "ack":
                 self._remote_attempts.pop((name, node_id), None)
-                if acked_everywhere(name, state.all_versions):
-                    state.good_revision = state.revision.revision
+                state.acks_unchecked = True
             elif kind == "nack":
                 d = next(d for d in state.deployed if version in d.versions)
                 if d.alt is not None and self._remote_nack(state, d, node_id, message):
@@ -561,14 +677,11 @@ class Controller:
                             revision=state.revision.revision, error=message, on_nack=policy)
                 if policy != "rollback":
                     continue
-                good = state.good_revision
-                if good is None or good == state.revision.revision:
-                    log.error("auto_rollback_impossible", filter=name,
-                              reason="no earlier revision was ACKed by every proxy")
-                    continue
                 bad = state.revision.revision
+                state.refresh_good(acked_everywhere)
+                keep = running(node_id, name) if running is not None else ""
                 reason = f"NACK from {node_id} of revision {bad}: {message}"
-                task = asyncio.ensure_future(self._auto_rollback(name, bad, good, reason))
+                task = asyncio.ensure_future(self._auto_rollback(name, bad, keep, state.good_revision, reason))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
@@ -618,14 +731,26 @@ class Controller:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _auto_rollback(self, name: str, bad: int, good: int, reason: str) -> None:
+    async def _auto_rollback(self, name: str, bad: int, running: str, good: int | None,
+                             reason: str) -> None:
         state = self.filters.get(name)
         if state is None or state.revision is None or state.revision.revision != bad:
             return  # already moved on: roll back once
+        if running:
+            target = next((r.revision for r in await self.state.history(name, limit=1000)
+                           if r.revision < bad and not r.deleted and running in r.versions), None)
+            good = target or good
+        if good is None or good >= bad:
+            log.error("auto_rollback_impossible", filter=name, revision=bad,
+                      reason="no earlier revision is known to run on the proxies")
+            return
         try:
             await self.rollback(name, author="system:on_nack", to=good, action="auto-rollback",
-                                reason=reason)
+                                reason=reason, expect_revision=bad)
         except FilterError as exc:
+            if exc.status == 409:
+                log.info("auto_rollback_done_elsewhere", filter=name, from_revision=bad)
+                return
             log.error("auto_rollback_failed", filter=name, error=exc.message)
             return
         AUTO_ROLLBACKS.labels(name).inc()

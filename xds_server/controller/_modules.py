@@ -45,6 +45,10 @@ class ModuleProvider(Protocol):
         """Fetch (or find cached) and verify the module `spec` names."""
         ...
 
+    async def fetch_by_digest(self, sha256: str, url: str) -> ResolvedModule:
+        """Download a module by digest from `url` (a peer replica), verify and store it."""
+        ...
+
     def stored(self, sha256: str) -> ResolvedModule | None:
         """A module already in the store by digest (no network), or None."""
         ...

@@ -64,6 +64,10 @@ class StoreModules:
         )
         return _resolved(module)
 
+    async def fetch_by_digest(self, sha256: str, url: str) -> ResolvedModule:
+        """Download a module by digest from a peer replica, verified and stored."""
+        return _resolved(await self.store.resolve(ModuleSource(kind="url", location=url, sha256=sha256)))
+
     def stored(self, sha256: str) -> ResolvedModule | None:
         """A module already in the store by digest (no network), or None."""
         module = self.store.get(sha256)

@@ -1,13 +1,23 @@
-"""Records of the state store."""
+"""Records and errors of the state store."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 
 class StateError(Exception):
-    """The state store cannot be opened or written; the message says which file and why."""
+    """The state store cannot be opened or written; the message says which and why."""
+
+
+class Conflict(StateError):
+    """A conditional write lost: the filter's current revision is not the expected one
+    (another replica, or another call, changed it first)."""
+
+
+ANY_REVISION = -1
+"""`expect_current` value meaning: append whatever the current revision is."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,3 +59,76 @@ class Revision:
             "versions": self.versions,
             "base_revision": self.base_revision,
         }
+
+
+ChangeListener = Callable[[str, int], None]
+"""Called as `listener(filter_name, revision)` when any replica records a revision."""
+
+
+class StateStore(Protocol):
+    """Durable desired state shared by every replica of the server.
+
+    Revisions are append-only and immutable. `append` is atomic: the revision row and
+    the filter's current pointer change together. With `expect_current` it is a
+    compare-and-set, so a fleet-wide decision (an automatic rollback, a config-file
+    change) is recorded once however many replicas attempt it.
+    """
+
+    url: str
+
+    async def open(self) -> None:
+        """Connect and migrate the schema (idempotent)."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+    async def append(
+        self, filter_name: str, *, author: str, action: str, summary: str,
+        specs: list[dict[str, Any]], digests: list[str], versions: list[str],
+        base_revision: int | None = None, config_hash: str | None = None,
+        expect_current: int = ANY_REVISION,
+    ) -> Revision:
+        """Record a revision and make it current; `Conflict` if `expect_current` (0 = the
+        filter has no revision yet) is not the current revision."""
+        ...
+
+    async def set_config_hash(self, filter_name: str, config_hash: str | None) -> None:
+        """Remember the hash of what the config file last said of the filter."""
+
+    async def config_hashes(self) -> dict[str, str | None]:
+        """filter -> hash of what the config file last said of it."""
+        ...
+
+    async def current(self, filter_name: str) -> Revision | None:
+        """The current revision (a delete revision when deleted), or None."""
+        ...
+
+    async def get(self, filter_name: str, revision: int) -> Revision | None:
+        """One revision, or None."""
+        ...
+
+    async def history(self, filter_name: str, limit: int = 100) -> list[Revision]:
+        """Revisions, newest first."""
+        ...
+
+    async def current_all(self) -> list[Revision]:
+        """The current revision of every filter that is not deleted."""
+        ...
+
+    def listen(self, listener: ChangeListener) -> None:
+        """Call `listener` for revisions recorded by any replica (best effort; a
+        periodic reconcile covers lost notifications)."""
+
+    async def heartbeat(self, replica_id: str, advertise_url: str) -> None:
+        """Record that this replica is alive and where its admin API is."""
+
+    async def replicas(self, max_age: float = 30.0) -> dict[str, str]:
+        """Live replicas: id -> advertise URL."""
+        ...
+
+    async def publish_proxies(self, replica_id: str, proxies: dict[str, dict[str, Any]]) -> None:
+        """Replace this replica's rows of per-proxy status (node id -> JSON view)."""
+
+    async def fleet_proxies(self, max_age: float = 30.0) -> dict[str, dict[str, Any]]:
+        """Per-proxy status of every live replica: node id -> JSON view (with `replica`)."""
+        ...

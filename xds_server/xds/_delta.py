@@ -55,6 +55,13 @@ class DeltaStream(BaseStream[DeltaDiscoveryRequest]):
             state = self.states[type_url] = DeltaTypeState(type_url=type_url)
             state.client_versions = dict(request.initial_resource_versions)
             state.wildcard = not request.resource_names_subscribe
+            current = {
+                n: v for n, v in state.client_versions.items()
+                if (r := self.ctx.cache.resolve(type_url, n, self.node)) is not None and r.version == v
+            }
+            if current:  # what a reconnecting client already runs counts as sent and accepted
+                self.ctx.callbacks.on_response(self.info, type_url, "", current, ())
+                self.ctx.callbacks.on_ack(self.info, type_url, "", current)
 
         nonce = request.response_nonce
         if nonce:

@@ -121,6 +121,9 @@ class SotwStream(BaseStream[DiscoveryRequest]):
                 state.sent, state.version_info = versions, state.client_version
                 state.client_version = ""
                 self.log.info("client_current", type_url=type_url, version=state.version_info)
+                # What a reconnecting client already runs counts as sent and accepted.
+                self.ctx.callbacks.on_response(self.info, type_url, "", versions, ())
+                self.ctx.callbacks.on_ack(self.info, type_url, "", versions)
                 return None
         elif versions == state.sent:
             return None
