@@ -158,3 +158,30 @@ async def test_replicas_share_state(tmp_path: Path, registry: RegistryProcess, d
             if r.proc is not None and r.proc.returncode is None:
                 view = await call("GET", f"{r.api}/filters/hdr")
                 assert view["specs"][0]["version"] == version, r.name
+
+
+async def test_new_replica_serves_modules_from_peers_while_registry_is_down(
+    tmp_path: Path, registry: RegistryProcess, registry_proxy: Any, fresh_database: str
+) -> None:
+    repo = f"{registry_proxy.host}/replicas/peer"
+    async with RegistryClient() as client:
+        await push(client, f"{registry.host}/replicas/peer:v1", header_filter(HEADER, "peer"))
+    r1, r2 = Replica("r1", tmp_path, fresh_database), Replica("r2", tmp_path, fresh_database)
+    async with AsyncExitStack() as stack:
+        await r1.start()
+        stack.push_async_callback(r1.stop)
+        view = await call("PUT", f"{r1.api}/filters/hdr", {"source": {"image": f"{repo}:v1"}})
+        registry_proxy.down = True
+        before = registry_proxy.count("/v2/")
+        await r2.start()  # its store is empty and the registry answers 503
+        stack.push_async_callback(r2.stop)
+        got = await call("GET", f"{r2.api}/filters/hdr")
+        assert got["specs"][0]["version"] == view["specs"][0]["version"]
+        assert got["specs"][0]["module"]["sha256"] == view["specs"][0]["module"]["sha256"]
+        assert registry_proxy.count("/v2/") == before  # served by the peer, not the registry
+        port = free_port()
+        boot = bootstrap_yaml(BootstrapOptions(node_id="e9", filters=["hdr"], listen=f"127.0.0.1:{port}",
+                                               admin="127.0.0.1:0", xds_addresses=[f"127.0.0.1:{r2.xds}"],
+                                               module_server=None))
+        async with EnvoyProcess(boot, tmp_path):
+            await wait_for_header(f"http://127.0.0.1:{port}/", HEADER, "peer")
