@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import structlog
+from aiohttp.abc import AbstractResolver
 
 from . import _fs
 from ._http import fetch_url
@@ -176,12 +177,13 @@ class ModuleStore:
         request_timeout: float | None = None,
         limits: FetchLimits = DEFAULT_LIMITS,
         default_policy: AddressPolicy = DEFAULT_POLICY,
+        resolver: AbstractResolver | None = None,
         client: RegistryClient | None = None,
     ) -> None:
         """Registry settings, retries, ``request_timeout`` (connect and per-read),
         ``limits`` (caps and timeouts) and ``default_policy`` (the fetch guard's policy for
-        hosts without settings) configure the client made here unless ``client`` is
-        given. ``max_module_bytes`` caps each module."""
+        hosts without settings) and ``resolver`` (DNS) configure the client made here
+        unless ``client`` is given. ``max_module_bytes`` caps each module."""
         self._root = Path(root)
         self._blobs = self._root / "blobs" / "sha256"
         self._index_path = self._root / "index.json"
@@ -198,6 +200,7 @@ class ModuleStore:
             request_timeout=request_timeout,
             limits=limits,
             default_policy=default_policy,
+            resolver=resolver,
         )
         self._own_client = client is None
         self._started = False
