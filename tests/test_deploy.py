@@ -395,8 +395,11 @@ def test_kustomization_lists_every_manifest() -> None:
 
 def test_kustomize_builds() -> None:
     kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl not installed")
+    if kubectl is None:  # no kubectl on this machine: the minimal renderer must still build it
+        from tests.test_deploy_replicated import _render_fallback
+
+        assert {d["kind"] for d in _render_fallback(K8S_BASE)} >= {"Deployment", "Service", "Secret"}
+        return
     run = subprocess.run([kubectl, "kustomize", str(K8S_BASE)], capture_output=True, text=True,
                          timeout=60, check=False)
     assert run.returncode == 0, run.stderr

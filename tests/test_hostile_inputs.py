@@ -277,8 +277,6 @@ def test_config_file_text_loads_or_config_error(tmp_path_factory: pytest.TempPat
         assert str(path) in str(error)
 
 
-@pytest.mark.xfail(strict=True, reason="known: load_config lets UnicodeDecodeError through; "
-                   "fix in xds_server/config/_load.py: catch it with OSError -> ConfigError")
 def test_config_file_not_utf8_is_config_error(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     path.write_bytes(b"\xff\xfe filters: []")
@@ -382,8 +380,6 @@ def test_admin_put_answers_4xx_json(admin_url: str, body: bytes, name: str) -> N
     assert isinstance(data, dict) and data["error"]["message"], data
 
 
-@pytest.mark.xfail(strict=True, reason="known: admin _json_body lets RecursionError through "
-                   "(500); fix in xds_server/admin/_app.py: catch RecursionError -> 400")
 def test_admin_put_deeply_nested_json_is_400(admin_url: str) -> None:
     status, data = _put(f"{admin_url}/api/v1/filters/deep", b"[" * 100_000)
     assert status == 400, (status, data)

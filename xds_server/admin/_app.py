@@ -15,7 +15,7 @@ from aiohttp import web
 from xds_server.admin._auth import LOCAL, TokenStore, auth_middleware, caller_of, redact_spec
 from xds_server.admin._events import EventStreams
 from xds_server.admin._page import static_file, status_page
-from xds_server.config import ConfigError, check_overlaps, parse_filter_spec
+from xds_server.admin._specs import parse_specs
 from xds_server.controller import Controller, FilterError, FilterState
 from xds_server.status import StatusTracker
 
@@ -164,6 +164,9 @@ async def _json_body(request: web.Request, *, allow_empty: bool = False) -> Any:
                           status=400)
     try:
         return json.loads(text)
+    except RecursionError as exc:
+        raise FilterError(request.match_info.get("name", ""), "request body is nested too deeply",
+                          status=400) from exc
     except json.JSONDecodeError as exc:
         raise FilterError(request.match_info.get("name", ""),
                           f"request body is not JSON: {exc.msg} at line {exc.lineno} "
@@ -181,20 +184,9 @@ async def put_filter(request: web.Request) -> web.Response:
     try:
         body = await _json_body(request)
         raw = body.get("specs") if isinstance(body, dict) and "specs" in body else [body]
-        if not isinstance(raw, list) or not raw:
+        if not isinstance(raw, list):
             raise FilterError(name, "'specs' must be a non-empty list of filter specs", status=400)
-        specs = []
-        for i, item in enumerate(raw):
-            if isinstance(item, dict):
-                item = {"name": name, **item}
-            try:
-                specs.append(parse_filter_spec(item, where="request body", path=f"specs[{i}]"))
-            except ConfigError as exc:
-                raise FilterError(name, str(exc), status=400) from exc
-        try:
-            check_overlaps(specs, "request body")
-        except ConfigError as exc:
-            raise FilterError(name, str(exc), status=400) from exc
+        specs = parse_specs(name, raw)
         created = name not in st.controller.filters
         state = await st.controller.deploy(name, specs, author=_actor(request), action="deploy")
     except FilterError as exc:
@@ -272,7 +264,7 @@ async def get_module(request: web.Request) -> web.StreamResponse:
     if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
         return json_error(400, "digest must be 64 lowercase hex digits")
     state = request.app[STATE]
-    path = state.module_path(digest)
+    path = state.module_path(digest) or await state.controller.module_path(digest)
     if path is None:
         return json_error(404, f"no module with sha256 {digest} in the store")
     data = await asyncio.to_thread(path.read_bytes)

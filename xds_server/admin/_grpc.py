@@ -33,9 +33,9 @@ from grpc_reflection.v1alpha import reflection
 from xds_server.admin._app import AdminState, filter_to_dict
 from xds_server.admin._csds import CSDS_SERVICE, CsdsService
 from xds_server.admin._health import HEALTH_SERVICE, HealthReporter
+from xds_server.admin._specs import parse_specs
 from xds_server.admin.v1 import admin_pb2, admin_pb2_grpc
 from xds_server.cache import ResourceCache
-from xds_server.config import ConfigError, FilterSpec, check_overlaps, parse_filter_spec
 from xds_server.controller import FilterError, FilterEvent
 from xds_server.status import StatusEvent
 
@@ -98,29 +98,6 @@ def _whole_numbers(value: Any) -> Any:
     if isinstance(value, list):
         return [_whole_numbers(v) for v in value]
     return value
-
-
-def parse_specs(name: str, raw: Sequence[Any], *, where: str = "request body") -> list[FilterSpec]:
-    """Filter specs from API input (the config file's schema; `name` may be omitted).
-
-    Raises `FilterError` (400) naming the spec and field that is wrong, or when two
-    selectors might match the same node.
-    """
-    if not raw:
-        raise FilterError(name, "'specs' must be a non-empty list of filter specs", status=400)
-    specs = []
-    for i, item in enumerate(raw):
-        if isinstance(item, Mapping):
-            item = {"name": name, **item}
-        try:
-            specs.append(parse_filter_spec(item, where=where, path=f"specs[{i}]"))
-        except ConfigError as exc:
-            raise FilterError(name, str(exc), status=400) from exc
-    try:
-        check_overlaps(specs, where)
-    except ConfigError as exc:
-        raise FilterError(name, str(exc), status=400) from exc
-    return specs
 
 
 def _is_loopback_peer(peer: str) -> bool:

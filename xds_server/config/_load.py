@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import builtins
-import os
 import json
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -367,9 +367,11 @@ def load_config(path: str | Path) -> Config:
     p = Path(path)
     where = str(p)
     try:
-        text = p.read_text()
+        text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(where, "", f"cannot read: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(where, "", f"not UTF-8 text (byte {exc.start})") from exc
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -217,7 +217,16 @@ class Controller:
             alt = await asyncio.to_thread(Resource.from_message, spec.name, alt_msg)
         return Deployed(spec=spec, module=module, resource=resource, alt=alt)
 
-    async def _from_peers(self, spec: FilterSpec, digest: str) -> ResolvedModule | None:
+    async def module_path(self, digest: str) -> Path | None:
+        """The stored file of a module by digest; with replicas, fetched from a peer when
+        this replica does not hold it (so any replica can answer Envoy's remote fetch)."""
+        path = self.modules.module_path(digest)
+        if path is None and digest in self._digests_in_use():
+            module = await self._from_peers(None, digest)
+            path = module.path if module is not None else None
+        return path
+
+    async def _from_peers(self, spec: FilterSpec | None, digest: str) -> ResolvedModule | None:
         """Fetch a module by digest from another replica's store (verified by digest),
         so a replica that starts while the registry is down serves what peers hold."""
         try:
@@ -230,9 +239,10 @@ class Controller:
             try:
                 module = await self.modules.fetch_by_digest(digest, f"{url.rstrip('/')}/modules/sha256/{digest}")
             except Exception as exc:
-                log.info("peer_fetch_failed", filter=spec.name, digest=digest, replica=replica_id, error=str(exc))
+                log.info("peer_fetch_failed", filter=spec.name if spec else None, digest=digest,
+                         replica=replica_id, error=str(exc))
                 continue
-            log.info("peer_fetch", filter=spec.name, digest=digest, replica=replica_id)
+            log.info("peer_fetch", filter=spec.name if spec else None, digest=digest, replica=replica_id)
             return module
         return None
 
