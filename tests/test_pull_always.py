@@ -27,29 +27,28 @@ async def test_tag_update_and_registry_outage(
         resolve_interval=1,
     )
     port = free_port()
-    async with running_server(cfg) as app:
-        async with EnvoyProcess(server_bootstrap(app, node_id="e1", filters=["hdr"],
-                                                 listen_port=port), tmp_path) as envoy:
-            url = f"http://127.0.0.1:{port}/"
-            await wait_for_header(url, HEADER, "v1")
-            async with RegistryClient() as client:
-                await push(client, f"{registry.host}/{repo}:latest", header_filter(HEADER, "v2"))
-            await wait_for_header(url, HEADER, "v2", timeout=15)
-            history = (await app.controller.state.history("hdr"))
-            assert history[0].action == "tag-update" and history[0].author == "system:pull-always"
+    async with running_server(cfg) as app, EnvoyProcess(server_bootstrap(app, node_id="e1", filters=["hdr"],
+                                             listen_port=port), tmp_path) as envoy:
+        url = f"http://127.0.0.1:{port}/"
+        await wait_for_header(url, HEADER, "v1")
+        async with RegistryClient() as client:
+            await push(client, f"{registry.host}/{repo}:latest", header_filter(HEADER, "v2"))
+        await wait_for_header(url, HEADER, "v2", timeout=15)
+        history = (await app.controller.state.history("hdr"))
+        assert history[0].action == "tag-update" and history[0].author == "system:pull-always"
 
-            # Registry down: the tag moves behind its back, Envoy stays on v2, the server retries.
-            registry_proxy.down = True
-            before = registry_proxy.count("/manifests/latest")
-            async with RegistryClient() as client:
-                await push(client, f"{registry.host}/{repo}:latest", header_filter(HEADER, "v3"))
-            await asyncio.sleep(3)
-            assert registry_proxy.count("/manifests/latest") > before
-            await wait_for_header(url, HEADER, "v2", timeout=2)
-            assert app.controller.filters["hdr"].revision.revision == history[0].revision  # type: ignore[union-attr]
-            registry_proxy.down = False
-            await wait_for_header(url, HEADER, "v3", timeout=15)
-            assert (await envoy.server_info())["state"] == "LIVE"
+        # Registry down: the tag moves behind its back, Envoy stays on v2, the server retries.
+        registry_proxy.down = True
+        before = registry_proxy.count("/manifests/latest")
+        async with RegistryClient() as client:
+            await push(client, f"{registry.host}/{repo}:latest", header_filter(HEADER, "v3"))
+        await asyncio.sleep(3)
+        assert registry_proxy.count("/manifests/latest") > before
+        await wait_for_header(url, HEADER, "v2", timeout=2)
+        assert app.controller.filters["hdr"].revision.revision == history[0].revision  # type: ignore[union-attr]
+        registry_proxy.down = False
+        await wait_for_header(url, HEADER, "v3", timeout=15)
+        assert (await envoy.server_info())["state"] == "LIVE"
 
 
 async def test_config_filter_retried_until_registry_is_back(

@@ -180,21 +180,20 @@ async def test_admin_over_tls(tmp_path: Path, pki: Pki) -> None:
 async def test_request_rate_and_stream_limits(tmp_path: Path) -> None:
     cfg = write_config(tmp_path / "config.yaml", [],
                        limits={"requests_per_second": 1, "request_burst": 3, "max_streams": 2})
-    async with running_server(cfg) as app:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.xds_port}") as ch:
-            stub = config_discovery_pb2_grpc.ExtensionConfigDiscoveryServiceStub(ch)
-            flood = Stream(stub.StreamExtensionConfigs())
-            for i in range(4):  # a burst of 3 allowed, the 4th request is refused
-                await flood.send(sotw_request([f"n{i}"], node_msg=node("flooder")))
-            err = await flood.closed_with()
-            assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "rate limit" in (err.details() or "")
-            held = [Stream(stub.StreamExtensionConfigs()) for _ in range(2)]
-            for i, s in enumerate(held):
-                await s.send(sotw_request(["x"], node_msg=node(f"n{i}")))
-            await asyncio.sleep(0.3)
-            extra = Stream(stub.StreamExtensionConfigs())
-            await extra.send(sotw_request(["x"], node_msg=node("n3")))
-            err = await extra.closed_with()
-            assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "limit of 2 streams" in (err.details() or "")
-            for s in held:
-                s.cancel()
+    async with running_server(cfg) as app, grpc.aio.insecure_channel(f"127.0.0.1:{app.xds_port}") as ch:
+        stub = config_discovery_pb2_grpc.ExtensionConfigDiscoveryServiceStub(ch)
+        flood = Stream(stub.StreamExtensionConfigs())
+        for i in range(4):  # a burst of 3 allowed, the 4th request is refused
+            await flood.send(sotw_request([f"n{i}"], node_msg=node("flooder")))
+        err = await flood.closed_with()
+        assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "rate limit" in (err.details() or "")
+        held = [Stream(stub.StreamExtensionConfigs()) for _ in range(2)]
+        for i, s in enumerate(held):
+            await s.send(sotw_request(["x"], node_msg=node(f"n{i}")))
+        await asyncio.sleep(0.3)
+        extra = Stream(stub.StreamExtensionConfigs())
+        await extra.send(sotw_request(["x"], node_msg=node("n3")))
+        err = await extra.closed_with()
+        assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "limit of 2 streams" in (err.details() or "")
+        for s in held:
+            s.cancel()

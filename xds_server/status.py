@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from prometheus_client import Counter, Gauge
+
 from xds_server.nodes import NodeInfo
 from xds_server.xds import StreamInfo
 
@@ -133,6 +135,12 @@ class StatusEvent:
 
 Listener = Callable[[StatusEvent], None]
 
+STREAMS = Gauge("xds_server_streams", "Open xDS streams", ["service", "mode"])
+PROXIES = Gauge("xds_server_proxies_connected", "Envoys with at least one open stream (this replica)")
+RESPONSES = Counter("xds_server_responses_total", "xDS responses written")
+ACKS = Counter("xds_server_acks_total", "Responses ACKed by Envoys")
+NACKS = Counter("xds_server_nacks_total", "Responses NACKed by Envoys, by resource", ["resource"])
+
 
 class StatusTracker:
     """Collects per-proxy status from stream callbacks.
@@ -230,7 +238,8 @@ class StatusTracker:
     # -- StreamCallbacks ------------------------------------------------------------
 
     def on_stream_open(self, stream: StreamInfo) -> None:
-        """Nothing to record until the node is known."""
+        """Count the stream; the proxy is recorded once its node is known."""
+        STREAMS.labels(stream.service, "delta" if stream.delta else "sotw").inc()
 
     def on_stream_node(self, stream: StreamInfo) -> None:
         """Register (or revive) the proxy of the stream's node."""
@@ -243,6 +252,7 @@ class StatusTracker:
             proxy = ProxyStatus(node=stream.node, address=stream.peer, connected_since=now,
                                 resources=prior, replica=self.replica_id)
             self.local[stream.node.id] = proxy
+            PROXIES.inc()
             self._emit(StatusEvent("connect", stream.node.id))
         proxy.streams.add(stream.stream_id)
         proxy.disconnected_at = None
@@ -252,6 +262,7 @@ class StatusTracker:
         resources: Mapping[str, str], removed: Sequence[str],
     ) -> None:
         """Record the versions sent."""
+        RESPONSES.inc()
         proxy = self._proxy(stream)
         if proxy is None:
             return
@@ -267,6 +278,7 @@ class StatusTracker:
         self, stream: StreamInfo, type_url: str, nonce: str, resources: Mapping[str, str]
     ) -> None:
         """Record the versions the proxy accepted."""
+        ACKS.inc()
         proxy = self._proxy(stream)
         if proxy is None:
             return
@@ -282,6 +294,8 @@ class StatusTracker:
         resources: Mapping[str, str], code: int, message: str,
     ) -> None:
         """Record the rejection with Envoy's message."""
+        for name in resources:
+            NACKS.labels(name).inc()
         proxy = self._proxy(stream)
         if proxy is None:
             return
@@ -294,10 +308,12 @@ class StatusTracker:
 
     def on_stream_closed(self, stream: StreamInfo) -> None:
         """Mark the proxy gone when its last stream ends."""
+        STREAMS.labels(stream.service, "delta" if stream.delta else "sotw").dec()
         proxy = self._proxy(stream)
         if proxy is None:
             return
         proxy.streams.discard(stream.stream_id)
         if not proxy.streams:
+            PROXIES.dec()
             proxy.disconnected_at = time.time()
             self._emit(StatusEvent("disconnect", proxy.node.id))

@@ -304,6 +304,8 @@ def _server(data: Any, where: str, base_dir: Path | None) -> ServerConfig:
         max_module_bytes=int(r.number("max_module_bytes", d.max_module_bytes, minimum=8) or 0),
         max_store_bytes=None if max_store is None else int(max_store),
         resolve_interval=float(r.number("resolve_interval", d.resolve_interval, minimum=1) or 0),
+        fetch_timeout=float(r.number("fetch_timeout", d.fetch_timeout, minimum=0.1) or 0),
+        fetch_retries=int(r.number("fetch_retries", d.fetch_retries, minimum=0) or 0),
         docker_config=Path(docker_config) if docker_config else None,
         watch_config=r.bool("watch_config", True),
         xds_tls=xds_tls,
@@ -338,6 +340,8 @@ def _registries(data: Any, where: str) -> tuple[RegistryConfig, ...]:
             ca_file=r.opt_str("ca_file"),
             username=r.opt_str("username"),
             password=r.opt_str("password"),
+            allow_private=r.bool("allow_private", False),
+            allow_loopback=r.bool("allow_loopback", True),
         ))
         r.done()
     return tuple(out)

@@ -94,6 +94,8 @@ class RegistryConfig:
     ca_file: str | None = None
     username: str | None = None
     password: str | None = field(default=None, repr=False)
+    allow_private: bool = False
+    allow_loopback: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +144,8 @@ class ServerConfig:
     max_module_bytes: int = 256 * 2**20
     max_store_bytes: int | None = None
     resolve_interval: float = 300.0
+    fetch_timeout: float = 30.0
+    fetch_retries: int = 4
     docker_config: Path | None = None
     watch_config: bool = True
     xds_tls: TlsConfig | None = None

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Literal
+
+import aiohttp
 
 from xds_server.config import Config, FilterSpec
 from xds_server.controller._modules import ResolvedModule
@@ -13,8 +16,9 @@ from xds_server.wasm import Module, ModuleSource, ModuleStore, RegistrySettings
 class StoreModules:
     """Adapts `xds_server.wasm.ModuleStore` to the controller's `ModuleProvider`."""
 
-    def __init__(self, store: ModuleStore) -> None:
+    def __init__(self, store: ModuleStore, *, max_module_bytes: int = 256 * 2**20) -> None:
         self.store = store
+        self.store_limit = max_module_bytes
 
     @classmethod
     def from_config(cls, config: Config) -> StoreModules:
@@ -22,7 +26,8 @@ class StoreModules:
         s = config.server
         registries = [
             RegistrySettings(host=r.host, plain_http=r.plain_http, ca_file=r.ca_file,
-                             username=r.username, password=r.password)
+                             username=r.username, password=r.password,
+                             allow_private=r.allow_private, allow_loopback=r.allow_loopback)
             for r in config.registries
         ]
         store = ModuleStore(
@@ -34,8 +39,10 @@ class StoreModules:
             # The controller re-checks `Always` tags every resolve_interval; entries a
             # little younger than that must count as stale, or every other round is skipped.
             resolve_interval=s.resolve_interval * 0.8,
+            request_timeout=s.fetch_timeout,
+            retries=s.fetch_retries,
         )
-        return cls(store)
+        return cls(store, max_module_bytes=s.max_module_bytes)
 
     async def start(self) -> None:
         """Open the store's HTTP session."""
@@ -65,8 +72,35 @@ class StoreModules:
         return _resolved(module)
 
     async def fetch_by_digest(self, sha256: str, url: str) -> ResolvedModule:
-        """Download a module by digest from a peer replica, verified and stored."""
-        return _resolved(await self.store.resolve(ModuleSource(kind="url", location=url, sha256=sha256)))
+        """Download a module by digest from a peer replica, verified and stored.
+
+        Peers' URLs come from the shared database (written by the replicas), so they
+        are trusted destinations: the fetch guard that protects registry and URL
+        fetches (which refuses private addresses such as pod IPs) is not applied. The
+        bytes are checked against the digest and validated like any module.
+        """
+        limit = self.store_limit
+        tmp = self.store.root / f".peer-{sha256}.wasm"
+        digest = hashlib.sha256()
+        size = 0
+        timeout = aiohttp.ClientTimeout(total=120, sock_connect=10, sock_read=30)
+        async with aiohttp.ClientSession(timeout=timeout) as http, http.get(url) as resp:
+            if resp.status != 200:
+                raise RuntimeError(f"peer {url} answered {resp.status}")
+            with tmp.open("wb") as out:
+                async for chunk in resp.content.iter_chunked(256 * 1024):
+                    size += len(chunk)
+                    if size > limit:
+                        raise RuntimeError(f"peer {url} sent more than {limit} bytes")
+                    digest.update(chunk)
+                    out.write(chunk)
+        try:
+            if digest.hexdigest() != sha256:
+                raise RuntimeError(f"peer {url} sent sha256 {digest.hexdigest()}, expected {sha256}")
+            module = await self.store.resolve(ModuleSource(kind="file", location=str(tmp), sha256=sha256))
+        finally:
+            tmp.unlink(missing_ok=True)
+        return _resolved(module)
 
     def stored(self, sha256: str) -> ResolvedModule | None:
         """A module already in the store by digest (no network), or None."""
