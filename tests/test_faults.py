@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import signal
@@ -99,10 +100,8 @@ async def test_kill_9_during_download_and_after_deploy(tmp_path: Path) -> None:
             assert not put.done()
             proc.send_signal(signal.SIGKILL)
             await proc.wait()
-            try:
+            with contextlib.suppress(aiohttp.ClientError):
                 await put
-            except aiohttp.ClientError:
-                pass
     finally:
         if proc.returncode is None:
             proc.kill()
@@ -128,7 +127,7 @@ async def test_kill_9_during_download_and_after_deploy(tmp_path: Path) -> None:
 async def test_disk_full_changes_nothing(tmp_path: Path) -> None:
     mnt = tmp_path / "small"
     mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], check=True)  # noqa: ASYNC221
     try:
         v1 = tmp_path / "v1.wasm"
         v1.write_bytes(header_filter(HEADER, "v1"))
@@ -149,7 +148,7 @@ async def test_disk_full_changes_nothing(tmp_path: Path) -> None:
             assert app.controller.filters["hdr"].revision.revision == 1  # type: ignore[union-attr]
             assert not [p for p in mnt.rglob("*") if p.is_file() and p.name.startswith(".tmp-")]
     finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
+        subprocess.run(["umount", "-l", str(mnt)], check=False)  # noqa: ASYNC221
 
 
 async def test_graceful_shutdown_finishes_inflight_calls(tmp_path: Path) -> None:
