@@ -13,15 +13,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import _real, _scenarios
+from benchmarks import _real, _replicas, _scenarios
 from benchmarks._proc import raise_fd_limit
 
 RESULTS = Path(__file__).parent / "results"
 
 FULL = {"sizes": [1000, 5000, 10000], "pushes": 3, "inline": [1000, 5000], "proxies": 1000,
-        "slow_n": 1000, "slow_pushes": 10, "swaps": 100, "oci_repeats": 5, "loops_n": 2000}
+        "slow_n": 1000, "slow_pushes": 10, "swaps": 100, "oci_repeats": 5, "loops_n": 2000,
+        "replicas_n": 10000}
 QUICK = {"sizes": [500, 1000], "pushes": 2, "inline": [200], "proxies": 400,
-         "slow_n": 200, "slow_pushes": 4, "swaps": 20, "oci_repeats": 2, "loops_n": 500}
+         "slow_n": 200, "slow_pushes": 4, "swaps": 20, "oci_repeats": 2, "loops_n": 500,
+         "replicas_n": 600}
 
 
 def machine() -> dict[str, Any]:
@@ -84,6 +86,7 @@ def scenarios(p: dict[str, Any]) -> dict[str, tuple[Callable[[], dict[str, Any]]
         "oci": (lambda: _real.oci(repeats=p["oci_repeats"]), _real.oci_table),
         "event_loop": (lambda: _scenarios.event_loops(p["loops_n"], p["pushes"]),
                        _scenarios.loops_table),
+        "replicas": (lambda: _replicas.replicas(p["replicas_n"]), _replicas.replicas_table),
     }
 
 
@@ -108,6 +111,7 @@ def summary(results: dict[str, Any]) -> list[list[Any]]:
     oci = results.get("oci")
     one = results.get("one_of_100")
     slow = results.get("slow_consumers")
+    reps = results.get("replicas")
     rows: list[list[Any]] = []
 
     def add(what: str, target: str, value: Any, floor: Any, ok: bool | None) -> None:
@@ -153,6 +157,11 @@ def summary(results: dict[str, Any]) -> list[list[Any]]:
             oci["cold_ratio"] <= 1.3)
         add("cached reference resolve", "<= 1 ms", f"p50 {fmt(oci['cached_median_ms'])} ms, "
             f"p99 {fmt(oci['cached_p99_ms'])} ms", "-", oci["cached_median_ms"] <= 1)
+    if reps:
+        t, one_r = reps["three"], reps["single"]
+        add(f"convergence, 3 replicas on PostgreSQL (N={t['n']})", "reported (issue 8)",
+            f"{fmt(t['converged_s'])} s = {fmt(reps['ratio'])}x one replica",
+            f"{fmt(one_r['converged_s'])} s (1 replica, SQLite)", None)
     return rows
 
 
