@@ -148,6 +148,25 @@ async def test_admin_tokens_roles_and_redaction(tmp_path: Path) -> None:
             for path in ("/healthz", "/readyz", "/metrics"):
                 async with http.get(base + path) as r:
                     assert r.status == 200, path
+            # The admin gRPC API follows the same roles and redaction.
+            from google.protobuf.json_format import MessageToJson
+
+            from xds_server.admin.v1 import admin_pb2, admin_pb2_grpc
+
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{app.xds_port}") as ch:
+                stub = admin_pb2_grpc.AdminServiceStub(ch)
+                read_md = (("authorization", f"Bearer {READ_TOKEN}"),)
+                got = await stub.GetHistory(admin_pb2.GetHistoryRequest(name="hdr"), metadata=read_md)
+                text = MessageToJson(got)  # revision 1 carried the secret configuration
+                assert "redacted" in text and "s3cr3t" not in text and "hunter2" not in text
+                full = await stub.GetHistory(admin_pb2.GetHistoryRequest(name="hdr"),
+                                             metadata=(("authorization", f"Bearer {WRITE_TOKEN}"),))
+                assert "s3cr3t" in MessageToJson(full)
+                await stub.GetFilter(admin_pb2.GetFilterRequest(name="hdr"), metadata=read_md)
+                with pytest.raises(grpc.aio.AioRpcError) as info:
+                    await stub.DeleteFilter(admin_pb2.DeleteFilterRequest(name="hdr"),
+                                            metadata=(("authorization", f"Bearer {READ_TOKEN}"),))
+                assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
     rendered = repr(logs)
     assert READ_TOKEN not in rendered and WRITE_TOKEN not in rendered and "s3cr3t" not in rendered
 

@@ -31,6 +31,7 @@ from google.protobuf.json_format import MessageToDict
 from grpc_reflection.v1alpha import reflection
 
 from xds_server.admin._app import AdminState, filter_to_dict
+from xds_server.admin._auth import redact_spec
 from xds_server.admin._csds import CSDS_SERVICE, CsdsService
 from xds_server.admin._health import HEALTH_SERVICE, HealthReporter
 from xds_server.admin._specs import parse_specs
@@ -110,6 +111,17 @@ def _is_loopback_peer(peer: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def read_only(state: AdminState, context: Any) -> bool:
+    """True when the (already authorized) caller holds a `read` token: configuration
+    and env values are then redacted, as over HTTP."""
+    tokens = getattr(state, "tokens", None)
+    if tokens is None or not tokens.enabled:
+        return False
+    header = dict(context.invocation_metadata() or ()).get("authorization", "")
+    caller = tokens.caller_for(header[7:].strip()) if header.lower().startswith("bearer ") else None
+    return caller is None or not caller.can_write
 
 
 async def authorize(state: AdminState, context: Any, *, write: bool) -> str:
@@ -268,9 +280,9 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             with contextlib.suppress(asyncio.QueueFull):
                 q.put_nowait(None)
 
-    def _view(self, name: str) -> admin_pb2.Filter:
+    def _view(self, name: str, *, redact: bool = False) -> admin_pb2.Filter:
         st = self.state
-        return filter_message(filter_to_dict(st.controller.filters[name], st.status))
+        return filter_message(filter_to_dict(st.controller.filters[name], st.status, redact=redact))
 
     @staticmethod
     async def _fail(context: Context, exc: FilterError) -> None:
@@ -340,8 +352,9 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     ) -> admin_pb2.ListFiltersResponse:
         """Every served filter, by name."""
         await authorize(self.state, context, write=False)
+        redact = read_only(self.state, context)
         return admin_pb2.ListFiltersResponse(
-            filters=[self._view(n) for n in sorted(self.state.controller.filters)])
+            filters=[self._view(n, redact=redact) for n in sorted(self.state.controller.filters)])
 
     async def GetFilter(
         self, request: admin_pb2.GetFilterRequest, context: Context
@@ -350,7 +363,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         await authorize(self.state, context, write=False)
         if request.name not in self.state.controller.filters:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no filter named {request.name!r}")
-        return self._view(request.name)
+        return self._view(request.name, redact=read_only(self.state, context))
 
     async def GetHistory(
         self, request: admin_pb2.GetHistoryRequest, context: Context
@@ -362,8 +375,14 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         if not history:
             await context.abort(grpc.StatusCode.NOT_FOUND,
                                 f"no filter named {request.name!r} (no history)")
-        return admin_pb2.GetHistoryResponse(
-            name=request.name, history=[revision_message(r.to_dict()) for r in history])
+        redact = read_only(self.state, context)
+        views = []
+        for r in history:
+            d = r.to_dict()
+            if redact:
+                d["specs"] = [redact_spec(spec) for spec in d["specs"]]
+            views.append(revision_message(d))
+        return admin_pb2.GetHistoryResponse(name=request.name, history=views)
 
     # -- proxies ----------------------------------------------------------------------
 
