@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from xds_server.controller import HTTP_WASM_TYPE_URL, MODULE_CLUSTER
+from xds_server.controller import HTTP_WASM_TYPE_URL, MODULE_CLUSTER, NETWORK_WASM_TYPE_URL
 
 __all__ = ["BootstrapOptions", "bootstrap_yaml", "build_bootstrap"]
 
@@ -56,6 +56,9 @@ class BootstrapOptions:
     tls_sni: str | None = None
     module_server_tls: bool = False
     xds_failover: bool = False
+    network_filters: Sequence[str] = ()
+    tcp_listen: str = "127.0.0.1:10001"
+    tcp_upstream: str | None = None
 
 
 def _split(address: str) -> tuple[str, int]:
@@ -127,8 +130,10 @@ def _transport_socket(opts: BootstrapOptions, *, alpn: str) -> dict[str, Any]:
 
 def build_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
     """The bootstrap as a dict (see `BootstrapOptions` for what each option does)."""
-    if not opts.filters:
-        raise ValueError("at least one --filter is needed")
+    if not opts.filters and not opts.network_filters:
+        raise ValueError("at least one --filter or --network-filter is needed")
+    if opts.network_filters and not opts.tcp_upstream:
+        raise ValueError("--network-filter needs --tcp-upstream HOST:PORT")
     api_type = "DELTA_GRPC" if opts.delta else "GRPC"
     grpc_source = {
         "api_type": api_type,
@@ -170,6 +175,8 @@ def build_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
             ]
     if opts.tls_ca:
         clusters[0]["transport_socket"] = _transport_socket(opts, alpn="h2")
+    if opts.tcp_upstream and opts.network_filters:
+        clusters.append(_cluster("tcp_upstream", [opts.tcp_upstream], http2=False))
     if opts.upstream:
         route["route"] = {"cluster": "upstream"}
         clusters.append(_cluster("upstream", [opts.upstream], http2=False))
@@ -193,20 +200,35 @@ def build_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
     node: dict[str, Any] = {"id": opts.node_id, "cluster": opts.cluster}
     if opts.metadata:
         node["metadata"] = dict(opts.metadata)
+    listeners: list[dict[str, Any]] = []
+    if opts.filters:
+        listeners.append({
+            "name": "ingress",
+            "address": _socket(opts.listen),
+            "filter_chains": [{"filters": [{
+                "name": "envoy.filters.network.http_connection_manager",
+                "typed_config": hcm,
+            }]}],
+        })
+    if opts.network_filters:
+        tcp_filters: list[dict[str, Any]] = [
+            {"name": name,
+             "config_discovery": {"config_source": config_source, "type_urls": [NETWORK_WASM_TYPE_URL]}}
+            for name in opts.network_filters
+        ]
+        tcp_filters.append({
+            "name": "envoy.filters.network.tcp_proxy",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+                "stat_prefix": "tcp", "cluster": "tcp_upstream",
+            },
+        })
+        listeners.append({"name": "tcp", "address": _socket(opts.tcp_listen),
+                          "filter_chains": [{"filters": tcp_filters}]})
     bootstrap: dict[str, Any] = {
         "node": node,
         "admin": {"address": _socket(opts.admin)},
-        "static_resources": {
-            "listeners": [{
-                "name": "ingress",
-                "address": _socket(opts.listen),
-                "filter_chains": [{"filters": [{
-                    "name": "envoy.filters.network.http_connection_manager",
-                    "typed_config": hcm,
-                }]}],
-            }],
-            "clusters": clusters,
-        },
+        "static_resources": {"listeners": listeners, "clusters": clusters},
     }
     if opts.ads:
         bootstrap["dynamic_resources"] = {"ads_config": grpc_source}

@@ -14,8 +14,12 @@ def register(sub: Any) -> None:
     p = sub.add_parser("bootstrap", help="print an Envoy bootstrap YAML using this server")
     p.add_argument("--node-id", required=True, help="Envoy node id")
     p.add_argument("--cluster", default="xds-server-fleet", help="Envoy node cluster")
-    p.add_argument("--filter", dest="filters", action="append", required=True, metavar="NAME",
+    p.add_argument("--filter", dest="filters", action="append", default=[], metavar="NAME",
                    help="HTTP wasm filter (ECDS resource name); repeat for several")
+    p.add_argument("--network-filter", dest="network_filters", action="append", default=[], metavar="NAME",
+                   help="network (TCP) wasm filter, on a TCP listener (--tcp-listen) to --tcp-upstream")
+    p.add_argument("--tcp-listen", default="127.0.0.1:10001", help="TCP listener HOST:PORT")
+    p.add_argument("--tcp-upstream", metavar="HOST:PORT", help="where the TCP listener proxies to")
     p.add_argument("--xds-address", action="append", metavar="HOST:PORT",
                    help="server address (repeat for replicas; default 127.0.0.1:18000)")
     p.add_argument("--ads", action="store_true", help="use ADS instead of an ECDS config source")
@@ -71,6 +75,9 @@ def run(args: argparse.Namespace) -> int:
             tls_sni=args.tls_sni,
             module_server_tls=args.module_server_tls,
             xds_failover=args.xds_failover,
+            network_filters=args.network_filters,
+            tcp_listen=args.tcp_listen,
+            tcp_upstream=args.tcp_upstream,
         ))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
