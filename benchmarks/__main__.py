@@ -42,7 +42,7 @@ def machine() -> dict[str, Any]:
     try:
         import uvloop
 
-        uv = uvloop.__version__
+        uv = getattr(uvloop, "__version__", None)
     except ImportError:
         uv = None
     with open("/proc/meminfo") as f:

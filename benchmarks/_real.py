@@ -167,7 +167,7 @@ async def _oci(size: int, repeats: int, cached: int) -> dict[str, Any]:
     return {"profile_cold_pull": profile, "module_bytes": len(wasm), "plain_s": plain, "cold_s": cold, "cached_s": hits,
             "plain_median_s": med(list(plain)), "cold_median_s": med(list(cold)),
             "cold_ratio": ratio(med(list(cold)), med(list(plain))),
-            "cached_median_ms": med(list(hits)) * 1000, "cached_p99_ms": pct(hits, 99) * 1000}
+            "cached_median_ms": (med(list(hits)) or 0.0) * 1000, "cached_p99_ms": pct(hits, 99) * 1000}
 
 
 def oci(size: int = 5 * 2**20, repeats: int = 5, cached: int = 200) -> dict[str, Any]:

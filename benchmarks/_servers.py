@@ -87,7 +87,7 @@ class XdsServerWorker(_Profiling):
         self.service = XdsService(self.cache, types=[ECDS], callbacks=self.tracker, limits=limits)
         self.server = grpc.aio.server(options=_options())
         self.service.register(self.server)
-        port = self.server.add_insecure_port("127.0.0.1:0")
+        port: int = self.server.add_insecure_port("127.0.0.1:0")
         await self.server.start()
         return port
 
@@ -147,7 +147,7 @@ class BareServerWorker(_Profiling):
             grpc.method_handlers_generic_handler(
                 ADS_SERVICE, {"StreamAggregatedResources": sotw, "DeltaAggregatedResources": delta}),
         ))
-        port = self.server.add_insecure_port("127.0.0.1:0")
+        port: int = self.server.add_insecure_port("127.0.0.1:0")
         await self.server.start()
         return port
 

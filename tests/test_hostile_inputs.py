@@ -96,7 +96,7 @@ descriptor = st.fixed_dictionaries({}, optional={
     "annotations": json_values,
     "platform": st.fixed_dictionaries({}, optional={"os": json_values, "architecture": json_values}),
 })
-manifest_like = st.fixed_dictionaries({}, optional={
+manifest_like: Any = st.fixed_dictionaries({}, optional={
     "mediaType": json_values,
     "config": st.fixed_dictionaries({}, optional={"mediaType": st.sampled_from([
         "application/vnd.module.wasm.config.v1+json", "application/vnd.wasm.config.v0+json",

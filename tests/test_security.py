@@ -154,7 +154,7 @@ async def test_admin_tokens_roles_and_redaction(tmp_path: Path) -> None:
             from xds_server.admin.v1 import admin_pb2, admin_pb2_grpc
 
             async with grpc.aio.insecure_channel(f"127.0.0.1:{app.xds_port}") as ch:
-                stub = admin_pb2_grpc.AdminServiceStub(ch)
+                stub: Any = admin_pb2_grpc.AdminServiceStub(ch)  # type: ignore[no-untyped-call]
                 read_md = (("authorization", f"Bearer {READ_TOKEN}"),)
                 got = await stub.GetHistory(admin_pb2.GetHistoryRequest(name="hdr"), metadata=read_md)
                 text = MessageToJson(got)  # revision 1 carried the secret configuration
