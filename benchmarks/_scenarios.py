@@ -95,7 +95,8 @@ def inline_1mib(sizes: list[int]) -> dict[str, Any]:
     for n in sizes:
         row: dict[str, Any] = {"n": n}
         for kind in ("bare", "xds"):
-            b = Bench(kind, n=n, write_slots=128)
+            # ~2 MiB of client-side buffers per 1 MiB stream: one generator per 1,000 clients
+            b = Bench(kind, n=n, write_slots=128, generators=max(1, -(-n // 1000)))
             try:
                 b.set(["f0"], 0, INLINE_1M)
                 est = b.connect(n, FIXED1, timeout=300)

@@ -155,6 +155,7 @@ class StatusTracker:
         self.replica_id = replica_id
         self.local: dict[str, ProxyStatus] = {}
         self.remote: dict[str, ProxyStatus] = {}
+        self._expired_at = 0.0
         self._listeners: list[Listener] = []
 
     @property
@@ -194,6 +195,11 @@ class StatusTracker:
         return self.local.get(stream.node.id) if stream.node is not None else None
 
     def _expire(self, now: float) -> None:
+        """Forget proxies gone longer than `retention`; a scan at most every 10 s, so a
+        reconnect storm of N proxies costs O(N), not O(N^2)."""
+        if now - self._expired_at < 10.0:
+            return
+        self._expired_at = now
         gone = [
             k for k, p in self.local.items()
             if not p.connected and p.disconnected_at and now - p.disconnected_at > self.retention

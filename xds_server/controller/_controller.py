@@ -33,6 +33,8 @@ log = structlog.get_logger("xds_server.controller")
 FILTER_CHANGES = Counter(
     "xds_server_filter_changes_total", "Filter changes by action and result", ["action", "result"]
 )
+SMALL_MODULE_BYTES = 256 * 2**10
+
 AUTO_ROLLBACKS = Counter(
     "xds_server_filter_auto_rollbacks_total", "Rollbacks triggered by a NACK", ["filter"]
 )
@@ -208,9 +210,13 @@ class Controller:
                 f"(source {module.reference})",
             )
         root_id = spec.root_id or (module.root_ids[0] if module.root_ids else "")
-        code = await asyncio.to_thread(self._code, spec, module)
+        # Reading, copying and hashing a large module happen off the event loop; for a
+        # small one the thread hop would cost more than the work.
+        offload = module.size > SMALL_MODULE_BYTES
+        code = await asyncio.to_thread(self._code, spec, module) if offload else self._code(spec, module)
         message = build_extension_config(spec, code, root_id)
-        resource = await asyncio.to_thread(Resource.from_message, spec.name, message)
+        resource = (await asyncio.to_thread(Resource.from_message, spec.name, message) if offload
+                    else Resource.from_message(spec.name, message))
         alt = None
         if code.url is not None:
             alt_msg = build_extension_config(spec, replace(code, form=1), root_id)
