@@ -56,8 +56,9 @@ async def test_registry_fault_during_deploy(
     fault: str, tmp_path: Path, registry: RegistryProcess, registry_proxy: RegistryProxy,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Fail fast: one retry and 1 s timeouts from the config; short backoff for the test.
     monkeypatch.setattr("xds_server.controller._store.ModuleStore", functools.partial(
-        ModuleStore, retries=1, request_timeout=1.0, backoff_base=0.05, backoff_max=0.1))
+        ModuleStore, backoff_base=0.05, backoff_max=0.1))
     v1, v2 = header_filter(HEADER, "v1"), header_filter(HEADER, f"v2-{fault}")
     repo = f"team/faults-{fault.replace('_', '-')}"
     async with RegistryClient() as client:
@@ -66,7 +67,7 @@ async def test_registry_fault_during_deploy(
     proxy = registry_proxy
     xds_port, admin_port, listen = free_port(), free_port(), free_port()
     cfg = write_config(tmp_path / "config.yaml", [], xds_address=f"127.0.0.1:{xds_port}",
-                       admin_address=f"127.0.0.1:{admin_port}")
+                       admin_address=f"127.0.0.1:{admin_port}", fetch_retries=1, fetch_timeout=1.0)
     api = f"http://127.0.0.1:{admin_port}/api/v1/filters/hdr"
     async with running_server(cfg) as app, aiohttp.ClientSession() as http:
 
