@@ -216,3 +216,30 @@ async def test_request_rate_and_stream_limits(tmp_path: Path) -> None:
         assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "limit of 2 streams" in (err.details() or "")
         for s in held:
             s.cancel()
+
+
+async def test_admin_tokens_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDS_SERVER_ADMIN_TOKENS", f"ops:write:{hash_token(WRITE_TOKEN)}")
+    async with running_server(write_config(tmp_path / "config.yaml", [])) as app, \
+            aiohttp.ClientSession() as http:
+        base = f"http://127.0.0.1:{app.admin_port}/api/v1/filters"
+        async with http.get(base) as r:
+            assert r.status == 401
+        async with http.get(base, headers={"Authorization": f"Bearer {WRITE_TOKEN}"}) as r:
+            assert r.status == 200
+
+
+async def test_bad_token_environment_is_a_clear_startup_error(tmp_path: Path) -> None:
+    import os
+    import sys
+
+    cfg = write_config(tmp_path / "config.yaml", [])
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "xds_server", "serve", "--config", str(cfg),
+        env={**os.environ, "XDS_SERVER_ADMIN_TOKENS": f"ops:write:{WRITE_TOKEN}"},
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 1
+    text = err.decode()
+    assert "XDS_SERVER_ADMIN_TOKENS" in text and "sha256" in text
+    assert WRITE_TOKEN not in text  # the mistaken plain token is not echoed

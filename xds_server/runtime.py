@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import ipaddress
 import json
+import os
 import socket
 import ssl
 from dataclasses import replace
@@ -122,6 +123,8 @@ class XdsServerApp:
         tokens = TokenStore()
         if s.admin_tokens_file is not None:
             tokens = TokenStore.load(s.admin_tokens_file)
+        if os.environ.get("XDS_SERVER_ADMIN_TOKENS"):
+            tokens = tokens.merged(TokenStore.from_env(os.environ["XDS_SERVER_ADMIN_TOKENS"]))
         self.admin_state = AdminState(
             controller=self.controller, status=self.status, module_path=self._modules.module_path,
             tokens=tokens,
@@ -156,7 +159,8 @@ class XdsServerApp:
         host, port = _split(self.admin_address)
         if not self.admin_state.tokens.enabled and not _is_loopback(host):
             log.warning("admin_loopback_only", requested=self.admin_address, bound="127.0.0.1",
-                        reason="no admin tokens configured (server.admin_tokens_file)")
+                        reason="no admin tokens configured (server.admin_tokens_file or "
+                               "XDS_SERVER_ADMIN_TOKENS)")
             host = "127.0.0.1"
         site = web.TCPSite(self._admin_runner, host, port, ssl_context=_admin_ssl(self.config))
         await site.start()

@@ -7,7 +7,8 @@ so no slow hash is needed). A tokens file is YAML:
       - {name: ci-deployer, role: write, sha256: <64 hex>}
       - {name: dashboard, role: read, sha256: <64 hex>}
 
-`xds-server hash-token` prints the sha256 of a token read from standard input.
+`xds-server hash-token` prints the sha256 of a token read from standard input. Tokens may
+also come from the environment: `XDS_SERVER_ADMIN_TOKENS=name:role:sha256,...`.
 """
 
 from __future__ import annotations
@@ -93,6 +94,29 @@ class TokenStore:
                                   "(xds-server hash-token), never the token itself")
             entries[digest] = Caller(name, role)
         return cls(entries)
+
+    @classmethod
+    def from_env(cls, value: str) -> TokenStore:
+        """Tokens from the environment (`XDS_SERVER_ADMIN_TOKENS`): comma-separated
+        `name:role:sha256` entries, hashes only (e.g. from a Kubernetes Secret)."""
+        entries: dict[str, Caller] = {}
+        for i, item in enumerate(p.strip() for p in value.split(",") if p.strip()):
+            parts = item.split(":")
+            where = "environment variable XDS_SERVER_ADMIN_TOKENS"
+            if len(parts) != 3:
+                raise ConfigError(where, f"entry {i + 1}", "must be name:role:sha256")
+            name, role, digest = parts
+            if role not in ROLES:
+                raise ConfigError(where, f"entry {i + 1}", f"role must be one of {', '.join(ROLES)} (got {role!r})")
+            if not _HEX64.match(digest):
+                raise ConfigError(where, f"entry {i + 1}", "must carry the 64-hex sha256 of the token, "
+                                  "never the token itself (xds-server hash-token)")
+            entries[digest] = Caller(name, role)
+        return cls(entries)
+
+    def merged(self, other: TokenStore) -> TokenStore:
+        """Both stores' tokens."""
+        return TokenStore({**self._by_hash, **other._by_hash})
 
     def caller_for(self, token: str) -> Caller | None:
         """The caller a presented token belongs to, or None."""

@@ -76,8 +76,15 @@ def run_loop(main: Any, loop: str) -> int:
 async def _serve(config: Any, args: argparse.Namespace) -> int:
     from xds_server.runtime import XdsServerApp
 
+    from xds_server.state import StateError
+
     app = XdsServerApp(config, xds_address=args.xds_address, admin_address=args.admin_address)
-    await app.setup()
+    try:
+        await app.setup()
+    except (ConfigError, StateError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        await app.cleanup()
+        return 1
     try:
         await app.start()
     except OSError as exc:
