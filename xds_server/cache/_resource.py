@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -102,16 +103,22 @@ def collection_version(versions: Mapping[str, str]) -> str:
 
     A single resource's response carries that resource's own version, so Envoy's
     config dump shows the filter version; several resources get a hash of the sorted
-    pairs. Deterministic, so a reconnecting client presenting it can be recognized.
+    pairs (memoized: every stream at the same point asks for the same one). Deterministic,
+    so a reconnecting client presenting it can be recognized.
     """
     if not versions:
         return ""
     if len(versions) == 1:
         return next(iter(versions.values()))
+    return _hash_pairs(tuple(sorted(versions.items())))
+
+
+@functools.lru_cache(maxsize=4096)
+def _hash_pairs(pairs: tuple[tuple[str, str], ...]) -> str:
     h = hashlib.sha256()
-    for name in sorted(versions):
+    for name, version in pairs:
         h.update(name.encode())
         h.update(b"\0")
-        h.update(versions[name].encode())
+        h.update(version.encode())
         h.update(b"\n")
     return "set-" + h.hexdigest()[:16]
