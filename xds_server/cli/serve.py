@@ -75,7 +75,6 @@ def run_loop(main: Any, loop: str) -> int:
 
 async def _serve(config: Any, args: argparse.Namespace) -> int:
     from xds_server.runtime import XdsServerApp
-
     from xds_server.state import StateError
 
     app = XdsServerApp(config, xds_address=args.xds_address, admin_address=args.admin_address)
