@@ -163,7 +163,11 @@ class XdsServerApp:
                                "XDS_SERVER_ADMIN_TOKENS)")
             host = "127.0.0.1"
         site = web.TCPSite(self._admin_runner, host, port, ssl_context=_admin_ssl(self.config))
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await self.grpc_server.stop(0)  # release the xDS port too: nothing half-started
+            raise OSError(f"cannot listen on {host}:{port} (admin HTTP): {exc.strerror or exc}") from exc
         server = site._server
         assert server is not None
         sockets = getattr(server, "sockets", None) or []
