@@ -124,3 +124,20 @@ async def test_reload_applies_valid_and_rejects_invalid_config(tmp_path: Path) -
         await wait_for_header(url, "x-wasm-filter", "B")
         assert app.controller.filters["hdr"].error is None
         assert (await envoy.server_info())["state"] == "LIVE"
+
+
+def test_serve_reports_a_port_in_use(tmp_path: Path) -> None:
+    import socket
+
+    cfg = write_config(tmp_path / "config.yaml", [])
+    for flag in ("--xds-address", "--admin-address"):
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen()
+            port = busy.getsockname()[1]
+            run = subprocess.run([sys.executable, "-m", "xds_server", "serve", "--config", str(cfg),
+                                  flag, f"127.0.0.1:{port}"], capture_output=True, text=True,
+                                 timeout=60, check=False)
+        assert run.returncode == 1, run.stderr
+        assert f"cannot listen on 127.0.0.1:{port}" in run.stderr
+        assert "Traceback" not in run.stderr

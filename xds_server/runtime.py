@@ -144,17 +144,20 @@ class XdsServerApp:
         """Bind the xDS and admin ports, apply the initial config, watch the config file."""
         self._expect("setup", action="start")
         tls = self.config.server.xds_tls
-        if tls is None:
-            self.xds_port = self.grpc_server.add_insecure_port(self.xds_address)
-        else:
-            creds = grpc.ssl_server_credentials(
-                [(tls.key_file.read_bytes(), tls.cert_file.read_bytes())],
-                root_certificates=tls.client_ca_file.read_bytes() if tls.client_ca_file else None,
-                require_client_auth=tls.client_ca_file is not None,
-            )
-            self.xds_port = self.grpc_server.add_secure_port(self.xds_address, creds)
+        try:
+            if tls is None:
+                self.xds_port = self.grpc_server.add_insecure_port(self.xds_address)
+            else:
+                creds = grpc.ssl_server_credentials(
+                    [(tls.key_file.read_bytes(), tls.cert_file.read_bytes())],
+                    root_certificates=tls.client_ca_file.read_bytes() if tls.client_ca_file else None,
+                    require_client_auth=tls.client_ca_file is not None,
+                )
+                self.xds_port = self.grpc_server.add_secure_port(self.xds_address, creds)
+        except RuntimeError:  # grpc's way of saying the bind failed
+            self.xds_port = 0
         if self.xds_port == 0:
-            raise OSError(f"cannot listen on {self.xds_address} (xDS gRPC)")
+            raise OSError(f"cannot listen on {self.xds_address} (xDS gRPC): address in use or not available")
         await self.grpc_server.start()
         host, port = _split(self.admin_address)
         if not self.admin_state.tokens.enabled and not _is_loopback(host):
