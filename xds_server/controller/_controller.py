@@ -25,6 +25,7 @@ from xds_server.cache import TYPED_EXTENSION_CONFIG, Resource, ResourceCache, Va
 from xds_server.config import Config, ConfigError, FilterSpec, parse_filter_spec
 from xds_server.controller._extension import Code, build_extension_config
 from xds_server.controller._modules import ModuleProvider, ResolvedModule
+from xds_server.controller._remote import RemoteRepush
 from xds_server.nodes import AllOf, NodeIdSet
 from xds_server.state import ANY_REVISION, Conflict, Revision, StateError, StateStore
 
@@ -168,9 +169,7 @@ class Controller:
         self.filters: dict[str, FilterState] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._remote_attempts: dict[tuple[str, str], int] = {}
-        self._remote_pending: dict[tuple[str, str], str] = {}
-        self._fetched: set[str] = set()
+        self.remote = RemoteRepush(self._flip_remote_form)
         self._listeners: list[Callable[[FilterEvent], None]] = []
 
     def subscribe(self, listener: Callable[[FilterEvent], None]) -> Callable[[], None]:
@@ -682,11 +681,11 @@ class Controller:
             if state is None or state.revision is None or version not in state.all_versions:
                 continue
             if kind == "ack":
-                self._remote_attempts.pop((name, node_id), None)
+                self.remote.on_ack(name, node_id)
                 state.acks_unchecked = True
             elif kind == "nack":
                 d = next(d for d in state.deployed if version in d.versions)
-                if d.alt is not None and self._remote_nack(state, d, node_id, message):
+                if d.alt is not None and self.remote.on_nack(name, node_id, d.module.sha256, message):
                     continue
                 policy = d.spec.on_nack
                 log.warning("filter_nacked", filter=name, version=version, node_id=node_id,
@@ -703,49 +702,18 @@ class Controller:
 
     # -- remote delivery ------------------------------------------------------------
 
-    REMOTE_FLIPS = 4
-
-    def _remote_nack(self, state: FilterState, d: Deployed, node_id: str, message: str) -> bool:
-        """A NACK of a remote-delivery config. Envoy NACKs the first push to a live
-        proxy while it fetches the module (code-cache miss) and ignores an identical
-        re-push, so once the module was fetched the proxy gets the other form. Returns
-        False once the flips are used up: then the NACK is a real failure."""
-        key = (state.name, node_id)
-        attempts = self._remote_attempts.get(key, 0) + 1
-        self._remote_attempts[key] = attempts
-        if attempts > self.REMOTE_FLIPS:
-            return False
-        log.info("remote_code_miss", filter=state.name, node_id=node_id, digest=d.module.sha256,
-                 attempt=attempts, error=message)
-        self._remote_pending[key] = d.module.sha256
-        if d.module.sha256 in self._fetched:
-            self._schedule_flip(state.name, node_id)
-        return True
-
     def on_module_fetched(self, sha256: str) -> None:
         """The admin server finished sending a module (`GET /modules/sha256/<hex>`)."""
-        self._fetched.add(sha256)
-        for (name, node_id), digest in list(self._remote_pending.items()):
-            if digest == sha256:
-                self._schedule_flip(name, node_id)
+        self.remote.on_module_fetched(sha256)
 
-    def _schedule_flip(self, name: str, node_id: str, delay: float = 0.3) -> None:
-        self._remote_pending.pop((name, node_id), None)
-
-        async def flip() -> None:
-            await asyncio.sleep(delay)
-            async with self._lock(name):
-                state = self.filters.get(name)
-                if state is None:
-                    return
-                state.remote_forms[node_id] = 1 - state.remote_forms.get(node_id, 0)
-                self._publish(name, state.deployed, state.base, state.remote_forms)
-                log.info("remote_repush", filter=name, node_id=node_id,
-                         form=state.remote_forms[node_id])
-
-        task = asyncio.ensure_future(flip())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    async def _flip_remote_form(self, name: str, node_id: str) -> None:
+        async with self._lock(name):
+            state = self.filters.get(name)
+            if state is None:
+                return
+            state.remote_forms[node_id] = 1 - state.remote_forms.get(node_id, 0)
+            self._publish(name, state.deployed, state.base, state.remote_forms)
+            log.info("remote_repush", filter=name, node_id=node_id, form=state.remote_forms[node_id])
 
     async def _auto_rollback(self, name: str, bad: int, running: str, good: int | None,
                              reason: str) -> None:
