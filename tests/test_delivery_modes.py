@@ -1,8 +1,11 @@
-"""Each delivery mode (inline, file, remote) swaps a filter on a live real Envoy."""
+"""Each delivery mode (inline, file, remote) swaps a filter on a live real Envoy, and a
+server restart makes that Envoy reload nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
@@ -27,6 +30,7 @@ async def test_delivery_mode_on_live_envoy(tmp_path: Path, delivery: str, mode: 
         tmp_path / "config.yaml",
         [{"name": "hdr", "source": {"file": str(mods["one"])}, "delivery": delivery}],
         module_dir=str(tmp_path / "shared-modules"),
+        xds_address=f"127.0.0.1:{free_port()}", admin_address=f"127.0.0.1:{free_port()}",
     )
     port = free_port()
     with capture_logs() as logs:
@@ -41,29 +45,46 @@ async def test_delivery_mode_on_live_envoy(tmp_path: Path, delivery: str, mode: 
 
 async def run_swaps(tmp_path: Path, cfg: Path, port: int, mods: dict[str, Path], delivery: str,
                     mode: dict[str, bool]) -> None:
-    async with running_server(cfg) as app:
+    async with AsyncExitStack() as stack:
+        server = AsyncExitStack()
+        app = await server.enter_async_context(running_server(cfg))
         boot = server_bootstrap(app, node_id="e1", filters=["hdr"], listen_port=port, **mode)
-        async with EnvoyProcess(boot, tmp_path) as envoy:
-            url = f"http://127.0.0.1:{port}/"
-            # The first config arrives while Envoy starts.
-            await wait_for_header(url, HEADER, "one", timeout=20)
-            pid = envoy.pid
-            # Later ones reach a live Envoy.
-            for tag in ("two", "three"):
-                spec = parse_filter_spec({"name": "hdr", "source": {"file": str(mods[tag])},
-                                          "delivery": delivery}, where="test")
-                state = await app.controller.deploy("hdr", [spec], author="test")
-                await wait_for_header(url, HEADER, tag, timeout=20)
-                versions = state.all_versions
+        envoy = await stack.enter_async_context(EnvoyProcess(boot, tmp_path))
+        url = f"http://127.0.0.1:{port}/"
+        # The first config arrives while Envoy starts.
+        await wait_for_header(url, HEADER, "one", timeout=20)
+        pid = envoy.pid
+        # Later ones reach a live Envoy.
+        for tag in ("two", "three"):
+            spec = parse_filter_spec({"name": "hdr", "source": {"file": str(mods[tag])},
+                                      "delivery": delivery}, where="test")
+            state = await app.controller.deploy("hdr", [spec], author="test")
+            await wait_for_header(url, HEADER, tag, timeout=20)
+            versions = state.all_versions
 
-                async def acked(vs: list[str] = versions) -> bool | None:
-                    r = app.status.proxies["e1"].resources["hdr"]
-                    return True if r.acked in vs and r.acked == r.sent else None
+            async def acked(vs: list[str] = versions) -> bool | None:
+                r = app.status.proxies["e1"].resources["hdr"]
+                return True if r.acked in vs and r.acked == r.sent else None
 
-                await wait_for(acked, 10, what=f"ACK of {tag}")
-            assert envoy.pid == pid
-            if delivery == "file":
-                names = {p.name for p in (tmp_path / "shared-modules").glob("*.wasm")}
-                assert names == {f"{hashlib.sha256(m.read_bytes()).hexdigest()}.wasm" for m in mods.values()}
-            history = (await app.controller.state.history("hdr"))
-            assert [h.action for h in history][:2] == ["deploy", "deploy"]
+            await wait_for(acked, 10, what=f"ACK of {tag}")
+        assert envoy.pid == pid
+        if delivery == "file":
+            names = {p.name for p in (tmp_path / "shared-modules").glob("*.wasm")}
+            assert names == {f"{hashlib.sha256(m.read_bytes()).hexdigest()}.wasm" for m in mods.values()}
+        history = (await app.controller.state.history("hdr"))
+        assert [h.action for h in history][:2] == ["deploy", "deploy"]
+
+        # Restart the server: the Envoy reconnects and reloads nothing.
+        reloads = await envoy.stats("config_reload")
+        await server.aclose()
+        app = await stack.enter_async_context(running_server(cfg))
+
+        async def back() -> bool | None:
+            p = app.status.proxies.get("e1")
+            return True if p is not None and p.connected else None
+
+        await wait_for(back, 30, what="Envoy reconnected to the restarted server")
+        await asyncio.sleep(1.0)
+        assert await envoy.stats("config_reload") == reloads
+        await wait_for_header(url, HEADER, "three", timeout=2)
+        assert envoy.pid == pid

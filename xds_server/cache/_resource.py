@@ -61,6 +61,8 @@ class Resource:
 
     `version` is derived from the content (type URL and deterministic serialization),
     so the same content always has the same version: across restarts and replicas.
+    `aliases` are versions of equivalent content (the same behaviour, another encoding):
+    a reconnecting client that presents one of them is current and gets nothing resent.
     `sotw_field` and `delta_field` are the resource pre-encoded as the `resources`
     field of a `DiscoveryResponse` / `DeltaDiscoveryResponse`, so a response for any
     number of streams is assembled by concatenation, never re-serialized per stream.
@@ -72,6 +74,7 @@ class Resource:
     body: bytes
     sotw_field: bytes
     delta_field: bytes
+    aliases: frozenset[str] = frozenset()
 
     @classmethod
     def from_message(cls, name: str, message: Any) -> Resource:

@@ -220,6 +220,9 @@ class Controller:
         if code.url is not None:
             alt_msg = build_extension_config(spec, replace(code, form=1), root_id)
             alt = await asyncio.to_thread(Resource.from_message, spec.name, alt_msg)
+            # Both forms run the same module: a proxy holding either one is current.
+            resource = replace(resource, aliases=frozenset({alt.version}))
+            alt = replace(alt, aliases=frozenset({resource.version}))
         return Deployed(spec=spec, module=module, resource=resource, alt=alt)
 
     async def module_path(self, digest: str) -> Path | None:

@@ -28,6 +28,7 @@ class DeltaTypeState:
     names: set[str] = field(default_factory=set)
     wildcard: bool = False
     client_versions: dict[str, str] = field(default_factory=dict)
+    claimed: set[str] = field(default_factory=set)  # versions from initial_resource_versions
     nonce: str = ""
     sent: dict[str, str] = field(default_factory=dict)
     watch: Watch | None = None
@@ -54,10 +55,12 @@ class DeltaStream(BaseStream[DeltaDiscoveryRequest]):
         if state is None:
             state = self.states[type_url] = DeltaTypeState(type_url=type_url)
             state.client_versions = dict(request.initial_resource_versions)
+            state.claimed = set(state.client_versions)
             state.wildcard = not request.resource_names_subscribe
             current = {
                 n: v for n, v in state.client_versions.items()
-                if (r := self.ctx.cache.resolve(type_url, n, self.node)) is not None and r.version == v
+                if (r := self.ctx.cache.resolve(type_url, n, self.node)) is not None
+                and (r.version == v or v in r.aliases)
             }
             if current:  # what a reconnecting client already runs counts as sent and accepted
                 self.ctx.callbacks.on_response(self.info, type_url, "", current, ())
@@ -122,7 +125,9 @@ class DeltaStream(BaseStream[DeltaDiscoveryRequest]):
         updates: list[Resource] = []
         for name in sorted(scope):
             resource = cache.resolve(type_url, name, self.node)
-            if resource is not None and state.client_versions.get(name) != resource.version:
+            held = state.client_versions.get(name)
+            claimed = name in state.claimed and held in (resource.aliases if resource else ())
+            if resource is not None and held != resource.version and not claimed:
                 updates.append(resource)
         removed = [
             name
@@ -134,6 +139,7 @@ class DeltaStream(BaseStream[DeltaDiscoveryRequest]):
             return None
         for r in updates:
             state.client_versions[r.name] = r.version
+            state.claimed.discard(r.name)
         for name in removed:
             del state.client_versions[name]
         state.nonce = self.next_nonce()

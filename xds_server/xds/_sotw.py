@@ -117,7 +117,9 @@ class SotwStream(BaseStream[DiscoveryRequest]):
         if not state.nonce:
             if not desired:
                 return None
-            if state.client_version and state.client_version == collection_version(versions):
+            if state.client_version and (state.client_version == collection_version(versions) or (
+                    len(desired) == 1 and state.client_version in next(iter(desired.values())).aliases)):
+                versions = {name: state.client_version for name in versions}
                 state.sent, state.version_info = versions, state.client_version
                 state.client_version = ""
                 self.log.info("client_current", type_url=type_url, version=state.version_info)
