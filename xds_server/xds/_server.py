@@ -37,7 +37,7 @@ def _parser(message_type: Any) -> Callable[[bytes], Any]:
         try:
             return message_type.FromString(data)
         except (DecodeError, ValueError) as exc:
-            return Malformed(f"{message_type.DESCRIPTOR.name}: {exc}")
+            return Malformed(f"malformed request: {message_type.DESCRIPTOR.name}: {exc}")
 
     return parse
 
@@ -141,7 +141,7 @@ class XdsService:
         async def handle(request: Any, context: grpc.aio.ServicerContext) -> bytes:
             if isinstance(request, Malformed):
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                    f"malformed request: {request.error}")
+                                    request.error)
             if request.type_url and request.type_url != type_url:
                 await context.abort(
                     grpc.StatusCode.INVALID_ARGUMENT,

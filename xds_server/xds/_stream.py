@@ -45,12 +45,14 @@ class ProtocolError(Exception):
 
 
 class Malformed:
-    """Stands in for a request whose bytes did not parse."""
+    """Stands in for a request that ends the stream: bytes that did not parse
+    (INVALID_ARGUMENT), or one over the rate limit (RESOURCE_EXHAUSTED)."""
 
-    __slots__ = ("error",)
+    __slots__ = ("code", "error")
 
-    def __init__(self, error: str) -> None:
+    def __init__(self, error: str, code: grpc.StatusCode = grpc.StatusCode.INVALID_ARGUMENT) -> None:
         self.error = error
+        self.code = code
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +261,13 @@ class BaseStream(Generic[Req]):
     async def _read(self, requests: AsyncIterator[Req | Malformed]) -> None:
         try:
             async for request in requests:
+                try:
+                    # Rate-limited where requests arrive, so a client that floods while
+                    # not reading its responses cannot grow the queue behind a blocked write.
+                    self._take_token()
+                except ProtocolError as exc:
+                    self._requests.append(Malformed(exc.message, exc.code))
+                    break
                 self._requests.append(request)
                 self._wake.set()
         except (asyncio.CancelledError, grpc.aio.AioRpcError, grpc.RpcError):
@@ -311,12 +320,8 @@ class BaseStream(Generic[Req]):
                 self._wake.clear()
                 while self._requests:
                     request = self._requests.popleft()
-                    self._take_token()
                     if isinstance(request, Malformed):
-                        raise ProtocolError(
-                            grpc.StatusCode.INVALID_ARGUMENT,
-                            f"malformed request: {request.error}",
-                        )
+                        raise ProtocolError(request.code, request.error)
                     self.handle_request(request)
                 while self._dirty and not ctx.closing:
                     type_url = self._dirty.pop()
