@@ -112,6 +112,9 @@ class Module:
         return self.path.read_bytes()
 
 
+_SMALL_MODULE_BYTES = 256 * 2**10
+
+
 def _result_label(error: BaseException) -> str:
     for cls, label in (
         (NotFound, "not_found"),
@@ -270,7 +273,7 @@ class ModuleStore:
 
     def _index_json(self) -> bytes:
         payload = {"version": _INDEX_VERSION, "modules": self._modules, "refs": self._refs}
-        return json.dumps(payload, indent=1, sort_keys=True).encode()
+        return json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
 
     async def _save_index(self) -> None:
         async with self._save_lock:
@@ -466,11 +469,18 @@ class ModuleStore:
                     f"module of {source.location} is {len(data)} bytes, above the cap of "
                     f"{self._max_module_bytes} bytes"
                 )
-            hex_digest = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
+            # Hashing and validating a large module happen off the event loop; for a
+            # small one the thread hop costs more than the work.
+            small = len(data) <= _SMALL_MODULE_BYTES
+            hex_digest = (hashlib.sha256(data).hexdigest() if small else
+                          await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest()))
             where = f"module sha256:{hex_digest} of {source.location}"
             path = self._blobs / hex_digest
             if hex_digest not in self._modules or not path.is_file():
-                await asyncio.to_thread(validate_module, data, where=where)
+                if small:
+                    validate_module(data, where=where)
+                else:
+                    await asyncio.to_thread(validate_module, data, where=where)
                 await asyncio.to_thread(_fs.atomic_write, path, data)
             self._verified.add(hex_digest)
             now = time.time()
