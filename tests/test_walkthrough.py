@@ -62,6 +62,15 @@ async def test_readme_walkthrough(tmp_path: Path, registry: RegistryProcess) -> 
             assert [h["action"] for h in json.loads(out)["history"]] == ["promote", "deploy", "deploy"]
             await xs("rollback", "hello", server=api)
             await wait_for_header(url, "x-wasm-filter", "v1")
+            # `--to` takes a revision (`2`, `v2`) or an xDS version from `history`.
+            _, out, _ = await xs("history", "hello", "--output", "json", server=api)
+            v2_version = next(h["versions"][0] for h in json.loads(out)["history"] if h["action"] == "promote")
+            await xs("rollback", "hello", "--to", v2_version, server=api)
+            await wait_for_header(url, "x-wasm-config", '{"greeting":"hi"}')
+            await xs("rollback", "hello", "--to", "v1", server=api)  # revision 1
+            await wait_for_header(url, "x-wasm-filter", "v1")
+            code, _, err = await xs("rollback", "hello", "--to", "feedfacefeedface", server=api, ok=False)
+            assert code == 1 and "feedfacefeedface" in err
 
             await xs("deploy", "hello", "--image", f"{reg}/broken:v1", "--on-nack", "rollback",
                      server=api)

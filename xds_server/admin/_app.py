@@ -231,8 +231,8 @@ async def rollback_filter(request: web.Request) -> web.Response:
     try:
         body = await _json_body(request, allow_empty=True)
         to = body.get("to") if isinstance(body, dict) else None
-        if to is not None and (not isinstance(to, int) or isinstance(to, bool)):
-            raise FilterError(name, "'to' must be a revision number", status=400)
+        if to is not None and (isinstance(to, bool) or not isinstance(to, int | str) or to == ""):
+            raise FilterError(name, "'to' must be a revision number or an xDS version", status=400)
         state = await st.controller.rollback(name, author=_actor(request), to=to)
     except FilterError as exc:
         return _filter_error(exc)

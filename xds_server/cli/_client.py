@@ -152,8 +152,9 @@ class AdminClient:
         query = {} if limit is None else {"limit": str(limit)}
         return await self.request("GET", _filter_path(name, "history"), query=query)
 
-    async def rollback(self, name: str, *, to: int | None = None) -> JSONObject:
-        """``POST /api/v1/filters/{name}/rollback`` to the previous or the given revision."""
+    async def rollback(self, name: str, *, to: int | str | None = None) -> JSONObject:
+        """``POST /api/v1/filters/{name}/rollback`` to the previous or the given revision
+        (a number, or an xDS version)."""
         body: JSONObject = {} if to is None else {"to": to}
         return await self.request("POST", _filter_path(name, "rollback"), body)
 

@@ -80,6 +80,16 @@ def _key_value(text: str) -> tuple[str, str]:
     return key, value
 
 
+def _revision_or_version(text: str) -> int | str:
+    """`3` or `v3` -> 3; anything else is an xDS version string the server looks up."""
+    digits = text[1:] if text[:1] in ("v", "V") and text[1:].isdigit() else text
+    if digits.isdigit():
+        return _positive_int(digits)
+    if not text or len(text) > 128:
+        raise argparse.ArgumentTypeError(f"not a revision or version: {text!r}")
+    return text
+
+
 def _positive_int(text: str) -> int:
     try:
         n = int(text)
@@ -169,8 +179,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Creates a new revision whose content equals the old one.",
     )
     p.add_argument("name", metavar="NAME")
-    p.add_argument("--to", metavar="REVISION", type=_positive_int,
-                   help="revision to return to (default: the previous one)")
+    p.add_argument("--to", metavar="REVISION", type=_revision_or_version,
+                   help="revision to return to (a number, `v3`, or an xDS version from `history`; "
+                        "default: the previous one)")
     p.set_defaults(func=run_rollback)
 
     p = subparsers.add_parser(

@@ -433,18 +433,29 @@ class Controller:
         except ConfigError as exc:
             raise FilterError(revision.filter, str(exc), status=500) from exc
 
-    async def rollback(self, name: str, *, author: str, to: int | None = None,
+    async def rollback(self, name: str, *, author: str, to: int | str | None = None,
                        action: str = "rollback", reason: str = "",
                        expect_revision: int | None = None) -> FilterState:
         """Serve an earlier revision's content again, as a new revision.
 
-        `to`: a revision number; default: the newest earlier revision whose content
-        differs from the current one. Its modules come from the store by digest.
+        `to`: a revision number (`7` or `"v7"`) or an xDS version it served; default:
+        the newest earlier revision whose content differs from the current one. Its
+        modules come from the store by digest.
         """
         state = self.filters.get(name)
         current = state.revision if state and state.revision else await self.state.current(name)
         if current is None:
             raise FilterError(name, "no such filter", status=404)
+        if isinstance(to, str):  # "7", "v7", or an xDS version
+            digits = to[1:] if to[:1] in ("v", "V") else to
+            if digits.isdigit():
+                to = int(digits)
+            else:
+                found = next((r.revision for r in await self.state.history(name, limit=10_000)
+                              if not r.deleted and to in r.versions), None)
+                if found is None:
+                    raise FilterError(name, f"no revision served xDS version {to!r}", status=404)
+                to = found
         if to is not None:
             target = await self.state.get(name, to)
             if target is None or target.deleted:
