@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.envoy import EnvoyProcess, free_port, validate_bootstrap, wait_for, wait_for_header
+from tests.fixtures.envoy import EnvoyProcess, free_port, http_get, validate_bootstrap, wait_for, wait_for_header
 from tests.fixtures.server import running_server, server_bootstrap, write_config
 from tests.fixtures.wasm_filters import failing_filter, header_filter
 from xds_server.config import FilterSpec, parse_filter_spec
@@ -77,3 +77,10 @@ async def test_swap_and_nack_on_real_envoy(tmp_path: Path, mode: dict[str, bool]
             assert envoy.pid == pid
             stats = await envoy.stats("extension_config_discovery")
             assert stats.get("extension_config_discovery.http_filter.hdr.config_fail", 0) >= 1
+            # The server's own metrics saw the stream, the ACKs and the NACK.
+            _, _, body = await http_get(f"http://127.0.0.1:{app.admin_port}/metrics")
+            metrics = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+                       for line in body.decode().splitlines() if line.startswith("xds_server_")}
+            assert metrics['xds_server_nacks_total{resource="hdr"}'] >= 1
+            assert metrics["xds_server_acks_total"] >= 2 and metrics["xds_server_responses_total"] >= 3
+            assert metrics["xds_server_proxies_connected"] >= 1

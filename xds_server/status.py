@@ -7,11 +7,13 @@ without knowing what is done with the reports.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import REGISTRY
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from xds_server.nodes import NodeInfo
 from xds_server.xds import StreamInfo
@@ -135,11 +137,39 @@ class StatusEvent:
 
 Listener = Callable[[StatusEvent], None]
 
-STREAMS = Gauge("xds_server_streams", "Open xDS streams", ["service", "mode"])
-PROXIES = Gauge("xds_server_proxies_connected", "Envoys with at least one open stream (this replica)")
-RESPONSES = Counter("xds_server_responses_total", "xDS responses written")
-ACKS = Counter("xds_server_acks_total", "Responses ACKed by Envoys")
-NACKS = Counter("xds_server_nacks_total", "Responses NACKed by Envoys, by resource", ["resource"])
+class _XdsStats:
+    """Protocol counters as plain integers, read by Prometheus at scrape time.
+
+    prometheus_client takes a lock on every `inc()`; at fleet scale (one ACK per proxy
+    per push) that lock cost more than the ACK itself, so the hot path only adds to
+    ints owned by the event loop, and a collector turns them into metrics.
+    """
+
+    def __init__(self) -> None:
+        self.streams: Counter[tuple[str, str]] = Counter()
+        self.proxies = 0
+        self.responses = 0
+        self.acks = 0
+        self.nacks: Counter[str] = Counter()
+
+    def collect(self) -> Iterator[Any]:
+        streams = GaugeMetricFamily("xds_server_streams", "Open xDS streams", labels=["service", "mode"])
+        for (service, mode), n in sorted(self.streams.items()):
+            streams.add_metric([service, mode], n)
+        yield streams
+        yield GaugeMetricFamily("xds_server_proxies_connected",
+                                "Envoys with at least one open stream (this replica)", value=self.proxies)
+        yield CounterMetricFamily("xds_server_responses", "xDS responses written", value=self.responses)
+        yield CounterMetricFamily("xds_server_acks", "Responses ACKed by Envoys", value=self.acks)
+        nacks = CounterMetricFamily("xds_server_nacks", "Responses NACKed by Envoys, by resource",
+                                    labels=["resource"])
+        for name, n in sorted(self.nacks.items()):
+            nacks.add_metric([name], n)
+        yield nacks
+
+
+STATS = _XdsStats()
+REGISTRY.register(STATS)
 
 
 class StatusTracker:
@@ -245,7 +275,7 @@ class StatusTracker:
 
     def on_stream_open(self, stream: StreamInfo) -> None:
         """Count the stream; the proxy is recorded once its node is known."""
-        STREAMS.labels(stream.service, "delta" if stream.delta else "sotw").inc()
+        STATS.streams[(stream.service, "delta" if stream.delta else "sotw")] += 1
 
     def on_stream_node(self, stream: StreamInfo) -> None:
         """Register (or revive) the proxy of the stream's node."""
@@ -258,7 +288,7 @@ class StatusTracker:
             proxy = ProxyStatus(node=stream.node, address=stream.peer, connected_since=now,
                                 resources=prior, replica=self.replica_id)
             self.local[stream.node.id] = proxy
-            PROXIES.inc()
+            STATS.proxies += 1
             self._emit(StatusEvent("connect", stream.node.id))
         proxy.streams.add(stream.stream_id)
         proxy.disconnected_at = None
@@ -268,7 +298,7 @@ class StatusTracker:
         resources: Mapping[str, str], removed: Sequence[str],
     ) -> None:
         """Record the versions sent."""
-        RESPONSES.inc()
+        STATS.responses += 1
         proxy = self._proxy(stream)
         if proxy is None:
             return
@@ -284,7 +314,7 @@ class StatusTracker:
         self, stream: StreamInfo, type_url: str, nonce: str, resources: Mapping[str, str]
     ) -> None:
         """Record the versions the proxy accepted."""
-        ACKS.inc()
+        STATS.acks += 1
         proxy = self._proxy(stream)
         if proxy is None:
             return
@@ -301,7 +331,7 @@ class StatusTracker:
     ) -> None:
         """Record the rejection with Envoy's message."""
         for name in resources:
-            NACKS.labels(name).inc()
+            STATS.nacks[name] += 1
         proxy = self._proxy(stream)
         if proxy is None:
             return
@@ -314,12 +344,12 @@ class StatusTracker:
 
     def on_stream_closed(self, stream: StreamInfo) -> None:
         """Mark the proxy gone when its last stream ends."""
-        STREAMS.labels(stream.service, "delta" if stream.delta else "sotw").dec()
+        STATS.streams[(stream.service, "delta" if stream.delta else "sotw")] -= 1
         proxy = self._proxy(stream)
         if proxy is None:
             return
         proxy.streams.discard(stream.stream_id)
         if not proxy.streams:
-            PROXIES.dec()
+            STATS.proxies -= 1
             proxy.disconnected_at = time.time()
             self._emit(StatusEvent("disconnect", proxy.node.id))

@@ -231,8 +231,9 @@ class BaseStream(Generic[Req]):
             self.node = candidate
             self.info.node = self.node
             self.log = self.log.bind(node_id=self.node.id, cluster=self.node.cluster)
-            self.log.info("stream_node", user_agent=self.node.user_agent,
-                          envoy_version=self.node.user_agent_version)
+            if _stdlib_log.isEnabledFor(logging.INFO):  # cheap check: a storm of streams
+                self.log.info("stream_node", user_agent=self.node.user_agent,
+                              envoy_version=self.node.user_agent_version)
             self.ctx.callbacks.on_stream_node(self.info)
 
     def check_names(self, count: int) -> None:
@@ -343,5 +344,6 @@ class BaseStream(Generic[Req]):
                 await reader
             self.close_watches()
             ctx.open_streams.discard(self)
-            self.log.info("stream_closed", node_id=self.node.id)
+            if _stdlib_log.isEnabledFor(logging.INFO):
+                self.log.info("stream_closed", node_id=self.node.id)
             ctx.callbacks.on_stream_closed(self.info)
