@@ -97,6 +97,7 @@ class FetchedModule:
     manifest_digest: str
     root_ids: tuple[str, ...] = ()
     annotations: Mapping[str, str] = field(default_factory=dict)
+    sha256: str | None = None  # hex of `data` when already verified (the layer is the module)
 
 
 def _descriptors(manifest: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
@@ -267,6 +268,7 @@ async def fetch_image_module(
             if abi:
                 annotations.setdefault("abi_version", ",".join(abi))
     where = f"layer {layer_digest} of {pinned}"
+    verified: str | None = None
     if layout == "compat":
         size = layer.get("size")
         cap = max_bytes + _ARCHIVE_OVERHEAD
@@ -281,6 +283,7 @@ async def fetch_image_module(
         if isinstance(size, int) and size > max_bytes:
             raise ModuleTooLarge(f"{where} is {size} bytes, above the cap of {max_bytes} bytes")
         data = await client.fetch_blob(ref, layer_digest, max_bytes=max_bytes, progress=progress)
+        verified = layer_digest.removeprefix("sha256:")  # checked while streaming
     return FetchedModule(
         data=data,
         layout=layout,
@@ -288,6 +291,7 @@ async def fetch_image_module(
         manifest_digest=top.digest,
         root_ids=root_ids,
         annotations=annotations,
+        sha256=verified,
     )
 
 

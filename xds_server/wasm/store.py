@@ -440,11 +440,13 @@ class ModuleStore:
             root_ids: tuple[str, ...] = ()
             manifest_digest: str | None = None
             annotations: Mapping[str, str] = {}
+            known_sha: str | None = None  # set when the fetch already verified the bytes' digest
             if ref is not None:
                 fetched = await fetch_image_module(
                     self._client, ref, max_bytes=self._max_module_bytes, progress=progress
                 )
                 data = fetched.data
+                known_sha = fetched.sha256
                 layout, root_ids = fetched.layout, fetched.root_ids
                 manifest_digest, annotations = fetched.manifest_digest, fetched.annotations
             elif kind == "url":
@@ -472,8 +474,13 @@ class ModuleStore:
             # Hashing and validating a large module happen off the event loop; for a
             # small one the thread hop costs more than the work.
             small = len(data) <= _SMALL_MODULE_BYTES
-            hex_digest = (hashlib.sha256(data).hexdigest() if small else
-                          await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest()))
+            hex_digest: str
+            if known_sha:
+                hex_digest = known_sha
+            elif small:
+                hex_digest = hashlib.sha256(data).hexdigest()
+            else:
+                hex_digest = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
             where = f"module sha256:{hex_digest} of {source.location}"
             path = self._blobs / hex_digest
             if hex_digest not in self._modules or not path.is_file():
