@@ -40,6 +40,7 @@ from urllib.parse import urlencode, urljoin
 
 import aiohttp
 import structlog
+import yarl
 
 from . import _json
 from ._auth import (
@@ -55,6 +56,7 @@ from .errors import (
     NotFound,
     RegistryError,
     RegistryUnavailable,
+    UnsafeDestination,
     VerificationError,
 )
 from .guard import DEFAULT_POLICY, AddressPolicy, FetchGuard, GuardedConnector
@@ -175,6 +177,16 @@ async def _error_detail(response: aiohttp.ClientResponse, cap: int = 16 * 2**10)
         return body[:200].decode(errors="replace").strip()
 
 
+async def _refuse_downgrade(_session: aiohttp.ClientSession, _ctx: Any,
+                            params: aiohttp.TraceRequestRedirectParams) -> None:
+    """Refuse a redirect from https to plain http (registry, token realm, blob, URL)."""
+    location = params.response.headers.get("Location", "")
+    target = params.url.join(yarl.URL(location)) if location else params.url
+    if params.url.scheme == "https" and target.scheme == "http":
+        raise UnsafeDestination(url=str(target), host=target.host or "", address=None,
+                                reason=f"a downgrade from https (redirected from {params.url})")
+
+
 class RegistryClient:
     """A client for OCI distribution registries. Use as ``async with`` or call
     :meth:`start` before use and :meth:`close` after. One instance may serve many
@@ -228,8 +240,11 @@ class RegistryClient:
     async def start(self) -> None:
         """Open the HTTP session. Idempotent."""
         if self._session is None:
+            trace = aiohttp.TraceConfig()
+            trace.on_request_redirect.append(_refuse_downgrade)
             self._session = aiohttp.ClientSession(
                 connector=GuardedConnector(self._guard, resolver=self._resolver),
+                trace_configs=[trace],
                 timeout=self._timeout,
                 headers={"User-Agent": self._user_agent},
                 max_line_size=16 * 2**10,
