@@ -137,6 +137,14 @@ class StatusEvent:
 
 Listener = Callable[[StatusEvent], None]
 
+def _resource(proxy: ProxyStatus, name: str, type_url: str) -> ResourceStatus:
+    """The proxy's status record of `name`, created on first use."""
+    r = proxy.resources.get(name)
+    if r is None:
+        r = proxy.resources[name] = ResourceStatus(name=name, type_url=type_url)
+    return r
+
+
 class _XdsStats:
     """Protocol counters as plain integers, read by Prometheus at scrape time.
 
@@ -304,9 +312,8 @@ class StatusTracker:
             return
         now = time.time()
         for name, version in resources.items():
-            r = proxy.resources.get(name) or ResourceStatus(name=name, type_url=type_url)
+            r = _resource(proxy, name, type_url)
             r.sent, r.sent_at = version, now
-            proxy.resources[name] = r
         for name in removed:
             proxy.resources.pop(name, None)
 
@@ -320,9 +327,8 @@ class StatusTracker:
             return
         now = time.time()
         for name, version in resources.items():
-            r = proxy.resources.get(name) or ResourceStatus(name=name, type_url=type_url)
+            r = _resource(proxy, name, type_url)
             r.acked, r.acked_at = version, now
-            proxy.resources[name] = r
         self._emit(StatusEvent("ack", proxy.node.id, dict(resources)))
 
     def on_nack(
@@ -337,9 +343,8 @@ class StatusTracker:
             return
         now = time.time()
         for name, version in resources.items():
-            r = proxy.resources.get(name) or ResourceStatus(name=name, type_url=type_url)
+            r = _resource(proxy, name, type_url)
             r.last_nack = Nack(version=version, code=code, message=message, at=now)
-            proxy.resources[name] = r
         self._emit(StatusEvent("nack", proxy.node.id, dict(resources), message))
 
     def on_stream_closed(self, stream: StreamInfo) -> None:
