@@ -19,7 +19,10 @@ $(STAMP): $(PY) pyproject.toml
 run: $(STAMP)
 	$(VENV)/bin/xds-server serve --config config/example.yaml
 
+# tools/test-deps installs the Debian packages the suite drives (registry, PostgreSQL,
+# Chromium, clang/lld, npm) when missing, saying what and why; `.ci/run` uses the same script.
 test: $(STAMP)
+	tools/test-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
