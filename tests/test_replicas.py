@@ -24,10 +24,11 @@ HEADER = "x-wasm-filter"
 
 
 class Replica:
-    def __init__(self, name: str, tmp: Path, database_url: str) -> None:
+    def __init__(self, name: str, tmp: Path, database_url: str,
+                 filters: list[dict[str, Any]] | None = None) -> None:
         self.name, self.xds, self.admin = name, free_port(), free_port()
         self.config = write_config(
-            tmp / f"{name}.yaml", [], xds_address=f"127.0.0.1:{self.xds}",
+            tmp / f"{name}.yaml", filters or [], xds_address=f"127.0.0.1:{self.xds}",
             admin_address=f"127.0.0.1:{self.admin}", data_dir=str(tmp / f"data-{name}"),
             database_url=database_url, replica_id=name)
         self.proc: asyncio.subprocess.Process | None = None

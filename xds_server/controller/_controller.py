@@ -584,19 +584,25 @@ class Controller:
         A name whose specs equal what the file said last time is left alone (so changes
         made through the API survive a restart). A name the file no longer lists is
         removed if it came from the file. Returns the names that failed.
+
+        Fleet-wide, once: each change is decided from the store's (revision, config
+        hash) of the name and recorded with a compare-and-set on that revision, so
+        replicas applying the same file at the same moment record one revision; the
+        others catch up (their 409 is not an error).
         """
         by_name: dict[str, list[FilterSpec]] = {}
         for spec in config.filters:
             by_name.setdefault(spec.name, []).append(spec)
-        known = await self.state.config_hashes()
+        heads = await self.state.config_heads()
         jobs: list[Coroutine[Any, Any, object]] = []
         for name, specs in sorted(by_name.items()):
+            head, known = heads.get(name, (0, None))
             key = spec_key(specs)
-            if known.get(name) == key:
+            if known == key:
                 continue  # the file did not change for this name: keep what the API made of it
-            jobs.append(self.deploy(name, specs, author=author, action="config",
-                                    summary="from the configuration file", config_hash=key))
-        for name, old_key in known.items():
+            jobs.append(self._apply_config_name(name, specs, key, head, author=author,
+                                                summary="from the configuration file"))
+        for name, (_, old_key) in heads.items():
             if old_key is not None and name not in by_name and name in self.filters:
                 jobs.append(self.delete(name, author=author, forget_config=True))
         results = await asyncio.gather(*jobs, return_exceptions=True)
@@ -606,24 +612,45 @@ class Controller:
         errors = [r for r in results if isinstance(r, FilterError)]
         if any(e.status == 409 for e in errors):
             # Another replica applied this file first: that is the "once" we want.
-            known = await self.state.config_hashes()
-            errors = [e for e in errors if not (e.status == 409 and known.get(e.name) == spec_key(
-                by_name.get(e.name, [])))]
+            heads = await self.state.config_heads()
+
+            def applied(name: str) -> bool:
+                wanted = spec_key(by_name[name]) if name in by_name else None
+                return heads.get(name, (0, None))[1] == wanted
+
+            errors = [e for e in errors if not (e.status == 409 and applied(e.name))]
         return errors
+
+    async def _apply_config_name(self, name: str, specs: Sequence[FilterSpec], key: str | None,
+                                 head: int, *, author: str, summary: str) -> FilterState:
+        """Deploy the config file's `specs` for `name` as a compare-and-set on `head`, the
+        store revision the decision was made from (0: the store has none)."""
+        state = self.filters.get(name)
+        if (state.revision.revision if state is not None and state.revision is not None else 0) < head:
+            await self.sync(name)  # build on what the store holds, not on an older view
+        return await self.deploy(name, specs, author=author, action="config", summary=summary,
+                                 config_hash=key, expect_revision=head)
 
     # -- pull policy Always -----------------------------------------------------------
 
     async def retry_pending(self) -> list[str]:
         """Retry config filters that could not be applied yet (e.g. the registry was
-        down at start-up). Returns the names that now serve."""
-        done = []
-        for name, state in list(self.filters.items()):
-            if not state.pending:
+        down at start-up), once fleet-wide like `apply_config`. Returns the names that
+        now serve."""
+        done: list[str] = []
+        pending = [(n, s) for n, s in self.filters.items() if s.pending]
+        if not pending:
+            return done
+        heads = await self.state.config_heads()
+        for name, state in pending:
+            head, known = heads.get(name, (0, None))
+            if known is not None and known == state.pending_key:
+                await self.sync(name)  # another replica applied it meanwhile
                 continue
             try:
-                await self.deploy(name, state.pending, author="system:retry", action="config",
-                                  summary="from the configuration file (retried)",
-                                  config_hash=state.pending_key)
+                await self._apply_config_name(name, state.pending, state.pending_key, head,
+                                              author="system:retry",
+                                              summary="from the configuration file (retried)")
             except FilterError:
                 continue
             done.append(name)

@@ -1,6 +1,7 @@
 """The PostgreSQL state store: shared by any number of replicas.
 
-Writes of one filter are serialized by a transaction-scoped advisory lock; each new
+Writes of one filter are serialized by a transaction-scoped advisory lock, and so are
+schema migrations (replicas may start together on a fresh database); each new
 revision is announced with NOTIFY on `xds_server_filters` (delivered at commit) to
 every replica's LISTEN connection. Lost notifications only delay: replicas also
 reconcile periodically.
@@ -23,6 +24,7 @@ from xds_server.state._sql import SqlStore, Tx
 log = structlog.get_logger("xds_server.state")
 
 CHANNEL = "xds_server_filters"
+SCHEMA_LOCK = 0x78647331  # "xds1": the advisory lock key migrations take
 _PARAM = re.compile(r"\?")
 
 
@@ -105,6 +107,11 @@ class PostgresStateStore(SqlStore):
     async def lock_filter(self, tx: Tx, filter_name: str) -> None:
         """Transaction-scoped advisory lock on the filter's name."""
         await tx.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (filter_name,))
+
+    async def lock_schema(self, tx: Tx) -> None:
+        """Transaction-scoped advisory lock for migrations. The two-key form: PostgreSQL
+        keeps it apart from the one-key locks `lock_filter` takes."""
+        await tx.execute("SELECT pg_advisory_xact_lock(?, ?)", (SCHEMA_LOCK, 0))
 
     async def notify(self, tx: Tx, filter_name: str, revision: int) -> None:
         """NOTIFY the other replicas (delivered when the transaction commits)."""
