@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fixtures.envoy import EnvoyProcess, free_port, http_get, wait_for, wait_for_header
 from tests.fixtures.registry import RegistryProcess
@@ -72,6 +73,17 @@ async def call(method: str, url: str, body: Any = None) -> Any:
         data = await r.json()
         assert r.status < 300, (r.status, data)
         return data
+
+
+async def nacks_seen(replica: Replica, resource: str) -> float:
+    """`xds_server_nacks_total` of `resource` on one replica (its process's own count)."""
+    async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{replica.admin}/metrics") as r:
+        text = await r.text()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "xds_server_nacks_total" and sample.labels.get("resource") == resource:
+                return sample.value
+    return 0.0
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
@@ -135,6 +147,11 @@ async def test_replicas_share_state(tmp_path: Path, registry: RegistryProcess, d
             return True if p.get("connected") and (not pg or p.get("replica") != homes[0].name) else None
 
         await wait_for(moved, 30, what="e0 reconnected")
+        # Where each Envoy is now: with PostgreSQL, on two different replicas.
+        placed = {p["node_id"]: p["replica"]
+                  for p in (await call("GET", f"{replicas[-1].api}/proxies"))["proxies"]}
+        on = {placed[f"e{i}"] for i in range(len(homes))}
+        assert len(on) == len(homes), placed
         await asyncio.sleep(1.0)
         assert [await e.stats("config_reload") for e in envoys] == reloads
         await wait_for_header(urls[0], HEADER, "v1", timeout=5)
@@ -152,6 +169,10 @@ async def test_replicas_share_state(tmp_path: Path, registry: RegistryProcess, d
         await asyncio.sleep(2.0)
         history = (await call("GET", f"{survivor.api}/filters/hdr/history"))["history"]
         assert [h["action"] for h in history].count("auto-rollback") == 1
+        # The NACKs reached each replica an Envoy is on (its own /metrics), not just one.
+        by_name = {r.name: r for r in replicas}
+        for name in on:
+            assert await nacks_seen(by_name[name], "hdr") > 0, (name, placed)
         assert history[0]["versions"] == [version]
         for url in urls:
             await wait_for_header(url, HEADER, "v1", timeout=10)
