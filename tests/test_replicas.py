@@ -157,9 +157,22 @@ async def test_replicas_share_state(tmp_path: Path, registry: RegistryProcess, d
         await wait_for_header(urls[0], HEADER, "v1", timeout=5)
         survivor = replicas[0] if pg else homes[0]
 
-        # A broken module, NACKed by Envoys on several replicas: exactly one rollback.
+        # A broken module is NACKed by the Envoys on each replica they are on: each
+        # replica counts its own NACKs (its /metrics). With `on_nack: keep` nothing
+        # moves, so every replica gets to push it.
+        await call("PUT", f"{survivor.api}/filters/hdr", {"source": {"image": f"{repo}:broken"}})
+        by_name = {r.name: r for r in replicas}
+
+        async def nacked_on_each() -> bool | None:
+            return True if all([await nacks_seen(by_name[n], "hdr") > 0 for n in on]) else None
+
+        await wait_for(nacked_on_each, 20, what=f"NACKs counted on each of {sorted(on)}")
+        await wait_for_header(urls[0], HEADER, "v1", timeout=5)  # the NACKed module never ran
+
+        # Broken again (new content) with `on_nack: rollback`, NACKed on several
+        # replicas: exactly one rollback, to what the proxies still run.
         await call("PUT", f"{survivor.api}/filters/hdr",
-                   {"source": {"image": f"{repo}:broken"}, "on_nack": "rollback"})
+                   {"source": {"image": f"{repo}:broken"}, "configuration": "again", "on_nack": "rollback"})
 
         async def rolled_back() -> list[Any] | None:
             h = (await call("GET", f"{survivor.api}/filters/hdr/history"))["history"]
@@ -169,10 +182,6 @@ async def test_replicas_share_state(tmp_path: Path, registry: RegistryProcess, d
         await asyncio.sleep(2.0)
         history = (await call("GET", f"{survivor.api}/filters/hdr/history"))["history"]
         assert [h["action"] for h in history].count("auto-rollback") == 1
-        # The NACKs reached each replica an Envoy is on (its own /metrics), not just one.
-        by_name = {r.name: r for r in replicas}
-        for name in on:
-            assert await nacks_seen(by_name[name], "hdr") > 0, (name, placed)
         assert history[0]["versions"] == [version]
         for url in urls:
             await wait_for_header(url, HEADER, "v1", timeout=10)

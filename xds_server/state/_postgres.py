@@ -81,17 +81,27 @@ class PostgresStateStore(SqlStore):
             if not isinstance(exc, asyncio.CancelledError):
                 log.warning("state_listen_lost", error=str(exc), url=self.url)
 
-    async def close(self) -> None:
-        """Stop listening and disconnect."""
+    async def close(self, grace: float = 5.0) -> None:
+        """Stop listening and disconnect, after the transaction in flight (if any) ends
+        or `grace` seconds pass. Closing a connection under a running query would leave
+        its socket registered with the event loop, and the next socket that reuses the
+        descriptor would fail to register."""
         if self._listen_task is not None:
             self._listen_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._listen_task
-        for conn in (self._listen_conn, self._conn):
-            if conn is not None:
-                with contextlib.suppress(Exception):
-                    await conn.close()
-        self._conn = self._listen_conn = None
+        locked = False
+        with contextlib.suppress(TimeoutError):
+            locked = await asyncio.wait_for(self._lock.acquire(), grace)
+        try:
+            for conn in (self._listen_conn, self._conn):
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+            self._conn = self._listen_conn = None
+        finally:
+            if locked:
+                self._lock.release()
 
     async def transaction(self, fn: Any) -> Any:
         """Run `fn(tx)` in one transaction."""
