@@ -31,6 +31,7 @@ from xds_server.cli._client import (
     default_actor,
 )
 from xds_server.cli._table import RED, Column, render_table, truncate
+from xds_server.config import DELIVERY_MODES
 
 __all__ = ["parse_selector", "register"]
 
@@ -158,7 +159,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--failure-policy", type=str.upper, choices=("FAIL_CLOSED", "FAIL_OPEN", "FAIL_RELOAD")
     )
-    p.add_argument("--delivery", choices=("inline", "remote", "file"))
+    p.add_argument("--delivery", choices=DELIVERY_MODES)
     p.add_argument("--pull-policy", choices=("IfNotPresent", "Always"))
     p.add_argument("--on-nack", choices=("keep", "rollback"))
     p.add_argument("--type", choices=("http", "network"))
