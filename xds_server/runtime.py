@@ -29,6 +29,7 @@ from xds_server.controller import Controller, Delivery, ModuleProvider
 from xds_server.identity import make_authorizer
 from xds_server.state import SqliteStateStore, open_state_store
 from xds_server.status import StatusEvent, StatusTracker
+from xds_server.telemetry import HealthWindows
 from xds_server.xds import StreamLimits, XdsService
 
 log = structlog.get_logger("xds_server.runtime")
@@ -77,6 +78,7 @@ class XdsServerApp:
         self._reload_task: asyncio.Task[None] | None = None
         self._refresh_task: asyncio.Task[None] | None = None
         self._replica_task: asyncio.Task[None] | None = None
+        self._health_task: asyncio.Task[None] | None = None
         self._published = ""
         self._config_mtime: float | None = None
 
@@ -129,6 +131,9 @@ class XdsServerApp:
             controller=self.controller, status=self.status, module_path=self._modules.module_path,
             tokens=tokens,
         )
+        # Health per filter revision, fed by the telemetry receivers, shared via the store.
+        self.health = HealthWindows(self.state, replica_id=self.replica_id)
+        self.admin_state.health = self.health
         options = [o for o in GRPC_OPTIONS if o[0] != "grpc.max_receive_message_length"]
         options.append(("grpc.max_receive_message_length", lim.max_request_bytes))
         self.grpc_server = grpc.aio.server(options=options)
@@ -198,6 +203,7 @@ class XdsServerApp:
         self._refresh_task = asyncio.create_task(
             self.controller.refresh_forever(self.config.server.resolve_interval))
         self._replica_task = asyncio.create_task(self._replica_loop()) if self.shared else None
+        self._health_task = asyncio.create_task(self.health.run())
         if self.config.source_path is not None and self.config.server.watch_config:
             self._config_mtime = _mtime(self.config.source_path)
             self._reload_task = asyncio.create_task(self._watch_config(self.config.source_path))
@@ -273,7 +279,7 @@ class XdsServerApp:
         self._stage = "stopping"
         self.admin_state.draining = True
         await self.grpc_services.begin_shutdown()  # grpc: health NOT_SERVING, watches end
-        for task in (self._reload_task, self._refresh_task, self._replica_task):
+        for task in (self._reload_task, self._refresh_task, self._replica_task, self._health_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -281,6 +287,7 @@ class XdsServerApp:
         self.xds.begin_shutdown()
         await self.grpc_server.stop(grace)
         await self._admin_runner.cleanup()
+        await self.health.close()  # the last buckets reach the store
         self._stage = "stopped"
         log.info("server_stopped")
 

@@ -14,10 +14,12 @@ from aiohttp import web
 
 from xds_server.admin._auth import LOCAL, TokenStore, auth_middleware, caller_of, redact_spec
 from xds_server.admin._events import EventStreams
+from xds_server.admin._filter_health import add_filter_health_routes
 from xds_server.admin._page import static_file, status_page
 from xds_server.admin._specs import parse_specs
 from xds_server.controller import Controller, FilterError, FilterState
 from xds_server.status import StatusTracker
+from xds_server.telemetry import HealthWindows
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -32,6 +34,7 @@ class AdminState:
     loaded: bool = False
     draining: bool = False
     tokens: TokenStore = field(default_factory=TokenStore)
+    health: HealthWindows | None = None
 
 
 STATE = web.AppKey("state", AdminState)
@@ -290,6 +293,7 @@ def build_admin_app(state: AdminState) -> web.Application:
     app.router.add_post("/api/v1/filters/{name}/rollback", rollback_filter)
     app.router.add_post("/api/v1/filters/{name}/promote", promote_filter)
     app.router.add_get("/api/v1/proxies", list_proxies)
+    add_filter_health_routes(app, state)
     app.router.add_get("/modules/sha256/{digest}", get_module)
     events = EventStreams((state.status.subscribe, state.controller.subscribe))
     app.router.add_get("/api/v1/events", events.handle)

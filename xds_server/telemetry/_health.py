@@ -38,6 +38,7 @@ import structlog
 
 from xds_server.state import HealthRow, StateStore
 from xds_server.telemetry._histogram import LatencyHistogram
+from xds_server.telemetry._metrics import FILTER_METRICS
 from xds_server.telemetry._model import FilterRun, RequestRecord, StatRecord
 
 __all__ = ["WASM_FAIL_DETAILS", "HealthLimits", "HealthTotals", "HealthWindows", "RevisionHealth"]
@@ -50,6 +51,7 @@ _CUSTOM_PREFIX = "wasmcustom."
 _RELOAD_FAILED = ("vm_reload_failure",)
 _RELOADED = ("vm_reload_success",)
 _MAX_COUNTERS_PER_NODE = 256
+_FAILING_SECONDS = 60.0
 
 Key = tuple[str, int, bool]
 """(filter, revision, canary)."""
@@ -107,13 +109,16 @@ class HealthTotals:
 @dataclass(frozen=True, slots=True)
 class RevisionHealth:
     """One revision (one canary side) of a filter over a window, with its per-bucket
-    series (`series`: one dict per bucket, oldest first, zero-filled)."""
+    series (`series`: one dict per bucket, oldest first, zero-filled) and whether it is
+    failing at run time now."""
 
     revision: int
     canary: bool
     version: str
     totals: HealthTotals
     series: list[dict[str, Any]]
+    failing: bool = False
+    """The runtime-failure rule over the last minute (see `HealthWindows.failing`)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form of `GET /api/v1/filters/{name}/health` entries (a contract)."""
@@ -123,7 +128,7 @@ class RevisionHealth:
             "proxies": t.proxies, "requests": t.requests, "errors_5xx": t.errors_5xx,
             "error_rate": t.error_rate, "latency_ms": {"p50": t.p50, "p99": t.p99},
             "vm_failures": t.vm_failures, "vm_reloads": t.vm_reloads,
-            "custom_metrics": t.custom_metrics, "failing": t.failing, "series": self.series,
+            "custom_metrics": t.custom_metrics, "failing": self.failing, "series": self.series,
         }
 
 
@@ -174,6 +179,7 @@ class HealthWindows:
         self.local_totals: dict[tuple[str, int], list[float]] = {}
         """(filter, revision) -> [requests, errors_5xx, vm_failures, last seen]: this
         replica's running totals for Prometheus (revisions idle for `retention` go)."""
+        FILTER_METRICS.track(self)
 
     # -- consumer --------------------------------------------------------------------
 
@@ -422,7 +428,7 @@ class HealthWindows:
     async def failing(self, filter_name: str, revision: int, *, since: float | None = None) -> bool:
         """Is the revision failing at run time: did any proxy running it report a wasm
         VM failure (`HealthTotals.failing`) since `since` (default: the last minute)?"""
-        since = self.clock() - 60.0 if since is None else since
+        since = self.clock() - _FAILING_SECONDS if since is None else since
         return (await self.totals(filter_name, revision=revision, since=since)).failing
 
     async def report(self, filter_name: str, *, window: float = 300.0) -> list[RevisionHealth]:
@@ -446,8 +452,9 @@ class HealthWindows:
                 series.append({"t": start, "requests": t.requests, "errors_5xx": t.errors_5xx,
                                "vm_failures": t.vm_failures})
             versions = sorted({r.version for r in group if r.version})
+            recent = merge_rows([r for r in group if r.bucket_start >= now - _FAILING_SECONDS])
             out.append(RevisionHealth(revision=revision, canary=canary, version=",".join(versions),
-                                      totals=merge_rows(group), series=series))
+                                      totals=merge_rows(group), series=series, failing=recent.failing))
         return out
 
 
