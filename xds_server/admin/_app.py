@@ -18,6 +18,7 @@ from xds_server.admin._page import static_file, status_page
 from xds_server.admin._specs import parse_specs
 from xds_server.controller import Controller, FilterError, FilterState
 from xds_server.status import StatusTracker
+from xds_server.telemetry import LogBuffer
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -32,6 +33,7 @@ class AdminState:
     loaded: bool = False
     draining: bool = False
     tokens: TokenStore = field(default_factory=TokenStore)
+    logs: LogBuffer = field(default_factory=LogBuffer)
 
 
 STATE = web.AppKey("state", AdminState)

@@ -6,6 +6,30 @@ May import: `xds_server.nodes`, `xds_server.identity`, `xds_server.status` (read
 controller, the admin app or `xds_server.wasm`: the controller reads health from here.
 """
 
+from xds_server.telemetry._attribution import AckAttribution, Attribution, RevisionLookup, RunTimeline
+from xds_server.telemetry._hub import TelemetryHub
+from xds_server.telemetry._limits import DROP_REASONS, TelemetryLimits
+from xds_server.telemetry._logbuffer import LogBuffer, LogEntry, LogFollower
 from xds_server.telemetry._model import FilterRun, RequestRecord, StatRecord, TelemetryConsumer
+from xds_server.telemetry._receiver import LOGS_SERVICE, METRICS_SERVICE, NODE_HEADER, TelemetryReceiver
 
-__all__ = ["FilterRun", "RequestRecord", "StatRecord", "TelemetryConsumer"]
+__all__ = [
+    "DROP_REASONS",
+    "LOGS_SERVICE",
+    "METRICS_SERVICE",
+    "NODE_HEADER",
+    "AckAttribution",
+    "Attribution",
+    "FilterRun",
+    "LogBuffer",
+    "LogEntry",
+    "LogFollower",
+    "RequestRecord",
+    "RevisionLookup",
+    "RunTimeline",
+    "StatRecord",
+    "TelemetryConsumer",
+    "TelemetryHub",
+    "TelemetryLimits",
+    "TelemetryReceiver",
+]
