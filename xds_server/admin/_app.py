@@ -19,7 +19,7 @@ from xds_server.admin._page import static_file, status_page
 from xds_server.admin._specs import parse_specs
 from xds_server.controller import Controller, FilterError, FilterState
 from xds_server.status import StatusTracker
-from xds_server.telemetry import HealthWindows
+from xds_server.telemetry import HealthWindows, LogBuffer
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -34,6 +34,7 @@ class AdminState:
     loaded: bool = False
     draining: bool = False
     tokens: TokenStore = field(default_factory=TokenStore)
+    logs: LogBuffer = field(default_factory=LogBuffer)
     health: HealthWindows | None = None
 
 
