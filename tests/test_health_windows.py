@@ -126,8 +126,9 @@ async def test_counters_become_deltas_with_resets(store: StateStore) -> None:
                 stat("n1", T0 + 12, "wasm.hdr.vm_reload_success", 1),
                 stat("n1", T0 + 12, "wasm.other.vm_reload_failure", 9),  # another filter's
                 stat("n1", T0 + 12, "cluster.x.upstream_rq_total", 1000)])  # not ours
+    w.on_stats([stat("n1", T0 + 12, "wasmcustom.sent", 6, kind="delta")])  # a sink reporting deltas
     t = await w.totals("hdr", since=T0)
-    assert t.custom_metrics == {"hits": 5.0, "level": 7.0, "new_one": 4.0}
+    assert t.custom_metrics == {"hits": 5.0, "level": 7.0, "new_one": 4.0, "sent": 6.0}
     assert t.vm_reloads == 1 and t.vm_failures == 0 and t.failing
     assert t.proxies == 1 and t.requests == 0
     assert not (await w.totals("hdr", since=T0, until=T0 + 10)).failing

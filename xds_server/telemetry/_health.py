@@ -206,7 +206,8 @@ class HealthWindows:
 
     def on_stats(self, records: Sequence[StatRecord]) -> None:
         """Turn cumulative counters into per-bucket deltas per node (a counter that went
-        down means Envoy restarted: its new value is the delta). A node's first batch
+        down means Envoy restarted: its new value is the delta; "delta" samples count as
+        they are). A node's first batch
         only sets the baseline; a counter first seen from a known node counts in full."""
         now = self.clock()
         seen: set[tuple[str, FilterRun]] = set()
@@ -229,11 +230,16 @@ class HealthWindows:
         if not (custom or reload) or not rec.runs:
             return
         value: float = rec.value
-        if rec.kind == "counter":
+        kind = rec.kind
+        if kind == "counter":
             delta = self._delta(rec.node_id, name, rec.value, baseline=baseline)
             if delta is None or delta == 0:
                 return
             value = delta
+        elif kind == "delta":  # the sink reports counters as deltas already
+            if value <= 0:
+                return
+            kind = "counter"
         elif reload:
             return
         for run in rec.runs:
@@ -249,8 +255,8 @@ class HealthWindows:
                 cell.vm_reloads += 0 if failed else int(value)
                 self._local(run, now, 0, 0, int(value) if failed else 0)
             elif self._custom_allowed(run.filter, name):
-                metric = f"{rec.kind}:{name.removeprefix(_CUSTOM_PREFIX)}"
-                if rec.kind == "counter":
+                metric = f"{kind}:{name.removeprefix(_CUSTOM_PREFIX)}"
+                if kind == "counter":
                     cell.custom[metric] = cell.custom.get(metric, 0.0) + value
                 else:
                     cell.custom[metric] = max(cell.custom.get(metric, value), value)
