@@ -210,15 +210,15 @@ class HealthWindows:
         they are). A node's first batch
         only sets the baseline; a counter first seen from a known node counts in full."""
         now = self.clock()
-        seen: set[tuple[str, FilterRun]] = set()
+        seen: set[tuple[str, int]] = set()
         fresh = {r.node_id for r in records if r.node_id not in self._counters}
         for rec in records:
             start = self._bucket(rec.time, now)
             if start is None:
                 continue
-            for run in rec.runs:
-                if (rec.node_id, run) not in seen:
-                    seen.add((rec.node_id, run))
+            if (rec.node_id, start) not in seen:  # the node reported: count it as a proxy
+                seen.add((rec.node_id, start))
+                for run in rec.runs:
                     if (cell := self._cell(run, start)) is not None:
                         self._see(cell, rec.node_id)
             self._stat(rec, start, now, baseline=rec.node_id in fresh)
@@ -342,7 +342,9 @@ class HealthWindows:
     def _local(self, run: FilterRun, now: float, requests: int, errors: int, failures: int) -> None:
         if run.revision not in self._revisions.get(run.filter, ()):
             return
-        t = self.local_totals.setdefault((run.filter, run.revision), [0, 0, 0, now])
+        t = self.local_totals.get((run.filter, run.revision))
+        if t is None:
+            t = self.local_totals[(run.filter, run.revision)] = [0, 0, 0, now]
         t[0] += requests
         t[1] += errors
         t[2] += failures
