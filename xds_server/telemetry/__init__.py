@@ -7,6 +7,7 @@ controller, the admin app or `xds_server.wasm`: the controller reads health from
 """
 
 from xds_server.telemetry._attribution import AckAttribution, Attribution, RevisionLookup, RunTimeline
+from xds_server.telemetry._bootstrap import DEFAULT_FILTER_STATE, access_logger, add_telemetry, stats_sink
 from xds_server.telemetry._hub import TelemetryHub
 from xds_server.telemetry._limits import DROP_REASONS, TelemetryLimits
 from xds_server.telemetry._logbuffer import LogBuffer, LogEntry, LogFollower
@@ -14,6 +15,7 @@ from xds_server.telemetry._model import FilterRun, RequestRecord, StatRecord, Te
 from xds_server.telemetry._receiver import LOGS_SERVICE, METRICS_SERVICE, NODE_HEADER, TelemetryReceiver
 
 __all__ = [
+    "DEFAULT_FILTER_STATE",
     "DROP_REASONS",
     "LOGS_SERVICE",
     "METRICS_SERVICE",
@@ -32,4 +34,7 @@ __all__ = [
     "TelemetryHub",
     "TelemetryLimits",
     "TelemetryReceiver",
+    "access_logger",
+    "add_telemetry",
+    "stats_sink",
 ]
