@@ -7,6 +7,7 @@ controller, the admin app or `xds_server.wasm`: the controller reads health from
 """
 
 from xds_server.telemetry._attribution import AckAttribution, Attribution, RevisionLookup, RunTimeline
+from xds_server.telemetry._bootstrap import DEFAULT_FILTER_STATE, access_logger, add_telemetry, stats_sink
 from xds_server.telemetry._health import (
     WASM_FAIL_DETAILS,
     HealthLimits,
@@ -22,6 +23,7 @@ from xds_server.telemetry._model import FilterRun, RequestRecord, StatRecord, Te
 from xds_server.telemetry._receiver import LOGS_SERVICE, METRICS_SERVICE, NODE_HEADER, TelemetryReceiver
 
 __all__ = [
+    "DEFAULT_FILTER_STATE",
     "DROP_REASONS",
     "LOGS_SERVICE",
     "METRICS_SERVICE",
@@ -46,4 +48,7 @@ __all__ = [
     "TelemetryHub",
     "TelemetryLimits",
     "TelemetryReceiver",
+    "access_logger",
+    "add_telemetry",
+    "stats_sink",
 ]
