@@ -174,6 +174,23 @@ async def test_cardinality_is_capped(store: StateStore) -> None:
     assert w.dropped["nodes"] == 8
 
 
+async def test_idle_nodes_and_filters_are_forgotten(store: StateStore) -> None:
+    clock = Clock(T0)
+    w = HealthWindows(store, replica_id="r1", limits=HealthLimits(max_tracked_nodes=2, max_filters=1), clock=clock)
+    for node in ("a", "b", "c"):  # a third node evicts the least recently reporting one
+        w.on_stats([stat(node, T0, "wasmcustom.hits", 1)])
+    assert w.dropped["nodes"] == 1
+    w.on_stats([stat("a", T0, "wasmcustom.hits", 5)])  # "a" was forgotten: a baseline again
+    assert (await w.totals("hdr", since=T0)).custom_metrics == {}
+    w.on_requests([req("n", T0, runs=(FilterRun("other", 1, "v"),))])
+    assert w.dropped["filters"] == 1  # "hdr" holds the only filter slot
+    clock.now = T0 + 1000  # everything idle for longer than idle_seconds
+    await w.flush()
+    w.on_requests([req("n", T0 + 1000, runs=(FilterRun("other", 1, "v"),))])
+    assert w.dropped["filters"] == 1
+    assert (await w.totals("other", since=T0 + 990)).requests == 1
+
+
 # -- replicas ---------------------------------------------------------------------------
 
 

@@ -50,7 +50,7 @@ WASM_FAIL_DETAILS = "wasm_fail_stream"
 _CUSTOM_PREFIX = "wasmcustom."
 _RELOAD_FAILED = ("vm_reload_failure",)
 _RELOADED = ("vm_reload_success",)
-_MAX_COUNTERS_PER_NODE = 256
+_MAX_COUNTERS_PER_NODE = 64
 _FAILING_SECONDS = 60.0
 
 Key = tuple[str, int, bool]
@@ -72,8 +72,11 @@ class HealthLimits:
     max_custom_metrics: int = 32
     """Custom metric names per filter."""
     max_nodes_per_cell: int = 20_000
-    max_tracked_nodes: int = 100_000
-    """Nodes whose cumulative counters are remembered (for deltas)."""
+    max_tracked_nodes: int = 50_000
+    """Nodes whose cumulative counters are remembered (for deltas; at most 64 counters
+    each). The least recently reporting node gives way; nodes silent for `idle_seconds`
+    are forgotten, and so are filters without records for that long."""
+    idle_seconds: float = 900.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +179,8 @@ class HealthWindows:
         self._revisions: dict[str, set[int]] = {}
         self._custom: dict[str, set[str]] = {}
         self._counters: dict[str, dict[str, float]] = {}
+        self._node_seen: dict[str, float] = {}  # least recently reporting first
+        self._filter_seen: dict[str, float] = {}
         self.local_totals: dict[tuple[str, int], list[float]] = {}
         """(filter, revision) -> [requests, errors_5xx, vm_failures, last seen]: this
         replica's running totals for Prometheus (revisions idle for `retention` go)."""
@@ -212,6 +217,9 @@ class HealthWindows:
         now = self.clock()
         seen: set[tuple[str, int]] = set()
         fresh = {r.node_id for r in records if r.node_id not in self._counters}
+        for node_id in {r.node_id for r in records}:
+            self._node_seen.pop(node_id, None)
+            self._node_seen[node_id] = now
         for rec in records:
             start = self._bucket(rec.time, now)
             if start is None:
@@ -279,8 +287,26 @@ class HealthWindows:
         return value - last if value >= last else value
 
     def _evict_node(self) -> None:
-        self._counters.pop(next(iter(self._counters)))
+        oldest = next(iter(self._node_seen), None) or next(iter(self._counters))
+        self._forget_node(oldest)
         self.dropped["nodes"] += 1
+
+    def _forget_node(self, node_id: str) -> None:
+        self._counters.pop(node_id, None)
+        self._node_seen.pop(node_id, None)
+
+    def _forget_idle(self, now: float) -> None:
+        """Forget nodes and filters that have not reported for `idle_seconds`."""
+        idle = now - self.limits.idle_seconds
+        while self._node_seen:
+            node_id, seen = next(iter(self._node_seen.items()))
+            if seen >= idle:
+                break
+            self._forget_node(node_id)
+        for name in [n for n, seen in self._filter_seen.items() if seen < idle]:
+            del self._filter_seen[name]
+            self._revisions.pop(name, None)
+            self._custom.pop(name, None)
 
     def _custom_allowed(self, filter_name: str, name: str) -> bool:
         names = self._custom.setdefault(filter_name, set())
@@ -312,6 +338,7 @@ class HealthWindows:
                 self.dropped["filters"] += 1
                 return None
             revisions = self._revisions[run.filter] = set()
+        self._filter_seen[run.filter] = start
         if run.revision not in revisions:
             if len(revisions) >= self.limits.max_revisions:
                 oldest = min(revisions)
@@ -385,6 +412,7 @@ class HealthWindows:
         idle = now - self.limits.retention
         for k in [k for k, t in self.local_totals.items() if t[3] < idle]:
             del self.local_totals[k]
+        self._forget_idle(now)
         return len(rows)
 
     async def run(self, flush_interval: float = 2.0, prune_every: float = 60.0) -> None:
