@@ -1,6 +1,7 @@
 """Health per filter revision end to end: a real Envoy with the generated `--telemetry`
 bootstrap, real traffic, a module with a custom metric, then one that traps on every
-second request; `health` (HTTP, CLI) and the status page in Chromium show it."""
+second request; `health` (HTTP, CLI) and the status page in Chromium show it; with
+FAIL_RELOAD, Envoy's VM reload stats show too."""
 
 from __future__ import annotations
 
@@ -140,6 +141,19 @@ async def test_health_shows_custom_metrics_and_a_revision_failing_at_runtime(tmp
             assert rows["1"].rstrip().endswith("ok")
 
             await _page_shows_failing_revision(base)
+
+            # With FAIL_RELOAD Envoy reloads the VM after a failure and counts it in its
+            # stats (`wasm.hdr.vm_reload_success`), which reach the health windows too.
+            async with http.put(f"{base}/api/v1/filters/hdr", json={
+                    "source": {"file": str(trapping)}, "failure_policy": "FAIL_RELOAD"}) as r:
+                assert r.status == 200, await r.text()
+
+            async def reloaded() -> dict[str, Any] | None:
+                e = entry(await health(base, "hdr"), 3)
+                return e if e and e["vm_reloads"] > 0 else None
+
+            three = await wait_for(reloaded, 30, interval=0.5, what="revision 3 VM reloads from Envoy's stats")
+            assert three["failing"] and three["vm_failures"] > 0
 
 
 async def _page_shows_failing_revision(base: str) -> None:
