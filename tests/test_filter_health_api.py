@@ -56,6 +56,8 @@ async def test_health_over_http_grpc_cli_and_metrics(tmp_path: Path) -> None:
         api = f"http://127.0.0.1:{app.admin_port}/api/v1/filters"
         status, empty = await get(f"{api}/hdr/health")
         assert status == 200 and empty["revisions"] == [] and empty["current_revision"] == 1
+        server = f"http://127.0.0.1:{app.admin_port}"
+        assert "no telemetry in the last 300s" in await cli("health", "hdr", "--server", server)
         version = app.controller.filters["hdr"].deployed[0].resource.version
         reqs, stats = traffic(time.time(), version)
         app.health.on_requests(reqs)
@@ -87,8 +89,10 @@ async def test_health_over_http_grpc_cli_and_metrics(tmp_path: Path) -> None:
             with pytest.raises(grpc.aio.AioRpcError) as info:
                 await stub.GetFilterHealth(admin_pb2.GetFilterHealthRequest(name="nope"))
             assert info.value.code() == grpc.StatusCode.NOT_FOUND
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await stub.GetFilterHealth(admin_pb2.GetFilterHealthRequest(name="hdr", window_seconds=5))
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
-        server = f"http://127.0.0.1:{app.admin_port}"
         table = await cli("health", "hdr", "--server", server)
         lines = table.splitlines()
         assert lines[0].split()[:3] == ["REVISION", "SIDE", "VERSION"]
