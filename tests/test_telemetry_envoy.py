@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from tests.fixtures.envoy import EnvoyProcess, free_port, http_get, validate_bootstrap
+from tests.fixtures.pki import make_pki
 from tests.fixtures.server import running_server, server_bootstrap, write_config
 from tests.fixtures.wasm_filters import debug_state_filter
 from xds_server.config import parse_filter_spec
@@ -203,3 +204,55 @@ async def test_envoy_telemetry_logs_follow_and_stats(tmp_path: Path) -> None:
         table = out.decode().splitlines()
         assert proc.returncode == 0 and table[0].startswith("TIME") and len(table) == 4
         assert all(" e1 " in line and " GET " in line and "/t" in line for line in table[1:])
+
+
+async def test_envoy_telemetry_over_mtls_with_identity_binding(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path / "pki", {"e1": "spiffe://fleet/e1"})
+    mod = tmp_path / "a.wasm"
+    mod.write_bytes(debug_state_filter("rev=A"))
+    cfg = write_config(
+        tmp_path / "config.yaml", [{"name": "dbg", "source": {"file": str(mod)}}],
+        xds_tls={"cert_file": str(pki.server_cert), "key_file": str(pki.server_key),
+                 "client_ca_file": str(pki.ca)},
+        node_identity=[{"san": "spiffe://fleet/e1", "node_id": "e1"}])
+    port = free_port()
+    async with running_server(cfg) as app:
+        stats = Stats()
+        app.telemetry.subscribe(stats)
+        cert, key = pki.clients["e1"]
+        boot = server_bootstrap(app, node_id="e1", filters=["dbg"], listen_port=port, ads=True,
+                                tls_ca=str(pki.ca), tls_cert=str(cert), tls_key=str(key),
+                                tls_sni="localhost", telemetry=True, telemetry_interval="1s")
+        stop = asyncio.Event()
+        async with EnvoyProcess(boot, tmp_path) as envoy, background(traffic(f"http://127.0.0.1:{port}/", stop)):
+            entry = await envoy.wait_for(lambda: next(iter(app.logs.recent("dbg")), None), 30,
+                                         what="an access-log entry over mTLS")
+            assert entry.record.node_id == "e1" and entry.record.filter_state == {"wasm.debug": "rev=A"}
+            await envoy.wait_for(lambda: stats.records, 30, what="stats over mTLS")
+            stop.set()
+
+
+@pytest.mark.parametrize("extra", [[], ["--ads", "--delta"], ["--telemetry-metadata", "envoy.lua",
+                                                              "--telemetry-filter-state", "wasm.a",
+                                                              "--telemetry-filter-state", "wasm.b"]])
+async def test_telemetry_bootstrap_variants_validate(tmp_path: Path, extra: list[str],
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from xds_server.cli import main
+
+    assert main(["bootstrap", "--node-id", "n1", "--filter", "f1", "--telemetry",
+                 "--telemetry-interval", "10s", *extra]) == 0
+    text = capsys.readouterr().out
+    await validate_bootstrap(text, tmp_path)
+    doc = yaml.safe_load(text)
+    hcm = doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    (logger,) = hcm["access_log"]
+    keys = [v["key"] for v in logger["typed_config"]["attributes"]["values"]]
+    assert "http.response.status_code" in keys and "envoy.response_code_details" in keys
+    if "--telemetry-metadata" in extra:
+        assert {"envoy.metadata.envoy.lua", "envoy.filter_state.wasm.a", "envoy.filter_state.wasm.b"} <= set(keys)
+        assert "envoy.filter_state.wasm.debug" not in keys
+    else:
+        assert "envoy.filter_state.wasm.debug" in keys
+    assert logger["typed_config"]["grpc_service"]["initial_metadata"] == [{"key": "x-xds-node-id", "value": "n1"}]
+    assert doc["stats_flush_interval"] == "10s"
+    assert doc["stats_sinks"][0]["typed_config"]["grpc_service"]["envoy_grpc"]["cluster_name"] == "xds_server"

@@ -13,6 +13,7 @@ from typing import Any
 
 import grpc
 import pytest
+from envoy.service.extension.v3 import config_discovery_pb2_grpc
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
@@ -21,9 +22,10 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2
 from prometheus_client import REGISTRY
 
 from tests.fixtures.envoy import wait_for
+from tests.fixtures.pki import Pki, make_pki
 from tests.fixtures.server import running_server, write_config
 from tests.fixtures.wasm_filters import header_filter
-from tests.xds_client import XdsClient, ack, node, sotw_request
+from tests.xds_client import Stream, XdsClient, ack, node, sotw_request
 from xds_server.config import parse_filter_spec
 from xds_server.runtime import XdsServerApp
 from xds_server.telemetry import LOGS_SERVICE, METRICS_SERVICE, RequestRecord, StatRecord
@@ -270,3 +272,50 @@ async def test_hostile_exports_are_dropped_and_counted_and_the_server_survives(
     await otlp.export_logs(logs_request("e1", [log_record()]))
     assert len(collect.requests) == before + 1
     assert app.xds.stream_count >= 1
+
+
+async def test_mtls_identity_binding_applies_to_telemetry(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path / "pki", {"e1": "spiffe://fleet/e1", "e2": "spiffe://fleet/e2"})
+    mod = tmp_path / "a.wasm"
+    mod.write_bytes(header_filter("x-a", "A"))
+    cfg = write_config(
+        tmp_path / "config.yaml", [{"name": "hdr", "source": {"file": str(mod)}}],
+        xds_tls={"cert_file": str(pki.server_cert), "key_file": str(pki.server_key),
+                 "client_ca_file": str(pki.ca)},
+        node_identity=[{"san": "spiffe://fleet/e1", "node_id": "e1"},
+                       {"san": "spiffe://fleet/e2", "node_id": "e2"}])
+    async with running_server(cfg) as app:
+        collect = Collect()
+        app.telemetry.subscribe(collect)
+        channels = {n: secure_channel(app.xds_port, pki, pki.clients[n]) for n in ("e1", "e2")}
+        streams = []
+        for n, ch in channels.items():  # both nodes are known: each has an xDS stream
+            stream = Stream(config_discovery_pb2_grpc.ExtensionConfigDiscoveryServiceStub(ch)
+                            .StreamExtensionConfigs())
+            await stream.send(sotw_request(["hdr"], node_msg=node(n)))
+            await stream.recv()
+            streams.append(stream)
+        before = dropped("identity")
+        otlp = Otlp(channels["e1"])
+        # e1's certificate claiming e2, by header or by resource: refused and counted.
+        for kwargs in ({"node_id": "e2"}, {}):
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await otlp.export_logs(logs_request("e2", [log_record()]), **kwargs)
+            assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            assert "not allowed" in (err.value.details() or "")
+        assert dropped("identity") == before + 2
+        assert collect.requests == []
+        await otlp.export_logs(logs_request("e1", [log_record()]))
+        assert [r.node_id for r in collect.requests] == ["e1"]
+        for stream in streams:
+            stream.cancel()
+        for ch in channels.values():
+            await ch.close()
+
+
+def secure_channel(port: int, pki: Pki, client: tuple[Path, Path]) -> grpc.aio.Channel:
+    creds = grpc.ssl_channel_credentials(root_certificates=pki.ca.read_bytes(),
+                                         private_key=client[1].read_bytes(),
+                                         certificate_chain=client[0].read_bytes())
+    return grpc.aio.secure_channel(f"127.0.0.1:{port}", creds,
+                                   options=[("grpc.ssl_target_name_override", "localhost")])
