@@ -3,13 +3,16 @@ replicas' rows through a real state store (SQLite file; PostgreSQL from the fixt
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from xds_server.state import SqliteStateStore, StateStore, open_state_store
+from tests.fixtures.envoy import wait_for
+from xds_server.state import HealthRow, SqliteStateStore, StateStore, open_state_store
 from xds_server.telemetry import (
     WASM_FAIL_DETAILS,
     FilterRun,
@@ -233,3 +236,23 @@ async def test_replicas_merge_through_the_store(tmp_path: Path, database: str) -
     finally:
         for s in stores:
             await s.close()
+
+
+async def test_run_flushes_and_prunes_until_cancelled(store: StateStore) -> None:
+    clock = Clock(T0 + 5)
+    w = HealthWindows(store, replica_id="r1", clock=clock)
+    await store.upsert_health([HealthRow(replica_id="old", filter="hdr", revision=1, canary=False,
+                                         bucket_start=int(T0) - 7200, requests=5)], now=T0)
+    task = asyncio.create_task(w.run(flush_interval=0.02, prune_every=0.0))
+    try:
+        w.on_requests([req("n1", T0 + 1)])
+
+        async def flushed() -> bool:
+            rows = await store.health_rows("hdr", since=0, until=T0 + 3600)
+            return [r.replica_id for r in rows] == ["r1"]  # ours written, the stale one pruned
+
+        await wait_for(flushed, 10, what="the flush loop writes and prunes")
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
