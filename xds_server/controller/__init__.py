@@ -20,6 +20,7 @@ from xds_server.controller._extension import (
 )
 from xds_server.controller._model import Deployed, FilterError, FilterEvent, FilterState, spec_key
 from xds_server.controller._modules import ModuleProvider, ResolvedModule
+from xds_server.controller._revisions import RevisionIndex
 from xds_server.controller._store import StoreModules
 from xds_server.controller.delivery import MODES, Delivery, DeliveryMode, delivery_mode
 
@@ -38,6 +39,7 @@ __all__ = [
     "FilterState",
     "ModuleProvider",
     "ResolvedModule",
+    "RevisionIndex",
     "StoreModules",
     "build_extension_config",
     "delivery_mode",

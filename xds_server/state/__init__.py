@@ -10,6 +10,7 @@ controller, admin API and runtime use it, never the other way).
 
 from pathlib import Path
 
+from xds_server.state._health import HealthRow
 from xds_server.state._model import ANY_REVISION, ChangeListener, Conflict, Revision, StateError, StateStore
 from xds_server.state._sqlite import SqliteStateStore
 
@@ -17,6 +18,7 @@ __all__ = [
     "ANY_REVISION",
     "ChangeListener",
     "Conflict",
+    "HealthRow",
     "Revision",
     "SqliteStateStore",
     "StateError",
