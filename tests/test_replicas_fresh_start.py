@@ -8,9 +8,14 @@ import asyncio
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+from tests.fixtures.envoy import wait_for
 from tests.fixtures.postgres import PostgresServer
+from tests.fixtures.server import write_config
 from tests.fixtures.wasm_filters import header_filter
 from tests.test_replicas import Replica, call
+from xds_server.cache import ResourceCache
+from xds_server.config import load_config
+from xds_server.controller import Controller, StoreModules
 from xds_server.state._postgres import PostgresStateStore
 from xds_server.state._sql import MIGRATIONS
 
@@ -59,3 +64,42 @@ async def test_stores_opened_together_on_a_fresh_database_migrate_once(postgres:
             for s in stores:
                 await s.close()
             postgres.drop_database(url.rsplit("/", 1)[1])
+
+
+async def test_replicas_retrying_a_config_filter_at_once_record_it_once(
+    tmp_path: Path, fresh_database: str
+) -> None:
+    """Two replicas (controllers with their own module store, one PostgreSQL database)
+    could not apply the config file's filter at start (its module was missing); they
+    retry at the same moment: one revision is recorded, the other replica catches up."""
+    module = tmp_path / "late.wasm"
+    controllers, stores = [], []
+    for i in range(2):
+        (tmp_path / f"c{i}").mkdir()
+        config = load_config(write_config(tmp_path / f"c{i}" / "config.yaml",
+                                          [{"name": "hdr", "source": {"file": str(module)}}]))
+        modules = StoreModules.from_config(config)
+        await modules.start()
+        store = PostgresStateStore(fresh_database)
+        await store.open()
+        stores.append((modules, store))
+        controllers.append(Controller(ResourceCache(), modules, store, replica_id=f"r{i}"))
+    try:
+        for c in controllers:
+            c.state.listen(c.on_store_change)
+            [error] = await c.apply_config(config)
+            assert "late.wasm" in error.message and c.filters["hdr"].pending
+        module.write_bytes(header_filter("x-wasm-filter", "late"))
+        await asyncio.gather(*(c.retry_pending() for c in controllers))
+        history = await controllers[0].state.history("hdr")
+        assert [r.action for r in history] == ["config"], history
+
+        async def caught_up() -> bool | None:
+            revs = [c.filters["hdr"].revision for c in controllers]
+            return True if all(r is not None and r.revision == 1 for r in revs) else None
+
+        await wait_for(caught_up, 10, what="both replicas serve revision 1")
+    finally:
+        for modules, store in stores:
+            await store.close()
+            await modules.close()

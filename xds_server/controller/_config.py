@@ -82,7 +82,7 @@ class ConfigApplier:
         if (state.revision.revision if state is not None and state.revision is not None else 0) < head:
             await self.sync.sync(name)  # build on what the store holds, not on an older view
         return await self.changes.deploy(name, specs, author=author, action="config", summary=summary,
-                                 config_hash=key, expect_revision=head)
+                                         config_hash=key, expect_revision=head)
 
     async def retry_pending(self) -> list[str]:
         """Retry config filters that could not be applied yet (e.g. the registry was
@@ -131,10 +131,9 @@ class ConfigApplier:
             if new == old or state.canary:
                 continue
             try:
+                moved = ", ".join(f"{o[:12]} -> {n[:12]}" for o, n in zip(old, new, strict=True) if o != n)
                 await self.changes.deploy(name, specs, author="system:pull-always", action="tag-update",
-                                  summary="tag moved: " + ", ".join(
-                                      f"{o[:12]} -> {n[:12]}" for o, n in zip(old, new, strict=True) if o != n),
-                                  digests=new)
+                                          summary=f"tag moved: {moved}", digests=new)
             except FilterError:
                 continue
             changed.append(name)
