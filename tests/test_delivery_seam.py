@@ -48,7 +48,6 @@ def test_inline_puts_the_module_bytes_in_the_config(tmp_path: Path) -> None:
     module = module_at(tmp_path)
     (code,) = delivery_mode("inline").forms(spec("inline"), module, Delivery())
     assert code == Code(sha256=module.sha256, inline=module.read_bytes())
-    assert not delivery_mode("inline").serves_modules
 
 
 def test_file_writes_the_module_once_under_its_digest(tmp_path: Path) -> None:
@@ -73,7 +72,6 @@ def test_remote_gives_two_forms_that_differ_only_in_form(tmp_path: Path) -> None
     first, second = mode.forms(spec("remote"), module, Delivery(module_base_url="http://srv:1/"))
     assert first.url == second.url == f"http://srv:1/modules/sha256/{module.sha256}"
     assert (first.form, second.form) == (0, 1) and first.sha256 == second.sha256 == module.sha256
-    assert mode.serves_modules
 
 
 class OneModule:

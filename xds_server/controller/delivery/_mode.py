@@ -33,15 +33,15 @@ class Delivery:
 class DeliveryMode(Protocol):
     """One way for a module to reach Envoy (the spec's `delivery`).
 
-    `name` is the value in the config and API. `serves_modules`: Envoy fetches the
-    module from this server's admin port (`GET /modules/sha256/<hex>`, through the
-    bootstrap's module cluster), so any replica must answer for every module in use.
-    Modes are stateless and shared; `forms` may be called concurrently, from worker
-    threads for large modules.
+    `name` is the value in the config and API. What the server must serve follows from
+    the forms: a `Code.filename` is a file `forms` wrote where Envoy reads it; a
+    `Code.url` is fetched by Envoy from this server's `GET /modules/sha256/<hex>`
+    (always served, by any replica, for every module in use; the bootstrap's module
+    cluster points at it). Modes are stateless and shared; `forms` may be called
+    concurrently, from worker threads for large modules.
     """
 
     name: str
-    serves_modules: bool
 
     def forms(self, spec: FilterSpec, module: ResolvedModule, delivery: Delivery) -> tuple[Code, ...]:
         """The equivalent ways to reference `module` in the config, first one served.

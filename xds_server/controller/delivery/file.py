@@ -19,7 +19,6 @@ class FileDelivery:
     """
 
     name = "file"
-    serves_modules = False
 
     def forms(self, spec: FilterSpec, module: ResolvedModule, delivery: Delivery) -> tuple[Code, ...]:
         """See `DeliveryMode.forms`."""

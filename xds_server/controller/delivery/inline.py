@@ -13,7 +13,6 @@ class InlineDelivery:
     """`vm_config.code.local.inline_bytes`: one form, the module's bytes."""
 
     name = "inline"
-    serves_modules = False
 
     def forms(self, spec: FilterSpec, module: ResolvedModule, delivery: Delivery) -> tuple[Code, ...]:
         """See `DeliveryMode.forms`."""

@@ -20,7 +20,6 @@ class RemoteDelivery:
     in two forms that differ only in the fetch retry count (`Code.form` 0 and 1)."""
 
     name = "remote"
-    serves_modules = True
 
     def forms(self, spec: FilterSpec, module: ResolvedModule, delivery: Delivery) -> tuple[Code, ...]:
         """See `DeliveryMode.forms`."""
