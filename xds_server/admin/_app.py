@@ -15,7 +15,7 @@ from aiohttp import web
 from xds_server.admin._auth import LOCAL, TokenStore, auth_middleware, caller_of, redact_spec
 from xds_server.admin._events import EventStreams
 from xds_server.admin._page import static_file, status_page
-from xds_server.admin._specs import parse_specs
+from xds_server.admin._specs import parse_filter_body
 from xds_server.controller import Controller, FilterError, FilterState
 from xds_server.status import StatusTracker
 
@@ -178,17 +178,15 @@ def _filter_error(exc: FilterError) -> web.Response:
 
 
 async def put_filter(request: web.Request) -> web.Response:
-    """PUT /api/v1/filters/{name}: one spec, or {"specs": [...]}; a new revision."""
+    """PUT /api/v1/filters/{name}: one spec, or {"specs": [...]} (a filter as GET shows
+    it: see `_specs`); a new revision."""
     name = request.match_info["name"]
     st = request.app[STATE]
     try:
-        body = await _json_body(request)
-        raw = body.get("specs") if isinstance(body, dict) and "specs" in body else [body]
-        if not isinstance(raw, list):
-            raise FilterError(name, "'specs' must be a non-empty list of filter specs", status=400)
-        specs = parse_specs(name, raw)
+        change = parse_filter_body(name, await _json_body(request))
         created = name not in st.controller.filters
-        state = await st.controller.deploy(name, specs, author=_actor(request), action="deploy")
+        state = await st.controller.deploy(name, change.specs, author=_actor(request), action="deploy",
+                                           expect_revision=change.expect_revision)
     except FilterError as exc:
         return _filter_error(exc)
     return web.json_response(filter_to_dict(state, st.status), status=201 if created else 200)

@@ -34,7 +34,7 @@ from xds_server.admin._app import AdminState, filter_to_dict
 from xds_server.admin._auth import redact_spec
 from xds_server.admin._csds import CSDS_SERVICE, CsdsService
 from xds_server.admin._health import HEALTH_SERVICE, HealthReporter
-from xds_server.admin._specs import parse_specs
+from xds_server.admin._specs import expect_revision, parse_specs
 from xds_server.admin.v1 import admin_pb2, admin_pb2_grpc
 from xds_server.cache import ResourceCache
 from xds_server.controller import FilterError, FilterEvent
@@ -302,8 +302,10 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
                 raise FilterError(name, "'name' is required", status=400)
             raw = [_whole_numbers(MessageToDict(s)) for s in request.specs]
             specs = parse_specs(name, raw)
+            expect = expect_revision(
+                name, request.expect_revision if request.HasField("expect_revision") else None)
             state = await self.state.controller.deploy(
-                name, specs, author=author, action="deploy")
+                name, specs, author=author, action="deploy", expect_revision=expect)
         except FilterError as exc:
             await self._fail(context, exc)
             raise

@@ -376,8 +376,18 @@ def run_deploy(args: argparse.Namespace) -> int:
     return _call(args, work)
 
 
-def load_specs(path: str) -> dict[str, list[JSONObject]]:
-    """Specs of an apply file grouped by name, in file order. Raises ``AdminError``."""
+Apply = dict[str, list[JSONObject] | JSONObject]
+"""Name -> what to PUT: a list of specs, or a filter document (``{"specs": [...]}``)."""
+
+
+def load_specs(path: str) -> Apply:
+    """Filters of an apply file by name, in file order. Raises ``AdminError``.
+
+    An entry is a spec (entries of one name are grouped) or a filter as the server
+    shows it (``{"name", "specs": [...], "revision", ...}``, e.g. saved from
+    ``xds-server filters -o json``), sent unchanged: the server ignores its derived
+    members and checks ``revision``.
+    """
     if path == "-":
         text, where, base = sys.stdin.read(), "<stdin>", Path.cwd()
     else:
@@ -386,24 +396,8 @@ def load_specs(path: str) -> dict[str, list[JSONObject]]:
         except OSError as exc:
             raise AdminError(f"cannot read {path}: {exc.strerror or exc}") from exc
         where, base = path, Path(path).resolve().parent
-    try:
-        doc: Any = json.loads(text)
-    except ValueError:
-        try:
-            doc = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise AdminError(f"{where}: not valid YAML or JSON: {exc}") from exc
-    if isinstance(doc, dict) and "filters" in doc:
-        specs, prefix = doc["filters"], "filters"
-        if not isinstance(specs, list):
-            raise AdminError(f"{where}: filters: must be a list of filter specs")
-    elif isinstance(doc, list):
-        specs, prefix = doc, ""
-    elif isinstance(doc, dict):
-        specs, prefix = [doc], None
-    else:
-        raise AdminError(f"{where}: expected a filter spec, a list of specs, or filters: [...]")
-    grouped: dict[str, list[JSONObject]] = {}
+    specs, prefix = _entries(_parse_document(text, where), where)
+    grouped: Apply = {}
     for i, spec in enumerate(specs):
         at = f"{where}: " + ("" if prefix is None else f"{prefix}[{i}]: ")
         if not isinstance(spec, dict):
@@ -411,10 +405,50 @@ def load_specs(path: str) -> dict[str, list[JSONObject]]:
         name = spec.get("name")
         if not isinstance(name, str) or not name:
             raise AdminError(f"{at}name: is required")
-        grouped.setdefault(name, []).append(_resolve_file(spec, base))
+        entry = grouped.get(name)
+        if "specs" in spec or isinstance(entry, dict):
+            if entry is not None:
+                raise AdminError(f"{at}filter {name!r} is given twice: a filter with 'specs' "
+                                 "must be its only entry")
+            grouped[name] = _resolve_document(spec, base)
+        else:
+            grouped.setdefault(name, [])
+            group = grouped[name]
+            assert isinstance(group, list)
+            group.append(_resolve_file(spec, base))
     if not grouped:
         raise AdminError(f"{where}: no filter specs")
     return grouped
+
+
+def _parse_document(text: str, where: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise AdminError(f"{where}: not valid YAML or JSON: {exc}") from exc
+
+
+def _entries(doc: Any, where: str) -> tuple[list[Any], str | None]:
+    """The entries of an apply file and the prefix that locates them in messages."""
+    if isinstance(doc, dict) and "filters" in doc:
+        if not isinstance(doc["filters"], list):
+            raise AdminError(f"{where}: filters: must be a list of filter specs")
+        return doc["filters"], "filters"
+    if isinstance(doc, list):
+        return doc, ""
+    if isinstance(doc, dict):
+        return [doc], None
+    raise AdminError(f"{where}: expected a filter spec, a list of specs, or filters: [...]")
+
+
+def _resolve_document(doc: JSONObject, base: Path) -> JSONObject:
+    specs = doc.get("specs")
+    if not isinstance(specs, list):
+        return doc  # the server says what is wrong
+    return {**doc, "specs": [_resolve_file(s, base) if isinstance(s, dict) else s for s in specs]}
 
 
 def _resolve_file(spec: JSONObject, base: Path) -> JSONObject:
@@ -446,7 +480,8 @@ def run_apply(args: argparse.Namespace) -> int:
                 continue
             views.append(view)
             if args.output == "table":
-                print(_apply_line(name, len(specs), view))
+                count = len(specs) if isinstance(specs, list) else len(view.get("specs") or [])
+                print(_apply_line(name, count, view))
         if args.output == "json":
             _print_json({"filters": views})
         return 1 if failed else 0
