@@ -19,6 +19,7 @@ import pytest
 
 from tests.fixtures.server import running_server, write_config
 from tests.fixtures.wasm_filters import header_filter
+from xds_server.admin._grpc import filter_message
 from xds_server.admin.v1 import admin_pb2, admin_pb2_grpc
 from xds_server.cli import main
 
@@ -95,6 +96,9 @@ async def test_grpc_get_edit_apply_round_trip(config: Path) -> None:
         view = await api.ApplyFilter(admin_pb2.ApplyFilterRequest(
             name="hdr", specs=specs, expect_revision=got.revision))
         assert view.revision == 2 and view.specs[0].spec["configuration"] == '{"n":2}'
+        # Both APIs answer from one facade: the same view, as JSON and as a message.
+        _, http_view = await http("GET", f"http://127.0.0.1:{app.admin_port}/api/v1/filters/hdr")
+        assert await api.GetFilter(admin_pb2.GetFilterRequest(name="hdr")) == filter_message(http_view)
 
         specs[0]["configuration"] = '{"n":3}'
         with pytest.raises(grpc.aio.AioRpcError) as err:

@@ -127,6 +127,16 @@ class TokenStore:
         return None
 
 
+def load_tokens(path: Path | None, env_value: str | None) -> TokenStore:
+    """The admin tokens a server is configured with: the tokens file (`path`, e.g.
+    `server.admin_tokens_file`) and `XDS_SERVER_ADMIN_TOKENS` (`env_value`), merged.
+    `ConfigError` names the file or variable that is wrong."""
+    tokens = TokenStore() if path is None else TokenStore.load(path)
+    if env_value:
+        tokens = tokens.merged(TokenStore.from_env(env_value))
+    return tokens
+
+
 def _token_of(request: web.Request) -> str | None:
     header = request.headers.get("Authorization", "")
     if header.lower().startswith("bearer "):

@@ -1,11 +1,12 @@
 """The gRPC side of the admin surface, on the xDS port.
 
-* `AdminService` (`xds_server.admin.v1`, protos/xds_server/admin/v1/admin.proto): the
-  HTTP API's operations for other control planes. Same core: it calls the `Controller`
-  and projects the HTTP API's JSON views (`filter_to_dict`, `ProxyStatus.to_dict`,
-  `Revision.to_dict`) into messages, so both APIs always say the same thing.
+* `AdminServicer` serves `xds_server.admin.v1.AdminService`
+  (protos/xds_server/admin/v1/admin.proto): the HTTP API's operations for other control
+  planes. Same core: it calls `AdminService` (`_service`), as the HTTP API does, and
+  projects its JSON views into messages, so both APIs always say the same thing.
 * CSDS (`_csds`), gRPC health (`_health`) and server reflection, wired together by
-  `register_grpc_services`.
+  `register_grpc_services`; another concern's gRPC service joins them (reflection and
+  health included) as a `GrpcExtension` in its `extensions`.
 
 `FilterError.status` becomes a gRPC code (`grpc_code`) with the same message.
 
@@ -22,7 +23,7 @@ import contextlib
 import ipaddress
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 import structlog
@@ -30,11 +31,10 @@ from google.protobuf import descriptor_pool, struct_pb2, timestamp_pb2
 from google.protobuf.json_format import MessageToDict
 from grpc_reflection.v1alpha import reflection
 
-from xds_server.admin._app import AdminState, filter_to_dict
-from xds_server.admin._auth import redact_spec
 from xds_server.admin._csds import CSDS_SERVICE, CsdsService
 from xds_server.admin._health import HEALTH_SERVICE, HealthReporter
-from xds_server.admin._specs import expect_revision, parse_specs
+from xds_server.admin._service import AdminService
+from xds_server.admin._specs import FilterRequest, expect_revision, parse_specs
 from xds_server.admin.v1 import admin_pb2, admin_pb2_grpc
 from xds_server.cache import ResourceCache
 from xds_server.controller import FilterError, FilterEvent
@@ -42,7 +42,8 @@ from xds_server.status import StatusEvent
 
 __all__ = [
     "ADMIN_SERVICE",
-    "AdminService",
+    "AdminServicer",
+    "GrpcExtension",
     "GrpcServices",
     "filter_message",
     "grpc_code",
@@ -113,7 +114,7 @@ def _is_loopback_peer(peer: str) -> bool:
         return False
 
 
-def read_only(state: AdminState, context: Any) -> bool:
+def read_only(state: AdminService, context: Any) -> bool:
     """True when the (already authorized) caller holds a `read` token: configuration
     and env values are then redacted, as over HTTP."""
     tokens = getattr(state, "tokens", None)
@@ -124,7 +125,7 @@ def read_only(state: AdminState, context: Any) -> bool:
     return caller is None or not caller.can_write
 
 
-async def authorize(state: AdminState, context: Any, *, write: bool) -> str:
+async def authorize(state: AdminService, context: Any, *, write: bool) -> str:
     """Check the caller (see the module docstring); abort the call if refused.
 
     Returns the caller's name for the revision's author ("" for a local caller).
@@ -149,7 +150,7 @@ async def authorize(state: AdminState, context: Any, *, write: bool) -> str:
     return str(caller.name)
 
 
-async def _author(state: AdminState, actor: str, context: Any) -> str:
+async def _author(state: AdminService, actor: str, context: Any) -> str:
     who = await authorize(state, context, write=True)
     actor = "".join(c for c in actor.strip()[:200] if c.isprintable())
     if not who or actor:
@@ -256,15 +257,16 @@ def event_message(event: StatusEvent | FilterEvent) -> admin_pb2.StatusEvent:
 Context = Any  # grpc.aio.ServicerContext (grpc ships no type information)
 
 
-class AdminService(admin_pb2_grpc.AdminServiceServicer):
-    """`xds_server.admin.v1.AdminService` (grpc.aio) over the same state as the HTTP API.
+class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
+    """`xds_server.admin.v1.AdminService` (grpc.aio): `AdminService`'s operations as
+    messages, the same ones the HTTP API serves as JSON.
 
-    Mutations go through the `Controller` (per-name locks, revisions); reads project
-    the HTTP API's views. `begin_shutdown()` ends every WatchStatus stream.
+    Each method checks access, calls the service, projects its answer.
+    `begin_shutdown()` ends every WatchStatus stream.
     """
 
-    def __init__(self, state: AdminState) -> None:
-        self.state = state
+    def __init__(self, service: AdminService) -> None:
+        self.service = service
         self._watchers: set[asyncio.Queue[StatusEvent | FilterEvent | None]] = set()
         self._closing = False
 
@@ -280,10 +282,6 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             with contextlib.suppress(asyncio.QueueFull):
                 q.put_nowait(None)
 
-    def _view(self, name: str, *, redact: bool = False) -> admin_pb2.Filter:
-        st = self.state
-        return filter_message(filter_to_dict(st.controller.filters[name], st.status, redact=redact))
-
     @staticmethod
     async def _fail(context: Context, exc: FilterError) -> None:
         log.info("grpc_admin_error", filter=exc.name, status=exc.status, error=exc.message)
@@ -294,97 +292,91 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     async def ApplyFilter(
         self, request: admin_pb2.ApplyFilterRequest, context: Context
     ) -> admin_pb2.Filter:
-        """Deploy `specs` as a new revision of `name`."""
-        author = await _author(self.state, request.actor, context)
+        """Deploy `specs` as a new revision of `name` (if `expect_revision` is current)."""
+        author = await _author(self.service, request.actor, context)
         name = request.name
         try:
             if not name:
                 raise FilterError(name, "'name' is required", status=400)
             raw = [_whole_numbers(MessageToDict(s)) for s in request.specs]
-            specs = parse_specs(name, raw)
-            expect = expect_revision(
-                name, request.expect_revision if request.HasField("expect_revision") else None)
-            state = await self.state.controller.deploy(
-                name, specs, author=author, action="deploy", expect_revision=expect)
+            change = FilterRequest(parse_specs(name, raw), expect_revision(
+                name, request.expect_revision if request.HasField("expect_revision") else None))
+            view, _ = await self.service.apply(name, change, author=author)
         except FilterError as exc:
             await self._fail(context, exc)
             raise
-        return filter_message(filter_to_dict(state, self.state.status))
+        return filter_message(view)
 
     async def DeleteFilter(
         self, request: admin_pb2.DeleteFilterRequest, context: Context
     ) -> admin_pb2.DeleteFilterResponse:
         """Stop serving `name`; the delete is a revision too."""
-        author = await _author(self.state, request.actor, context)
+        author = await _author(self.service, request.actor, context)
         try:
-            rev = await self.state.controller.delete(request.name, author=author)
+            revision = await self.service.delete(request.name, author=author)
         except FilterError as exc:
             await self._fail(context, exc)
             raise
-        return admin_pb2.DeleteFilterResponse(name=request.name, revision=rev.revision)
+        return admin_pb2.DeleteFilterResponse(name=request.name, revision=revision)
 
     async def RollbackFilter(
         self, request: admin_pb2.RollbackFilterRequest, context: Context
     ) -> admin_pb2.Filter:
         """Serve `to_revision` (default: the previous revision) again."""
-        author = await _author(self.state, request.actor, context)
+        author = await _author(self.service, request.actor, context)
         to = request.to_revision if request.HasField("to_revision") else None
         try:
-            state = await self.state.controller.rollback(
-                request.name, author=author, to=to)
+            view = await self.service.rollback(request.name, author=author, to=to)
         except FilterError as exc:
             await self._fail(context, exc)
             raise
-        return filter_message(filter_to_dict(state, self.state.status))
+        return filter_message(view)
 
     async def PromoteFilter(
         self, request: admin_pb2.PromoteFilterRequest, context: Context
     ) -> admin_pb2.Filter:
         """Widen a canary to its full selector."""
-        author = await _author(self.state, request.actor, context)
+        author = await _author(self.service, request.actor, context)
         try:
-            state = await self.state.controller.promote(request.name, author=author)
+            view = await self.service.promote(request.name, author=author)
         except FilterError as exc:
             await self._fail(context, exc)
             raise
-        return filter_message(filter_to_dict(state, self.state.status))
+        return filter_message(view)
 
     async def ListFilters(
         self, request: admin_pb2.ListFiltersRequest, context: Context
     ) -> admin_pb2.ListFiltersResponse:
         """Every served filter, by name."""
-        await authorize(self.state, context, write=False)
-        redact = read_only(self.state, context)
-        return admin_pb2.ListFiltersResponse(
-            filters=[self._view(n, redact=redact) for n in sorted(self.state.controller.filters)])
+        await authorize(self.service, context, write=False)
+        views = self.service.filters(redact=read_only(self.service, context))
+        return admin_pb2.ListFiltersResponse(filters=[filter_message(v) for v in views])
 
     async def GetFilter(
         self, request: admin_pb2.GetFilterRequest, context: Context
     ) -> admin_pb2.Filter:
         """One filter, or NOT_FOUND."""
-        await authorize(self.state, context, write=False)
-        if request.name not in self.state.controller.filters:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no filter named {request.name!r}")
-        return self._view(request.name, redact=read_only(self.state, context))
+        await authorize(self.service, context, write=False)
+        try:
+            view = self.service.filter(request.name, redact=read_only(self.service, context))
+        except FilterError as exc:
+            await self._fail(context, exc)
+            raise
+        return filter_message(view)
 
     async def GetHistory(
         self, request: admin_pb2.GetHistoryRequest, context: Context
     ) -> admin_pb2.GetHistoryResponse:
         """Revisions of a filter, newest first (deleted filters keep their history)."""
-        await authorize(self.state, context, write=False)
-        limit = max(1, min(10_000, request.limit or 100))
-        history = await self.state.controller.state.history(request.name, limit)
-        if not history:
-            await context.abort(grpc.StatusCode.NOT_FOUND,
-                                f"no filter named {request.name!r} (no history)")
-        redact = read_only(self.state, context)
-        views = []
-        for r in history:
-            d = r.to_dict()
-            if redact:
-                d["specs"] = [redact_spec(spec) for spec in d["specs"]]
-            views.append(revision_message(d))
-        return admin_pb2.GetHistoryResponse(name=request.name, history=views)
+        await authorize(self.service, context, write=False)
+        try:
+            history = await self.service.history(
+                request.name, request.limit or None, redact=read_only(self.service, context))
+        except FilterError as exc:
+            await self._fail(context, exc)
+            raise
+        return admin_pb2.GetHistoryResponse(
+            name=request.name, history=[revision_message(r) for r in history])
 
     # -- proxies ----------------------------------------------------------------------
 
@@ -392,17 +384,16 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         self, request: admin_pb2.GetProxyStatusRequest, context: Context
     ) -> admin_pb2.GetProxyStatusResponse:
         """Every known proxy (or only `node_id`), as GET /api/v1/proxies lists them."""
-        await authorize(self.state, context, write=False)
-        proxies = self.state.status.proxies
-        ids = sorted(proxies) if not request.node_id else [n for n in (request.node_id,) if n in proxies]
-        return admin_pb2.GetProxyStatusResponse(proxies=[proxy_message(proxies[n].to_dict()) for n in ids])
+        await authorize(self.service, context, write=False)
+        return admin_pb2.GetProxyStatusResponse(
+            proxies=[proxy_message(p) for p in self.service.proxies(request.node_id)])
 
     async def WatchStatus(
         self, request: admin_pb2.WatchStatusRequest, context: Context
     ) -> AsyncIterator[admin_pb2.StatusEvent]:
         """Proxy events (and filter changes when asked) from the moment initial metadata
         is sent until the client cancels or the server stops."""
-        await authorize(self.state, context, write=False)
+        await authorize(self.service, context, write=False)
         if self._closing:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "server is shutting down")
         queue: asyncio.Queue[StatusEvent | FilterEvent | None] = asyncio.Queue(WATCH_QUEUE_LIMIT + 1)
@@ -420,9 +411,9 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
                 return
             queue.put_nowait(event)
 
-        unsubscribe = [self.state.status.subscribe(push)]
+        unsubscribe = [self.service.subscribe_proxies(push)]
         if request.include_filter_events:
-            unsubscribe.append(self.state.controller.subscribe(push))
+            unsubscribe.append(self.service.subscribe_filters(push))
         self._watchers.add(queue)
         log.info("watch_opened", peer=context.peer(), node_id=node_id,
                  filter_events=request.include_filter_events)
@@ -443,11 +434,25 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
 # -- wiring -------------------------------------------------------------------------------
 
 
+class GrpcExtension(Protocol):
+    """Another concern's gRPC service on the xDS port (e.g. telemetry): registered
+    beside the admin services and listed by reflection and health."""
+
+    @property
+    def service_name(self) -> str:
+        """The full service name (`package.Service`)."""
+        ...
+
+    def register(self, server: grpc.aio.Server) -> None:
+        """Add the service's handlers to `server`."""
+        ...
+
+
 @dataclass(slots=True)
 class GrpcServices:
     """The non-xDS gRPC services of one server, registered on its gRPC server."""
 
-    admin: AdminService
+    admin: AdminServicer
     csds: CsdsService
     health: HealthReporter
     service_names: list[str]
@@ -476,19 +481,25 @@ def _ensure_descriptors(names: Iterable[str]) -> None:
 
 
 def register_grpc_services(
-    server: grpc.aio.Server, state: AdminState, cache: ResourceCache, xds_services: Sequence[str]
+    server: grpc.aio.Server, service: AdminService, cache: ResourceCache,
+    xds_services: Sequence[str], *, extensions: Sequence[GrpcExtension] = (),
 ) -> GrpcServices:
-    """Add AdminService, CSDS, health and reflection (listing every service, the xDS
-    ones included) to `server`. Health starts NOT_SERVING; see `HealthReporter`."""
-    admin = AdminService(state)
+    """Add AdminService, CSDS, health, each extension and reflection (listing every
+    service, the xDS ones included) to `server`. Health starts NOT_SERVING; see
+    `HealthReporter`."""
+    admin = AdminServicer(service)
     admin.register(server)
-    async def csds_access(context: Any) -> None:
-        await authorize(state, context, write=False)
 
-    csds = CsdsService(state.status, cache, authorize=csds_access)
+    async def csds_access(context: Any) -> None:
+        await authorize(service, context, write=False)
+
+    csds = CsdsService(service.tracker, cache, authorize=csds_access)
     csds.register(server)
-    names = [*xds_services, CSDS_SERVICE, ADMIN_SERVICE, HEALTH_SERVICE, reflection.SERVICE_NAME]
-    health = HealthReporter(state, [n for n in names if n not in (HEALTH_SERVICE, reflection.SERVICE_NAME)])
+    for extension in extensions:
+        extension.register(server)
+    names = [*xds_services, CSDS_SERVICE, ADMIN_SERVICE, *(e.service_name for e in extensions),
+             HEALTH_SERVICE, reflection.SERVICE_NAME]
+    health = HealthReporter(service, [n for n in names if n not in (HEALTH_SERVICE, reflection.SERVICE_NAME)])
     health.register(server)
     _ensure_descriptors(names)
     reflection.enable_server_reflection(names, server)
