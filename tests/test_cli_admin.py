@@ -548,3 +548,26 @@ def test_table_truncation_keeps_the_end_where_it_says_most() -> None:
     lines = table.splitlines()
     assert all(len(line) <= 30 for line in lines)
     assert lines[1].startswith("x" * 10) and lines[1].endswith("…" + "y" * 14 + ":v9")
+
+
+def test_deploy_choices_are_the_config_models() -> None:
+    """Every value the config accepts is a `deploy` choice, and nothing else."""
+    from xds_server.cli import build_parser
+    from xds_server.config import (
+        DELIVERY_MODES,
+        FAILURE_POLICIES,
+        FILTER_TYPES,
+        ON_NACK_POLICIES,
+        PULL_POLICIES,
+    )
+
+    expected = {"failure_policy": FAILURE_POLICIES, "delivery": DELIVERY_MODES,
+                "pull_policy": PULL_POLICIES, "on_nack": ON_NACK_POLICIES, "type": FILTER_TYPES}
+    parser = build_parser()
+    for dest, values in expected.items():
+        for value in values:
+            args = parser.parse_args(["deploy", "f", "--image", "r/x:1",
+                                      f"--{dest.replace('_', '-')}", value])
+            assert getattr(args, dest) == value
+        with pytest.raises(SystemExit):
+            parser.parse_args(["deploy", "f", "--image", "r/x:1", f"--{dest.replace('_', '-')}", "nope"])

@@ -34,7 +34,6 @@ log = structlog.get_logger("xds_server.runtime")
 
 GRPC_OPTIONS = [
     ("grpc.max_concurrent_streams", 100_000),
-    ("grpc.max_receive_message_length", 16 * 2**20),
     ("grpc.max_send_message_length", 512 * 2**20),
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
@@ -123,9 +122,8 @@ class XdsServerApp:
             self.controller, self.status, module_path=self._modules.module_path,
             tokens=load_tokens(s.admin_tokens_file, os.environ.get("XDS_SERVER_ADMIN_TOKENS")),
         )
-        options = [o for o in GRPC_OPTIONS if o[0] != "grpc.max_receive_message_length"]
-        options.append(("grpc.max_receive_message_length", lim.max_request_bytes))
-        self.grpc_server = grpc.aio.server(options=options)
+        self.grpc_server = grpc.aio.server(
+            options=[*GRPC_OPTIONS, ("grpc.max_receive_message_length", lim.max_request_bytes)])
         self.xds.register(self.grpc_server)
         # grpc: CSDS, health, reflection, admin API on the xDS port (health starts NOT_SERVING)
         self.grpc_services = register_grpc_services(

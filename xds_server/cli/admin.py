@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import yaml
 
@@ -31,6 +31,13 @@ from xds_server.cli._client import (
     default_actor,
 )
 from xds_server.cli._table import RED, Column, render_table, truncate
+from xds_server.config import (
+    DELIVERY_MODES,
+    FAILURE_POLICIES,
+    FILTER_TYPES,
+    ON_NACK_POLICIES,
+    PULL_POLICIES,
+)
 
 __all__ = ["parse_selector", "register"]
 
@@ -100,11 +107,29 @@ def _positive_int(text: str) -> int:
     return n
 
 
+if TYPE_CHECKING:  # generic only in the type stubs
+    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
+
+
 # -- registration ---------------------------------------------------------------------------
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: Subparsers) -> None:
     """Add the admin subcommands; each sets ``func(args) -> int``."""
+    common = _common_options()
+    _add_deploy(subparsers, common)
+    _add_apply(subparsers, common)
+    _add_changes(subparsers, common)
+    _add_reads(subparsers, common)
+    p = subparsers.add_parser("delete", parents=[common], help="stop serving a filter")
+    p.add_argument("name", metavar="NAME")
+    p.set_defaults(func=run_delete)
+    p = subparsers.add_parser("filters", parents=[common], help="list the served filters")
+    p.set_defaults(func=run_filters)
+
+
+def _common_options() -> argparse.ArgumentParser:
+    """``--server``, ``--token``, ``--output``: the parent parser of every command."""
     common = argparse.ArgumentParser(add_help=False)
     group = common.add_argument_group("server")
     group.add_argument(
@@ -118,7 +143,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--output", "-o", choices=("table", "json"), default="table",
         help="table for people (default), json for scripts",
     )
+    return common
 
+
+def _add_deploy(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
     p = subparsers.add_parser(
         "deploy", parents=[common], help="deploy a wasm filter (replaces all its specs)",
         description="PUT one filter spec. The filter's previous specs are replaced; the "
@@ -155,25 +183,30 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--env", metavar="K=V", type=_key_value, action="append",
         help="environment variable of the VM (repeatable)",
     )
-    p.add_argument(
-        "--failure-policy", type=str.upper, choices=("FAIL_CLOSED", "FAIL_OPEN", "FAIL_RELOAD")
-    )
-    p.add_argument("--delivery", choices=("inline", "remote", "file"))
-    p.add_argument("--pull-policy", choices=("IfNotPresent", "Always"))
-    p.add_argument("--on-nack", choices=("keep", "rollback"))
-    p.add_argument("--type", choices=("http", "network"))
+    # The choices are the config model's: one home for what a spec accepts.
+    p.add_argument("--failure-policy", type=str.upper, choices=FAILURE_POLICIES)
+    p.add_argument("--delivery", choices=DELIVERY_MODES)
+    p.add_argument("--pull-policy", choices=PULL_POLICIES)
+    p.add_argument("--on-nack", choices=ON_NACK_POLICIES)
+    p.add_argument("--type", choices=FILTER_TYPES)
     p.set_defaults(func=run_deploy)
 
+
+def _add_apply(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
     p = subparsers.add_parser(
         "apply", parents=[common], help="deploy the filters of a YAML or JSON file",
         description="FILE holds one spec, a list of specs, or `filters: [...]` like the "
         "server's config file. Specs are grouped by name; each name is PUT with all of "
-        "its specs. Relative `source.file` paths are taken relative to FILE.",
+        "its specs. Relative `source.file` paths are taken relative to FILE. A filter as "
+        "the server shows it (saved from `filters -o json`, edited) is PUT as it is.",
     )
     p.add_argument("-f", "--filename", dest="file", required=True, metavar="FILE",
                    help="YAML or JSON file, or - for stdin")
     p.set_defaults(func=run_apply)
 
+
+def _add_changes(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
+    """rollback, promote."""
     p = subparsers.add_parser(
         "rollback", parents=[common], help="go back to the previous or a given revision",
         description="Creates a new revision whose content equals the old one.",
@@ -190,6 +223,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("name", metavar="NAME")
     p.set_defaults(func=run_promote)
 
+
+def _add_reads(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
+    """history, status."""
     p = subparsers.add_parser("history", parents=[common], help="revisions of a filter")
     p.add_argument("name", metavar="NAME")
     p.add_argument("--limit", metavar="N", type=_positive_int, default=None,
@@ -200,13 +236,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "status", parents=[common], help="which proxy runs which filter version; NACKs",
     )
     p.set_defaults(func=run_status)
-
-    p = subparsers.add_parser("delete", parents=[common], help="stop serving a filter")
-    p.add_argument("name", metavar="NAME")
-    p.set_defaults(func=run_delete)
-
-    p = subparsers.add_parser("filters", parents=[common], help="list the served filters")
-    p.set_defaults(func=run_filters)
 
 
 # -- plumbing -------------------------------------------------------------------------------
