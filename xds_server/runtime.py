@@ -248,13 +248,19 @@ class XdsServerApp:
         return True
 
     async def _watch_config(self, path: Path, interval: float = 1.0) -> None:
+        """Reload when the file's mtime changes. A reload that fails unexpectedly (a bug,
+        not an invalid file) is logged as `config_reload_failed`; the server keeps
+        serving what it serves and keeps watching."""
         while True:
             await asyncio.sleep(interval)
             mtime = _mtime(path)
             if mtime is not None and mtime != self._config_mtime:
                 self._config_mtime = mtime
-                with contextlib.suppress(Exception):
+                try:
                     await self.reload()
+                except Exception as exc:
+                    log.error("config_reload_failed", path=str(path), error=str(exc),
+                              error_type=type(exc).__name__, exc_info=True)
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop serving: readiness goes false, streams end, ports close."""
