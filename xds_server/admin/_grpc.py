@@ -114,10 +114,10 @@ def _is_loopback_peer(peer: str) -> bool:
         return False
 
 
-def read_only(state: AdminService, context: Any) -> bool:
+def read_only(service: AdminService, context: Any) -> bool:
     """True when the (already authorized) caller holds a `read` token: configuration
     and env values are then redacted, as over HTTP."""
-    tokens = getattr(state, "tokens", None)
+    tokens = getattr(service, "tokens", None)
     if tokens is None or not tokens.enabled:
         return False
     header = dict(context.invocation_metadata() or ()).get("authorization", "")
@@ -125,12 +125,12 @@ def read_only(state: AdminService, context: Any) -> bool:
     return caller is None or not caller.can_write
 
 
-async def authorize(state: AdminService, context: Any, *, write: bool) -> str:
+async def authorize(service: AdminService, context: Any, *, write: bool) -> str:
     """Check the caller (see the module docstring); abort the call if refused.
 
     Returns the caller's name for the revision's author ("" for a local caller).
     """
-    tokens = getattr(state, "tokens", None)
+    tokens = getattr(service, "tokens", None)
     if tokens is None or not tokens.enabled:
         if not _is_loopback_peer(context.peer() or ""):
             await context.abort(grpc.StatusCode.PERMISSION_DENIED,
@@ -150,8 +150,8 @@ async def authorize(state: AdminService, context: Any, *, write: bool) -> str:
     return str(caller.name)
 
 
-async def _author(state: AdminService, actor: str, context: Any) -> str:
-    who = await authorize(state, context, write=True)
+async def _author(service: AdminService, actor: str, context: Any) -> str:
+    who = await authorize(service, context, write=True)
     actor = "".join(c for c in actor.strip()[:200] if c.isprintable())
     if not who or actor:
         who = f"{who} ({actor})" if who else actor
