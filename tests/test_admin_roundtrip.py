@@ -9,6 +9,7 @@ have no effect is refused with a message naming it, never ignored.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,12 @@ from typing import Any
 import aiohttp
 import grpc
 import pytest
+import yaml
 
 from tests.fixtures.server import running_server, write_config
 from tests.fixtures.wasm_filters import header_filter
+from xds_server.admin import TokenStore
+from xds_server.admin._auth import hash_token
 from xds_server.admin._grpc import filter_message
 from xds_server.admin.v1 import admin_pb2, admin_pb2_grpc
 from xds_server.cli import main
@@ -117,10 +121,38 @@ async def test_cli_apply_of_a_saved_view(config: Path, tmp_path: Path,
         saved = tmp_path / "filters.json"
         saved.write_text(json.dumps(listed))
         # The CLI runs its own event loop: run it in a thread while the server serves.
-        import asyncio
-
         code = await asyncio.to_thread(main, ["apply", "-f", str(saved), "--server", server])
         out = capsys.readouterr()
         assert code == 0, out.err
         assert "hdr: revision 2" in out.out
         assert app.controller.filters["hdr"].deployed[0].spec.configuration == '{"n":7}'
+
+
+async def test_a_redacted_view_cannot_overwrite_the_secrets(tmp_path: Path) -> None:
+    """What a read token is shown, PUT back with a write token, is refused: the
+    placeholders would otherwise replace the real configuration and env values."""
+    mod = tmp_path / "a.wasm"
+    mod.write_bytes(header_filter("x-wasm-filter", "A"))
+    read, write = "read-token-0123456789abcdef", "write-token-0123456789abcdef"
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_text(yaml.safe_dump({"tokens": [
+        {"name": "dash", "role": "read", "sha256": hash_token(read)},
+        {"name": "ci", "role": "write", "sha256": hash_token(write)}]}))
+    assert TokenStore.load(tokens).enabled
+    cfg = write_config(tmp_path / "config.yaml", [
+        {"name": "hdr", "source": {"file": str(mod)}, "configuration": {"key": "s3cr3t"},
+         "env": {"PASSWORD": "hunter2"}}], admin_tokens_file=str(tokens))
+    async with running_server(cfg) as app, aiohttp.ClientSession() as s:
+        url = f"http://127.0.0.1:{app.admin_port}/api/v1/filters/hdr"
+        async with s.get(url, headers={"Authorization": f"Bearer {read}"}) as r:
+            shown = await r.json()
+        assert "s3cr3t" not in json.dumps(shown)
+        for spec, member in ((shown["specs"][0], "specs[0].configuration"),
+                             ({**shown["specs"][0], "configuration": "new"}, "specs[0].env.PASSWORD")):
+            async with s.put(url, json={**shown, "specs": [spec]},
+                             headers={"Authorization": f"Bearer {write}"}) as r:
+                err = await r.json()
+                assert r.status == 400, err
+                assert member in err["error"]["message"] and "redacted" in err["error"]["message"]
+        served = app.controller.filters["hdr"].deployed[0].spec
+        assert served.configuration == '{"key":"s3cr3t"}' and dict(served.env) == {"PASSWORD": "hunter2"}

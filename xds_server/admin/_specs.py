@@ -9,7 +9,9 @@ The APIs take back what they give (a GET -> edit -> PUT round trip):
   filter's name; `revision` is a precondition: the change applies only while the
   filter's current revision is that one (409 otherwise), like Kubernetes'
   `resourceVersion`;
-* any other member would have no effect, so it is refused (400) with its name.
+* any other member would have no effect, so it is refused (400) with its name;
+* a redacted placeholder (what a read token is shown for `configuration` and `env`
+  values) is refused, so a round trip through a read token cannot overwrite secrets.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from xds_server.admin._auth import redacted_members
 from xds_server.config import ConfigError, FilterSpec, check_overlaps, parse_filter_spec
 from xds_server.controller import FilterError
 
@@ -55,6 +58,11 @@ def parse_specs(name: str, raw: Sequence[Any], *, where: str = "request body") -
         raise FilterError(name, "'specs' must be a non-empty list of filter specs", status=400)
     specs = []
     for i, item in enumerate(raw):
+        hidden = redacted_members(item)
+        if hidden:
+            raise FilterError(name, f"{where}: specs[{i}].{hidden[0]} is the redacted placeholder a "
+                              "read token is shown, not a value: GET the filter with a write "
+                              "token, or set the value", status=400)
         if isinstance(item, Mapping):
             item = {"name": name, **{k: v for k, v in item.items() if k not in SPEC_DERIVED}}
         try:
