@@ -80,11 +80,17 @@ def proxy(node: str, cluster: str, res: dict[str, Any], connected: bool = True) 
     }
 
 
-PROXIES = [
-    proxy("edge-1", "prod-eu", resource("ACKED", V_CURRENT)),
-    proxy("edge-2", "prod-us", resource("NACKED", V_OLD, LONG_NACK)),
-    proxy("edge-3", "prod-us", resource("ACKED", V_OLD), connected=False),
-]
+def make_proxies() -> list[dict[str, Any]]:
+    """The fake fleet, its times relative to now (so ages render the same whenever a
+    test runs in a long session)."""
+    return [
+        proxy("edge-1", "prod-eu", resource("ACKED", V_CURRENT)),
+        proxy("edge-2", "prod-us", resource("NACKED", V_OLD, LONG_NACK)),
+        proxy("edge-3", "prod-us", resource("ACKED", V_OLD), connected=False),
+    ]
+
+
+PROXIES = make_proxies()
 
 HISTORY = [
     {"revision": 3, "created_at": 1_700_000_300.0, "author": "alice@laptop",
@@ -179,6 +185,7 @@ class FakeAdmin:
 @pytest.fixture
 def admin() -> Iterator[FakeAdmin]:
     """A FakeAdmin served on loopback from its own thread (the CLI runs its own loop)."""
+    PROXIES[:] = make_proxies()
     fake = FakeAdmin()
     loop = asyncio.new_event_loop()
     runner = web.AppRunner(fake.app())

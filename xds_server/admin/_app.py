@@ -1,6 +1,8 @@
 """aiohttp application for the admin port: thin handlers over `AdminService`.
 
-Routes are listed in the README. Another admin concern (its own module in `admin/`)
+Routes are listed in the README. A handler refuses by raising `FilterError`; the error
+middleware answers `{"error": {"status", "message", "filter"}}` with its status.
+Another admin concern (its own module in `admin/`)
 adds its routes through `build_admin_app(..., extensions=[...])`: each extension is
 called with the application before it starts and may add routes and app keys.
 """
@@ -42,6 +44,8 @@ def json_error(status: int, message: str, **extra: Any) -> web.Response:
 async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
+    except FilterError as exc:  # what every handler refuses with: the status that fits
+        return json_error(exc.status, exc.message, filter=exc.name)
     except web.HTTPException as exc:
         if exc.content_type == "application/json" or exc.status < 400:
             raise
@@ -76,10 +80,7 @@ async def list_filters(request: web.Request) -> web.Response:
 async def get_filter(request: web.Request) -> web.Response:
     """GET /api/v1/filters/{name}."""
     name = request.match_info["name"]
-    try:
-        return web.json_response(request.app[SERVICE].filter(name, redact=_redact(request)))
-    except FilterError as exc:
-        return _filter_error(exc)
+    return web.json_response(request.app[SERVICE].filter(name, redact=_redact(request)))
 
 
 def _redact(request: web.Request) -> bool:
@@ -119,29 +120,19 @@ async def _json_body(request: web.Request, *, allow_empty: bool = False) -> Any:
                           f"column {exc.colno}", status=400) from exc
 
 
-def _filter_error(exc: FilterError) -> web.Response:
-    return json_error(exc.status, exc.message, filter=exc.name)
-
-
 async def put_filter(request: web.Request) -> web.Response:
     """PUT /api/v1/filters/{name}: one spec, or {"specs": [...]} (a filter as GET shows
     it: see `_specs`); a new revision."""
     name = request.match_info["name"]
-    try:
-        change = parse_filter_body(name, await _json_body(request))
-        view, created = await request.app[SERVICE].apply(name, change, author=_actor(request))
-    except FilterError as exc:
-        return _filter_error(exc)
+    change = parse_filter_body(name, await _json_body(request))
+    view, created = await request.app[SERVICE].apply(name, change, author=_actor(request))
     return web.json_response(view, status=201 if created else 200)
 
 
 async def delete_filter(request: web.Request) -> web.Response:
     """DELETE /api/v1/filters/{name}."""
     name = request.match_info["name"]
-    try:
-        revision = await request.app[SERVICE].delete(name, author=_actor(request))
-    except FilterError as exc:
-        return _filter_error(exc)
+    revision = await request.app[SERVICE].delete(name, author=_actor(request))
     return web.json_response({"deleted": name, "revision": revision})
 
 
@@ -152,34 +143,25 @@ async def filter_history(request: web.Request) -> web.Response:
         limit = int(request.query["limit"]) if "limit" in request.query else None
     except ValueError:
         return json_error(400, "limit must be a whole number")
-    try:
-        history = await request.app[SERVICE].history(name, limit, redact=_redact(request))
-    except FilterError as exc:
-        return _filter_error(exc)
+    history = await request.app[SERVICE].history(name, limit, redact=_redact(request))
     return web.json_response({"name": name, "history": history})
 
 
 async def rollback_filter(request: web.Request) -> web.Response:
     """POST /api/v1/filters/{name}/rollback, body {} or {"to": N}."""
     name = request.match_info["name"]
-    try:
-        body = await _json_body(request, allow_empty=True)
-        to = body.get("to") if isinstance(body, dict) else None
-        if to is not None and (isinstance(to, bool) or not isinstance(to, int | str) or to == ""):
-            raise FilterError(name, "'to' must be a revision number or an xDS version", status=400)
-        view = await request.app[SERVICE].rollback(name, author=_actor(request), to=to)
-    except FilterError as exc:
-        return _filter_error(exc)
+    body = await _json_body(request, allow_empty=True)
+    to = body.get("to") if isinstance(body, dict) else None
+    if to is not None and (isinstance(to, bool) or not isinstance(to, int | str) or to == ""):
+        raise FilterError(name, "'to' must be a revision number or an xDS version", status=400)
+    view = await request.app[SERVICE].rollback(name, author=_actor(request), to=to)
     return web.json_response(view)
 
 
 async def promote_filter(request: web.Request) -> web.Response:
     """POST /api/v1/filters/{name}/promote: widen a canary to the full selector."""
     name = request.match_info["name"]
-    try:
-        view = await request.app[SERVICE].promote(name, author=_actor(request))
-    except FilterError as exc:
-        return _filter_error(exc)
+    view = await request.app[SERVICE].promote(name, author=_actor(request))
     return web.json_response(view)
 
 

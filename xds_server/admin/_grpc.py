@@ -252,9 +252,20 @@ def event_message(event: StatusEvent | FilterEvent) -> admin_pb2.StatusEvent:
     )
 
 
-# -- the service --------------------------------------------------------------------------
-
 Context = Any  # grpc.aio.ServicerContext (grpc ships no type information)
+
+
+@contextlib.asynccontextmanager
+async def _refusals(context: Context) -> AsyncIterator[None]:
+    """End the call with the gRPC code and message of a `FilterError` raised inside."""
+    try:
+        yield
+    except FilterError as exc:
+        log.info("grpc_admin_error", filter=exc.name, status=exc.status, error=exc.message)
+        await context.abort(grpc_code(exc.status), exc.message)
+
+
+# -- the service --------------------------------------------------------------------------
 
 
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
@@ -282,11 +293,6 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             with contextlib.suppress(asyncio.QueueFull):
                 q.put_nowait(None)
 
-    @staticmethod
-    async def _fail(context: Context, exc: FilterError) -> None:
-        log.info("grpc_admin_error", filter=exc.name, status=exc.status, error=exc.message)
-        await context.abort(grpc_code(exc.status), exc.message)
-
     # -- filters ----------------------------------------------------------------------
 
     async def ApplyFilter(
@@ -295,16 +301,13 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         """Deploy `specs` as a new revision of `name` (if `expect_revision` is current)."""
         author = await _author(self.service, request.actor, context)
         name = request.name
-        try:
+        async with _refusals(context):
             if not name:
                 raise FilterError(name, "'name' is required", status=400)
             raw = [_whole_numbers(MessageToDict(s)) for s in request.specs]
             change = FilterRequest(parse_specs(name, raw), expect_revision(
                 name, request.expect_revision if request.HasField("expect_revision") else None))
             view, _ = await self.service.apply(name, change, author=author)
-        except FilterError as exc:
-            await self._fail(context, exc)
-            raise
         return filter_message(view)
 
     async def DeleteFilter(
@@ -312,11 +315,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     ) -> admin_pb2.DeleteFilterResponse:
         """Stop serving `name`; the delete is a revision too."""
         author = await _author(self.service, request.actor, context)
-        try:
+        async with _refusals(context):
             revision = await self.service.delete(request.name, author=author)
-        except FilterError as exc:
-            await self._fail(context, exc)
-            raise
         return admin_pb2.DeleteFilterResponse(name=request.name, revision=revision)
 
     async def RollbackFilter(
@@ -325,11 +325,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         """Serve `to_revision` (default: the previous revision) again."""
         author = await _author(self.service, request.actor, context)
         to = request.to_revision if request.HasField("to_revision") else None
-        try:
+        async with _refusals(context):
             view = await self.service.rollback(request.name, author=author, to=to)
-        except FilterError as exc:
-            await self._fail(context, exc)
-            raise
         return filter_message(view)
 
     async def PromoteFilter(
@@ -337,11 +334,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     ) -> admin_pb2.Filter:
         """Widen a canary to its full selector."""
         author = await _author(self.service, request.actor, context)
-        try:
+        async with _refusals(context):
             view = await self.service.promote(request.name, author=author)
-        except FilterError as exc:
-            await self._fail(context, exc)
-            raise
         return filter_message(view)
 
     async def ListFilters(
@@ -357,11 +351,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     ) -> admin_pb2.Filter:
         """One filter, or NOT_FOUND."""
         await authorize(self.service, context, write=False)
-        try:
+        async with _refusals(context):
             view = self.service.filter(request.name, redact=read_only(self.service, context))
-        except FilterError as exc:
-            await self._fail(context, exc)
-            raise
         return filter_message(view)
 
     async def GetHistory(
@@ -369,12 +360,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     ) -> admin_pb2.GetHistoryResponse:
         """Revisions of a filter, newest first (deleted filters keep their history)."""
         await authorize(self.service, context, write=False)
-        try:
+        async with _refusals(context):
             history = await self.service.history(
                 request.name, request.limit or None, redact=read_only(self.service, context))
-        except FilterError as exc:
-            await self._fail(context, exc)
-            raise
         return admin_pb2.GetHistoryResponse(
             name=request.name, history=[revision_message(r) for r in history])
 
