@@ -19,6 +19,8 @@ from aiohttp import web
 
 from xds_server.admin._auth import LOCAL, auth_middleware, caller_of
 from xds_server.admin._events import EventStreams
+from xds_server.admin._filter_health import add_filter_health_routes
+from xds_server.admin._logs import get_logs
 from xds_server.admin._page import static_file, status_page
 from xds_server.admin._service import AdminService
 from xds_server.admin._specs import parse_filter_body
@@ -202,10 +204,21 @@ def build_admin_app(service: AdminService, *, extensions: Sequence[AppExtension]
     app.router.add_post("/api/v1/filters/{name}/rollback", rollback_filter)
     app.router.add_post("/api/v1/filters/{name}/promote", promote_filter)
     app.router.add_get("/api/v1/proxies", list_proxies)
+
+    async def logs(request: web.Request) -> web.StreamResponse:  # telemetry: access logs
+        return await get_logs(request, service.logs)
+
+    app.router.add_get("/api/v1/logs", logs)
+    add_filter_health_routes(app, service)
     app.router.add_get("/modules/sha256/{digest}", get_module)
     events = EventStreams((service.subscribe_proxies, service.subscribe_filters))
     app.router.add_get("/api/v1/events", events.handle)
     app.on_shutdown.append(events.close_all)
+
+    async def close_log_followers(_app: web.Application) -> None:
+        service.logs.close_all()
+
+    app.on_shutdown.append(close_log_followers)
     app.router.add_get("/", status_page)
     app.router.add_get("/static/{name}", static_file)
     for extend in extensions:

@@ -32,6 +32,7 @@ from google.protobuf.json_format import MessageToDict
 from grpc_reflection.v1alpha import reflection
 
 from xds_server.admin._csds import CSDS_SERVICE, CsdsService
+from xds_server.admin._filter_health import WindowError, filter_health_message, filter_health_view, parse_window
 from xds_server.admin._health import HEALTH_SERVICE, HealthReporter
 from xds_server.admin._service import AdminService
 from xds_server.admin._specs import FilterRequest, expect_revision, parse_specs
@@ -365,6 +366,22 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
                 request.name, request.limit or None, redact=read_only(self.service, context))
         return admin_pb2.GetHistoryResponse(
             name=request.name, history=[revision_message(r) for r in history])
+
+    async def GetFilterHealth(
+        self, request: admin_pb2.GetFilterHealthRequest, context: Context
+    ) -> admin_pb2.FilterHealth:
+        """Health per revision (GET /api/v1/filters/{name}/health), or NOT_FOUND."""
+        await authorize(self.service, context, write=False)
+        try:
+            window = parse_window(str(request.window_seconds) if request.window_seconds else None)
+        except WindowError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            raise
+        view = await filter_health_view(self.service, request.name, window)
+        if view is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no filter named {request.name!r}")
+            raise AssertionError("abort raises")
+        return filter_health_message(view)
 
     # -- proxies ----------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from xds_server.admin._auth import TokenStore, redact_spec
 from xds_server.admin._specs import FilterRequest
 from xds_server.controller import Controller, FilterError, FilterEvent, FilterState
 from xds_server.status import StatusEvent, StatusTracker
+from xds_server.telemetry import HealthWindows, LogBuffer
 
 __all__ = ["HISTORY_LIMIT", "AdminService", "filter_to_dict"]
 
@@ -72,6 +73,8 @@ class AdminService:
 
     `loaded` becomes True once the initial configuration is applied; `draining` once
     shutdown begins. `tokens` are the admin tokens both APIs check (empty: none).
+    `logs` (access logs) and `health` (health windows per revision; None without
+    telemetry) are the telemetry the admin surface reads.
     """
 
     def __init__(
@@ -81,11 +84,15 @@ class AdminService:
         *,
         module_path: Callable[[str], Path | None],
         tokens: TokenStore | None = None,
+        logs: LogBuffer | None = None,
+        health: HealthWindows | None = None,
     ) -> None:
         self._controller = controller
         self._status = status
         self._module_path = module_path
         self.tokens = tokens if tokens is not None else TokenStore()
+        self.logs = logs if logs is not None else LogBuffer()
+        self.health = health
         self.loaded = False
         self.draining = False
 
@@ -131,6 +138,15 @@ class AdminService:
     def exists(self, name: str) -> bool:
         """True when `name` is a served (or desired) filter."""
         return name in self._controller.filters
+
+    async def known(self, name: str) -> bool:
+        """True when `name` is served or has a history (a deleted filter is known)."""
+        return self.exists(name) or bool(await self._controller.state.history(name, 1))
+
+    def current_revision(self, name: str) -> int | None:
+        """The revision `name` serves, or None (not served, or no revision yet)."""
+        state = self._controller.filters.get(name)
+        return state.revision.revision if state is not None and state.revision else None
 
     async def history(self, name: str, limit: int | None = None, *, redact: bool = False) -> list[dict[str, Any]]:
         """Revisions of `name`, newest first, `limit` clamped to `HISTORY_LIMIT`

@@ -134,6 +134,9 @@ class Limits:
     max_request_bytes: int = 4 * 2**20
     requests_per_second: float = _STREAM.requests_per_second
     request_burst: int = _STREAM.request_burst
+    telemetry_message_bytes: int = 1 * 2**20
+    telemetry_records_per_second: float = 2_000.0
+    telemetry_record_burst: int = 20_000
 
 
 @dataclass(frozen=True, slots=True)
