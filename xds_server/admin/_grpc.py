@@ -3,7 +3,8 @@
 * `AdminServicer` serves `xds_server.admin.v1.AdminService`
   (protos/xds_server/admin/v1/admin.proto): the HTTP API's operations for other control
   planes. Same core: it calls `AdminService` (`_service`), as the HTTP API does, and
-  projects its JSON views into messages, so both APIs always say the same thing.
+  projects its JSON views into messages (`_messages`), so both APIs always say the same
+  thing.
 * CSDS (`_csds`), gRPC health (`_health`) and server reflection, wired together by
   `register_grpc_services`; another concern's gRPC service joins them (reflection and
   health included) as a `GrpcExtension` in its `extensions`.
@@ -21,19 +22,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import grpc
 import structlog
-from google.protobuf import descriptor_pool, struct_pb2, timestamp_pb2
+from google.protobuf import descriptor_pool
 from google.protobuf.json_format import MessageToDict
 from grpc_reflection.v1alpha import reflection
 
 from xds_server.admin._csds import CSDS_SERVICE, CsdsService
 from xds_server.admin._filter_health import WindowError, filter_health_message, filter_health_view, parse_window
 from xds_server.admin._health import HEALTH_SERVICE, HealthReporter
+from xds_server.admin._messages import (
+    event_message,
+    filter_message,
+    proxy_message,
+    revision_message,
+    whole_numbers,
+)
 from xds_server.admin._service import AdminService
 from xds_server.admin._specs import FilterRequest, expect_revision, parse_specs
 from xds_server.admin.v1 import admin_pb2, admin_pb2_grpc
@@ -88,19 +96,7 @@ def grpc_code(status: int) -> Any:
     return _CODES.get(status, grpc.StatusCode.UNKNOWN)
 
 
-# -- requests -----------------------------------------------------------------------------
-
-
-def _whole_numbers(value: Any) -> Any:
-    """Struct numbers are doubles: give whole ones back as ints (5.0 -> 5), recursively,
-    so that e.g. a `configuration` mapping renders as the HTTP API would render it."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, Mapping):
-        return {k: _whole_numbers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_whole_numbers(v) for v in value]
-    return value
+# -- access -------------------------------------------------------------------------------
 
 
 def _is_loopback_peer(peer: str) -> bool:
@@ -160,99 +156,6 @@ async def _author(service: AdminService, actor: str, context: Any) -> str:
     return f"{who} (grpc {peer})" if who else f"grpc {peer}"
 
 
-# -- views -> messages --------------------------------------------------------------------
-
-
-def _ts(at: float | None) -> timestamp_pb2.Timestamp | None:
-    if at is None:
-        return None
-    ts = timestamp_pb2.Timestamp()
-    ts.FromNanoseconds(int(at * 1e9))
-    return ts
-
-
-def _struct(d: Mapping[str, Any]) -> struct_pb2.Struct:
-    s = struct_pb2.Struct()
-    s.update(dict(d))
-    return s
-
-
-def filter_message(view: Mapping[str, Any]) -> admin_pb2.Filter:
-    """A `Filter` from the HTTP API's FilterView (`filter_to_dict`)."""
-    msg = admin_pb2.Filter(
-        name=view["name"], revision=view["revision"], author=view["author"],
-        action=view["action"], summary=view["summary"], error=view["error"] or "",
-        canary=view["canary"], base_versions=view["base_versions"],
-        updated_at=_ts(view["updated_at"]), error_at=_ts(view["error_at"]),
-        proxies=admin_pb2.ProxyCounts(**view["proxies"]), rollout=view["rollout"],
-    )
-    if view["good_revision"] is not None:
-        msg.good_revision = view["good_revision"]
-    for spec in view["specs"]:
-        rest = {k: v for k, v in spec.items() if k not in ("version", "module")}
-        msg.specs.append(admin_pb2.DeployedSpec(
-            spec=_struct(rest), version=spec["version"], module=admin_pb2.Module(**spec["module"]),
-        ))
-    return msg
-
-
-def revision_message(rev: Mapping[str, Any]) -> admin_pb2.Revision:
-    """A `Revision` from `Revision.to_dict()`."""
-    msg = admin_pb2.Revision(
-        revision=rev["revision"], created_at=_ts(rev["created_at"]), author=rev["author"],
-        action=rev["action"], summary=rev["summary"], specs=[_struct(s) for s in rev["specs"]],
-        digests=rev["digests"], versions=rev["versions"],
-    )
-    if rev["base_revision"] is not None:
-        msg.base_revision = rev["base_revision"]
-    return msg
-
-
-def proxy_message(p: Mapping[str, Any]) -> admin_pb2.ProxyStatus:
-    """A `ProxyStatus` from `ProxyStatus.to_dict()` (what GET /api/v1/proxies lists)."""
-    msg = admin_pb2.ProxyStatus(
-        node_id=p["node_id"], cluster=p["cluster"], metadata=_struct(p["metadata"]),
-        envoy_version=p["envoy_version"], address=p["address"], connected=p["connected"],
-        connected_since=_ts(p["connected_since"]), disconnected_at=_ts(p["disconnected_at"]),
-    )
-    for name, r in p["resources"].items():
-        nack = r["last_nack"]
-        msg.resources.append(admin_pb2.ResourceStatus(
-            name=name, type_url=r["type_url"],
-            state="RESOURCE_STATE_" + r["state"],
-            version_sent=r["version_sent"], sent_at=_ts(r["sent_at"]),
-            version_acked=r["version_acked"], acked_at=_ts(r["acked_at"]),
-            last_nack=None if nack is None else admin_pb2.Nack(
-                version=nack["version"], code=nack["code"], message=nack["message"],
-                at=_ts(nack["at"])),
-        ))
-    return msg
-
-
-_EVENT_KINDS: dict[str, Any] = {
-    "connect": admin_pb2.StatusEvent.CONNECT,
-    "disconnect": admin_pb2.StatusEvent.DISCONNECT,
-    "ack": admin_pb2.StatusEvent.ACK,
-    "nack": admin_pb2.StatusEvent.NACK,
-    "deployed": admin_pb2.StatusEvent.FILTER_DEPLOYED,
-    "deleted": admin_pb2.StatusEvent.FILTER_DELETED,
-    "rejected": admin_pb2.StatusEvent.FILTER_REJECTED,
-}
-
-
-def event_message(event: StatusEvent | FilterEvent) -> admin_pb2.StatusEvent:
-    """A `StatusEvent` message from a proxy event or a filter change."""
-    kind = _EVENT_KINDS.get(event.kind, admin_pb2.StatusEvent.KIND_UNSPECIFIED)
-    if isinstance(event, StatusEvent):
-        return admin_pb2.StatusEvent(kind=kind, at=_ts(event.at), node_id=event.node_id,
-                                     resources=dict(event.resources), message=event.message)
-    return admin_pb2.StatusEvent(
-        kind=kind, at=_ts(event.at), message=event.message,
-        filter=admin_pb2.FilterChange(name=event.name, revision=event.revision,
-                                      action=event.action, author=event.author),
-    )
-
-
 Context = Any  # grpc.aio.ServicerContext (grpc ships no type information)
 
 
@@ -305,7 +208,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         async with _refusals(context):
             if not name:
                 raise FilterError(name, "'name' is required", status=400)
-            raw = [_whole_numbers(MessageToDict(s)) for s in request.specs]
+            raw = [whole_numbers(MessageToDict(s)) for s in request.specs]
             change = FilterRequest(parse_specs(name, raw), expect_revision(
                 name, request.expect_revision if request.HasField("expect_revision") else None))
             view, _ = await self.service.apply(name, change, author=author)
