@@ -62,6 +62,7 @@ async def test_http_get_edit_put_round_trip(config: Path) -> None:
         view["specs"][0]["configuration"] = {"n": 3}
         status, err = await http("PUT", url, view)  # view says revision 1; current is 2
         assert status == 409, err
+        assert "revision 2, not 1" in err["error"]["message"]
         assert app.controller.filters["hdr"].revision.revision == 2  # type: ignore[union-attr]
 
         status, hist = await http("GET", url + "/history")
@@ -82,6 +83,24 @@ async def test_http_member_without_effect_is_refused(config: Path, body: dict[st
         status, err = await http("PUT", url, body)
         assert status == 400, err
         assert repr(member) in err["error"]["message"], err
+        assert app.controller.filters["hdr"].revision.revision == 1  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("action", "body", "member"), [
+    ("rollback", {"to": 1, "reason": "bad deploy"}, "reason"),
+    ("rollback", {"revision": 1}, "revision"),
+    ("rollback", [1], "JSON object"),
+    ("promote", {"to": 1}, "to"),
+    ("promote", "now", "empty or {}"),
+])
+async def test_http_change_bodies_refuse_members_without_effect(
+    config: Path, action: str, body: Any, member: str,
+) -> None:
+    async with running_server(config) as app:
+        url = f"http://127.0.0.1:{app.admin_port}/api/v1/filters/hdr/{action}"
+        status, err = await http("POST", url, body)
+        assert status == 400, err
+        assert member in err["error"]["message"], err
         assert app.controller.filters["hdr"].revision.revision == 1  # type: ignore[union-attr]
 
 

@@ -23,7 +23,7 @@ from xds_server.admin._filter_health import add_filter_health_routes
 from xds_server.admin._logs import get_logs
 from xds_server.admin._page import static_file, status_page
 from xds_server.admin._service import AdminService
-from xds_server.admin._specs import parse_filter_body
+from xds_server.admin._specs import parse_filter_body, parse_promote_body, parse_rollback_body
 from xds_server.controller import FilterError
 
 __all__ = ["SERVICE", "AppExtension", "build_admin_app", "json_error"]
@@ -152,17 +152,16 @@ async def filter_history(request: web.Request) -> web.Response:
 async def rollback_filter(request: web.Request) -> web.Response:
     """POST /api/v1/filters/{name}/rollback, body {} or {"to": N}."""
     name = request.match_info["name"]
-    body = await _json_body(request, allow_empty=True)
-    to = body.get("to") if isinstance(body, dict) else None
-    if to is not None and (isinstance(to, bool) or not isinstance(to, int | str) or to == ""):
-        raise FilterError(name, "'to' must be a revision number or an xDS version", status=400)
+    to = parse_rollback_body(name, await _json_body(request, allow_empty=True))
     view = await request.app[SERVICE].rollback(name, author=_actor(request), to=to)
     return web.json_response(view)
 
 
 async def promote_filter(request: web.Request) -> web.Response:
-    """POST /api/v1/filters/{name}/promote: widen a canary to the full selector."""
+    """POST /api/v1/filters/{name}/promote (body empty or {}): widen a canary to the full
+    selector."""
     name = request.match_info["name"]
+    parse_promote_body(name, await _json_body(request, allow_empty=True))
     view = await request.app[SERVICE].promote(name, author=_actor(request))
     return web.json_response(view)
 

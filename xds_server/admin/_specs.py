@@ -1,4 +1,5 @@
-"""Filter specs from API input: one parser for the HTTP and the gRPC admin APIs.
+"""Filter changes from API input: one parser for the HTTP and the gRPC admin APIs
+(specs, PUT bodies, rollback and promote bodies).
 
 The APIs take back what they give (a GET -> edit -> PUT round trip):
 
@@ -24,7 +25,15 @@ from xds_server.admin._auth import redacted_members
 from xds_server.config import ConfigError, FilterSpec, check_overlaps, parse_filter_spec
 from xds_server.controller import FilterError
 
-__all__ = ["FILTER_DERIVED", "SPEC_DERIVED", "FilterRequest", "parse_filter_body", "parse_specs"]
+__all__ = [
+    "FILTER_DERIVED",
+    "SPEC_DERIVED",
+    "FilterRequest",
+    "parse_filter_body",
+    "parse_promote_body",
+    "parse_rollback_body",
+    "parse_specs",
+]
 
 SPEC_DERIVED = frozenset({"version", "module"})
 """Members of a shown spec that the server derives: ignored on input."""
@@ -113,3 +122,27 @@ def parse_filter_body(name: str, body: Any, *, where: str = "request body") -> F
         raise FilterError(name, "'specs' must be a non-empty list of filter specs", status=400)
     return FilterRequest(parse_specs(name, raw, where=where),
                          expect_revision(name, body.get("revision"), where=where))
+
+
+def parse_rollback_body(name: str, body: Any, *, where: str = "request body") -> int | str | None:
+    """The target of a rollback body (`{}` or `{"to": N | "<xDS version>"}`); None: the
+    previous content. Any other member is refused (400), as it would have no effect."""
+    if not isinstance(body, Mapping):
+        raise FilterError(name, f"{where}: must be a JSON object: {{}} or {{\"to\": N}}", status=400)
+    extra = sorted(set(map(str, body)) - {"to"})
+    if extra:
+        raise FilterError(name, f"{where}: {extra[0]!r} has no effect (a rollback takes only 'to')",
+                          status=400)
+    to = body.get("to")
+    if to is not None and (isinstance(to, bool) or not isinstance(to, int | str) or to == ""):
+        raise FilterError(name, "'to' must be a revision number or an xDS version", status=400)
+    return to
+
+
+def parse_promote_body(name: str, body: Any, *, where: str = "request body") -> None:
+    """A promote body takes nothing: empty or `{}`; a member is refused (400)."""
+    if not isinstance(body, Mapping):
+        raise FilterError(name, f"{where}: must be empty or {{}}", status=400)
+    if body:
+        raise FilterError(name, f"{where}: {sorted(map(str, body))[0]!r} has no effect (a promote "
+                          "takes no members)", status=400)
