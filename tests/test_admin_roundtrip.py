@@ -131,20 +131,36 @@ async def test_grpc_get_edit_apply_round_trip(config: Path) -> None:
         assert app.controller.filters["hdr"].revision.revision == 2  # type: ignore[union-attr]
 
 
+def printed_json(out: str) -> Any:
+    """The JSON document the CLI printed (the server's log lines share stdout here)."""
+    doc, _ = json.JSONDecoder().raw_decode(out[out.index("{\n"):])
+    return doc
+
+
 async def test_cli_apply_of_a_saved_view(config: Path, tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     async with running_server(config) as app:
         server = f"http://127.0.0.1:{app.admin_port}"
-        _, listed = await http("GET", server + "/api/v1/filters")
-        listed["filters"][0]["specs"][0]["configuration"] = {"n": 7}
-        saved = tmp_path / "filters.json"
-        saved.write_text(json.dumps(listed))
         # The CLI runs its own event loop: run it in a thread while the server serves.
+        assert await asyncio.to_thread(main, ["get", "hdr", "-o", "json", "--server", server]) == 0
+        view = printed_json(capsys.readouterr().out)
+        view["specs"][0]["configuration"] = {"n": 7}
+        saved = tmp_path / "hdr.json"
+        saved.write_text(json.dumps(view))
         code = await asyncio.to_thread(main, ["apply", "-f", str(saved), "--server", server])
         out = capsys.readouterr()
         assert code == 0, out.err
-        assert "hdr: revision 2" in out.out
+        assert "hdr: revision 2, 1 spec" in out.out
         assert app.controller.filters["hdr"].deployed[0].spec.configuration == '{"n":7}'
+
+        # `filters -o json` output is a valid apply file too.
+        assert await asyncio.to_thread(main, ["filters", "-o", "json", "--server", server]) == 0
+        listed = printed_json(capsys.readouterr().out)
+        listed["filters"][0]["specs"][0]["configuration"] = {"n": 8}
+        saved.write_text(json.dumps(listed))
+        code = await asyncio.to_thread(main, ["apply", "-f", str(saved), "--server", server])
+        assert code == 0, capsys.readouterr().err
+        assert app.controller.filters["hdr"].deployed[0].spec.configuration == '{"n":8}'
 
 
 async def test_a_redacted_view_cannot_overwrite_the_secrets(tmp_path: Path) -> None:

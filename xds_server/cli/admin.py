@@ -1,5 +1,5 @@
 """Operator commands over the admin HTTP API: deploy, apply, rollback, promote, history,
-status, delete, filters.
+status, delete, filters, get.
 
 Every command takes ``--server URL`` (default ``$XDS_SERVER_URL`` or
 ``http://127.0.0.1:18080``), ``--token`` (default ``$XDS_SERVER_TOKEN``, sent as a bearer
@@ -126,6 +126,13 @@ def register(subparsers: Subparsers) -> None:
     p.set_defaults(func=run_delete)
     p = subparsers.add_parser("filters", parents=[common], help="list the served filters")
     p.set_defaults(func=run_filters)
+    p = subparsers.add_parser(
+        "get", parents=[common], help="one filter; `-o json` output can be edited and applied",
+        description="GET one filter. Its JSON (`-o json`) can be edited and given back to "
+        "`apply -f`: derived members are ignored, `revision` guards against a concurrent change.",
+    )
+    p.add_argument("name", metavar="NAME")
+    p.set_defaults(func=run_get)
 
 
 def _common_options() -> argparse.ArgumentParser:
@@ -606,6 +613,16 @@ def history_table(history: list[JSONObject]) -> str:
         for h in history
     ]
     return render_table(columns, rows, max_width=TABLE_WIDTH)
+
+
+def run_get(args: argparse.Namespace) -> int:
+    """``get NAME``: one filter, as ``deploy`` prints it (or its JSON view)."""
+
+    async def work(client: AdminClient) -> int:
+        _print_view(args, await client.get_filter(args.name))
+        return 0
+
+    return _call(args, work)
 
 
 def run_filters(args: argparse.Namespace) -> int:
