@@ -42,7 +42,18 @@ class RegistryError(WasmError):
 
 
 class AuthError(RegistryError):
-    """The registry or its token service refused the credentials (401/403)."""
+    """The registry or its token service refused the credentials (401/403), or could not
+    be authenticated with.
+
+    :attr:`refused` is true when the answer was that these credentials (or anonymous
+    access) may not read the image: such an answer is never papered over with a stored
+    copy.
+    """
+
+    @property
+    def refused(self) -> bool:
+        """True for a 401 or 403 answer: the credentials in use may not read the image."""
+        return self.status in (401, 403)
 
 
 class NotFound(RegistryError):

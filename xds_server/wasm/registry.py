@@ -523,7 +523,8 @@ class RegistryClient:
         suffix = f" ({detail})" if detail else ""
         if status in (401, 403):
             raise AuthError(
-                f"{what}: access denied ({status}){suffix}; check the registry credentials",
+                f"{what}: access denied ({status}), credentials refused{suffix}; check the "
+                "registry credentials",
                 status=status,
             )
         if status == 404:

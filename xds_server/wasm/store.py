@@ -377,8 +377,11 @@ class ModuleStore:
         ``IfNotPresent``: a reference in the store is never re-resolved. ``Always``: a tag
         resolved longer than ``resolve_interval`` ago is resolved again (digest references
         and URLs never are; local files are re-read every time). If a fetch fails while the
-        store holds a module for this reference, the failure is logged and the stored
-        module returned. Concurrent calls for one reference share one download. A
+        store holds a module for this reference because the registry could not be reached
+        or kept failing (connection errors, timeouts, 5xx), the failure is logged and the
+        stored module returned; when the registry refused the credentials (401/403,
+        :attr:`AuthError.refused`) the error is raised and the stored copy never served.
+        Concurrent calls for one reference share one download. A
         ``sha256`` pin that the module does not match raises :class:`VerificationError`.
         """
         if not self._started:
@@ -403,6 +406,12 @@ class ModuleStore:
         try:
             module = await asyncio.shield(task)
         except WasmError as error:
+            if stored is not None and usable and isinstance(error, AuthError) and error.refused:
+                log.warning(
+                    "module_resolve_credentials_refused", reference=key, digest=stored.digest,
+                    status=error.status, error=str(error),
+                )
+                raise
             if stored is not None and usable:
                 CACHE_REQUESTS.labels("stale").inc()
                 log.warning(
