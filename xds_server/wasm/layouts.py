@@ -4,8 +4,11 @@
 layout         detection
 =============  ======================================================================
 ``wasme``      config ``application/vnd.module.wasm.config.v1+json`` (Solo.io
-               WebAssembly Hub); module in the ``...content.layer.v1+wasm`` layer;
-               root ids from ``config.root_ids`` or ``rootIds``.
+               WebAssembly Hub), or a ``...content.layer.v1+wasm`` layer with a config
+               that means "none" (``application/vnd.oci.empty.v1+json``,
+               ``application/vnd.unknown.config.v1+json``: ORAS); module in that layer;
+               root ids from ``config.root_ids`` or ``rootIds``. An empty config blob
+               or ``{}`` (ORAS with ``/dev/null``) means no root ids.
 ``cncf``       config ``application/vnd.wasm.config.v0+json`` or a layer
                ``application/wasm`` (CNCF TAG-Runtime wasm artifact).
 ``wasm-to-oci`` a layer ``application/vnd.wasm.content.layer.v1+wasm``.
@@ -48,12 +51,16 @@ __all__ = [
     "DOCKER_LAYER_GZIP",
     "DOCKER_MANIFEST",
     "DOCKER_MANIFEST_LIST",
+    "EMPTY_SHA256",
     "LAYOUTS",
+    "NO_CONFIG_TYPES",
     "OCI_CONFIG",
+    "OCI_EMPTY",
     "OCI_INDEX",
     "OCI_LAYER_GZIP",
     "OCI_LAYER_TAR",
     "OCI_MANIFEST",
+    "UNKNOWN_CONFIG",
     "WASME_CONFIG",
     "WASME_LAYER",
     "WASM_TO_OCI_CONFIG",
@@ -80,6 +87,13 @@ DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 DOCKER_LAYER_TAR = "application/vnd.docker.image.rootfs.diff.tar"
 COMPAT_ANNOTATION = "module.wasm.image/variant"
+OCI_EMPTY = "application/vnd.oci.empty.v1+json"
+UNKNOWN_CONFIG = "application/vnd.unknown.config.v1+json"
+NO_CONFIG_TYPES = (OCI_EMPTY, UNKNOWN_CONFIG)
+"""Config media types that mean "no runtime config" (the OCI empty descriptor, and what
+ORAS writes when no config type is given)."""
+EMPTY_SHA256 = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+"""The digest of zero bytes: an empty config blob (ORAS with ``/dev/null`` as config)."""
 LAYOUTS = ("wasme", "cncf", "wasm-to-oci", "compat")
 """Names of the image layouts, as reported in :attr:`FetchedModule.layout`."""
 
@@ -130,6 +144,8 @@ def detect_layout(
         return "cncf", by_type.get(CNCF_LAYER, layers[0])
     if WASM_TO_OCI_LAYER in by_type:
         return "wasm-to-oci", by_type[WASM_TO_OCI_LAYER]
+    if WASME_LAYER in by_type and config_type in NO_CONFIG_TYPES:
+        return "wasme", by_type[WASME_LAYER]
     if str(layers[-1].get("mediaType", "")) in _TAR_LAYERS:
         return "compat", layers[-1]
     types = sorted({config_type, *by_type})
@@ -208,6 +224,16 @@ def _abi_versions(config: Mapping[str, Any]) -> tuple[str, ...]:
     return _string_list(config.get("abi_version")) or _string_list(config.get("abiVersions"))
 
 
+def _has_runtime_config(config: Mapping[str, Any]) -> bool:
+    """False for a config descriptor that means "no runtime config": the OCI empty
+    descriptor, ORAS's unknown config type, or an empty blob (size 0, the empty digest)."""
+    return bool(config.get("digest")) and not (
+        config.get("mediaType") in NO_CONFIG_TYPES
+        or config.get("size") == 0
+        or config.get("digest") == EMPTY_SHA256
+    )
+
+
 async def _resolve_image_manifest(
     client: RegistryClient, ref: ImageReference
 ) -> tuple[Manifest, Manifest]:
@@ -256,10 +282,10 @@ async def fetch_image_module(
             annotations.update({str(k): str(v) for k, v in source.items()})
     root_ids: tuple[str, ...] = ()
     config = image.data.get("config")
-    if layout == "wasme" and isinstance(config, dict) and config.get("digest"):
+    if layout == "wasme" and isinstance(config, dict) and _has_runtime_config(config):
         raw = await client.fetch_blob(ref, str(config["digest"]), max_bytes=limits.max_config_bytes)
         try:
-            parsed = _json.loads(raw)
+            parsed = _json.loads(raw) if raw.strip() else {}
         except ValueError:
             raise InvalidModule(f"{pinned}: wasme config {config['digest']} is not JSON") from None
         if isinstance(parsed, dict):
