@@ -23,7 +23,7 @@ from .errors import (
 )
 from .guard import DEFAULT_POLICY, AddressPolicy, FetchGuard
 from .layouts import LAYOUTS, FetchedModule, fetch_image_module
-from .limits import DEFAULT_LIMITS, FetchLimits
+from .limits import DEFAULT_LIMITS, SMALL_MODULE_BYTES, FetchLimits
 from .push import PUSH_LAYOUTS, PushResult, push
 from .reference import ImageReference, parse_reference
 from .registry import RegistryClient, RegistrySettings
@@ -34,6 +34,7 @@ __all__ = [
     "DEFAULT_POLICY",
     "LAYOUTS",
     "PUSH_LAYOUTS",
+    "SMALL_MODULE_BYTES",
     "AddressPolicy",
     "AuthError",
     "FetchGuard",

@@ -12,7 +12,11 @@ from dataclasses import dataclass
 
 import aiohttp
 
-__all__ = ["DEFAULT_LIMITS", "FetchLimits"]
+__all__ = ["DEFAULT_LIMITS", "SMALL_MODULE_BYTES", "FetchLimits"]
+
+SMALL_MODULE_BYTES = 256 * 2**10
+"""Modules up to this size are hashed, validated and copied on the event loop; larger ones
+in a worker thread (for a small one the thread hop costs more than the work)."""
 
 
 @dataclass(frozen=True, kw_only=True)
