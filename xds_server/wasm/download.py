@@ -18,15 +18,18 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import aiohttp
 
 from . import _fs
-from .errors import ModuleTooLarge, VerificationError
+from .errors import ModuleTooLarge, StoreError, VerificationError
 from .metrics import FETCHED_BYTES
 
 __all__ = ["CHUNK_BYTES", "Body", "ProgressCallback", "read_body"]
+
+_A = TypeVar("_A")
+_R = TypeVar("_R")
 
 CHUNK_BYTES = 256 * 2**10
 """Bytes read (and written) at a time."""
@@ -62,18 +65,28 @@ class _Sink:
 
     async def open(self) -> None:
         if self.directory is not None:
-            self._handle, self.path = await asyncio.to_thread(_open_temp, self.directory)
+            self._handle, self.path = await self._disk(_open_temp, self.directory)
 
     async def write(self, chunk: bytes) -> None:
         if self._handle is None:
             self.buffer.extend(chunk)
         else:
-            await asyncio.to_thread(self._handle.write, chunk)
+            await self._disk(self._handle.write, chunk)
 
     async def finish(self) -> None:
         if self._handle is not None:
             handle, self._handle = self._handle, None
-            await asyncio.to_thread(_sync_close, handle)
+            await self._disk(_sync_close, handle)
+
+    async def _disk(self, call: Callable[[_A], _R], arg: _A) -> _R:
+        """Run a file operation in a thread; a failure (disk full, permissions) is a
+        :class:`StoreError` naming the directory."""
+        try:
+            return await asyncio.to_thread(call, arg)
+        except OSError as error:
+            raise StoreError(
+                f"temp file in {self.directory} cannot be written: {error.strerror or error}"
+            ) from None
 
     def discard(self) -> None:
         """Close and remove the temp file (blocking, brief: also runs on cancellation)."""
@@ -115,8 +128,9 @@ async def read_body(
     (:class:`VerificationError` for ``kind`` of ``reference``).
 
     With ``into`` (a directory) the bytes go to a temp file there and never all sit in
-    memory; the returned :attr:`Body.path` is fsynced and belongs to the caller. Errors
-    of the connection (aiohttp, timeouts) propagate for the caller's retry policy.
+    memory; the returned :attr:`Body.path` is fsynced and belongs to the caller; a write
+    that fails raises :class:`StoreError`. Errors of the connection (aiohttp, timeouts)
+    propagate for the caller's retry policy.
     """
     total = response.content_length
     if total is not None and total > max_bytes:

@@ -14,6 +14,7 @@ __all__ = [
     "NotFound",
     "RegistryError",
     "RegistryUnavailable",
+    "StoreError",
     "UnsafeArchive",
     "UnsafeDestination",
     "UnsupportedLayout",
@@ -121,3 +122,8 @@ class UnsupportedLayout(InvalidModule):
 
 class UnsafeArchive(InvalidModule):
     """A tar layer holds path traversal, absolute paths, links, or expands beyond the cap."""
+
+
+class StoreError(WasmError):
+    """The module store could not write a verified module (disk full, permissions): the
+    module is not stored and nothing that was stored before changes."""

@@ -37,6 +37,7 @@ from .errors import (
     NotFound,
     RegistryError,
     RegistryUnavailable,
+    StoreError,
     UnsafeDestination,
     VerificationError,
     WasmError,
@@ -147,6 +148,7 @@ def _result_label(error: BaseException) -> str:
         (ModuleTooLarge, "too_large"),
         (InvalidModule, "invalid_module"),
         (InvalidReference, "invalid_reference"),
+        (StoreError, "store_error"),
     ):
         if isinstance(error, cls):
             return label
@@ -527,7 +529,7 @@ class ModuleStore:
                 await self._validate(data, hex_digest, location)
                 path = self._blobs / hex_digest
                 if hex_digest not in self._modules or not path.is_file():
-                    await asyncio.to_thread(_fs.install, fetched.path, path)
+                    await self._write(path, location, temp=fetched.path)
             finally:
                 with contextlib.suppress(FileNotFoundError):
                     await asyncio.to_thread(fetched.path.unlink)
@@ -542,8 +544,23 @@ class ModuleStore:
         path = self._blobs / hex_digest
         if hex_digest not in self._modules or not path.is_file():
             await self._validate(data, hex_digest, location)
-            await asyncio.to_thread(_fs.atomic_write, path, data)
+            await self._write(path, location, data=data)
         return hex_digest, len(data)
+
+    async def _write(self, path: Path, location: str, *, data: bytes = b"",
+                     temp: Path | None = None) -> None:
+        """Put a module's bytes (``data``, or the complete ``temp`` file) at ``path``
+        atomically; raise :class:`StoreError` when the disk refuses."""
+        try:
+            if temp is not None:
+                await asyncio.to_thread(_fs.install, temp, path)
+            else:
+                await asyncio.to_thread(_fs.atomic_write, path, data)
+        except OSError as error:
+            raise StoreError(
+                f"module {path.name[:12]} of {location} cannot be stored in {path.parent}: "
+                f"{error.strerror or error}"
+            ) from None
 
     @staticmethod
     async def _validate(data: bytes, hex_digest: str, location: str) -> None:
