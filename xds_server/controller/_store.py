@@ -9,14 +9,14 @@ import aiohttp
 
 from xds_server.config import Config, FilterSpec
 from xds_server.controller._modules import ResolvedModule
-from xds_server.wasm import Module, ModuleSource, ModuleStore, RegistrySettings
+from xds_server.wasm import MAX_MODULE_BYTES, Module, ModuleSource, ModuleStore, RegistrySettings
 from xds_server.wasm.download import read_body
 
 
 class StoreModules:
     """Adapts `xds_server.wasm.ModuleStore` to the controller's `ModuleProvider`."""
 
-    def __init__(self, store: ModuleStore, *, max_module_bytes: int = 256 * 2**20) -> None:
+    def __init__(self, store: ModuleStore, *, max_module_bytes: int = MAX_MODULE_BYTES) -> None:
         self.store = store
         self.store_limit = max_module_bytes
 

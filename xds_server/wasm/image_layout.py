@@ -22,6 +22,7 @@ from . import _json
 from ._archive import extract_plugin
 from .download import ProgressCallback
 from .errors import InvalidModule, ModuleTooLarge
+from .limits import ARCHIVE_OVERHEAD_BYTES
 from .reference import ImageReference
 from .registry import DOCKER_MANIFEST, OCI_MANIFEST, RegistryClient
 
@@ -77,7 +78,6 @@ EMPTY_SHA256 = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7
 """The digest of zero bytes: an empty config blob (ORAS with ``/dev/null`` as config)."""
 
 _TAR_LAYERS = (OCI_LAYER_TAR, OCI_LAYER_GZIP, DOCKER_LAYER_GZIP, DOCKER_LAYER_TAR)
-_ARCHIVE_OVERHEAD = 2**20
 _TITLE = "org.opencontainers.image.title"
 
 Descriptor = Mapping[str, Any]
@@ -290,7 +290,7 @@ class CompatLayout(ImageLayout):
     ) -> Extracted:
         where = f"layer {layer['digest']} of {pinned}"
         size = layer.get("size")
-        cap = max_bytes + _ARCHIVE_OVERHEAD
+        cap = max_bytes + ARCHIVE_OVERHEAD_BYTES
         if isinstance(size, int) and size > cap:
             raise ModuleTooLarge(f"{where} is {size} bytes, above the cap of {cap} bytes")
         blob = await client.fetch_blob(ref, str(layer["digest"]), max_bytes=cap,

@@ -44,7 +44,7 @@ from .errors import (
 )
 from .guard import DEFAULT_POLICY, AddressPolicy
 from .layouts import fetch_image_module
-from .limits import DEFAULT_LIMITS, SMALL_MODULE_BYTES, FetchLimits
+from .limits import DEFAULT_LIMITS, MAX_MODULE_BYTES, SMALL_MODULE_BYTES, FetchLimits
 from .metrics import CACHE_REQUESTS, FETCH_DURATION, FETCHES, STORE_BYTES, STORE_MODULES
 from .reference import ImageReference, normalize_sha256, parse_reference
 from .registry import ProgressCallback, RegistryClient, RegistrySettings
@@ -191,7 +191,7 @@ class ModuleStore:
         self,
         root: Path,
         *,
-        max_module_bytes: int = 256 * 2**20,
+        max_module_bytes: int = MAX_MODULE_BYTES,
         max_store_bytes: int | None = None,
         registries: Sequence[RegistrySettings] = (),
         docker_config: Path | None = None,
