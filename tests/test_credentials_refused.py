@@ -27,7 +27,7 @@ from tests.fixtures.registry import (
 from tests.fixtures.server import running_server, write_config
 from xds_server.cli import modules
 from xds_server.controller import FilterError
-from xds_server.wasm import RegistryClient, RegistrySettings, push
+from xds_server.wasm import AuthError, ModuleSource, ModuleStore, RegistryClient, RegistrySettings, push
 
 pytestmark = pytest.mark.registry
 
@@ -139,3 +139,36 @@ async def test_refresh_and_deploy_refuse_when_the_registry_refuses_the_credentia
         after = app.controller.filters["hdr"]
         assert after.revision is not None and after.revision.revision == running
         assert await _deployed_sha(app, "hdr") == v1
+
+
+async def test_a_stored_private_image_is_not_served_to_another_identity(
+    basic_registry: RegistryProcess, tmp_path: Path
+) -> None:
+    """`IfNotPresent` serves a stored image without asking the registry only to the
+    identity that fetched it; another identity (anonymous, another user) is asked about,
+    and refused."""
+    ref = f"{basic_registry.host}/private/identity:v1"
+    wasm = make_wasm("private-identity")
+    alice = RegistrySettings(basic_registry.host, username=USERNAME, password=PASSWORD)
+    async with RegistryClient(registries=[alice]) as client:
+        await push(client, ref, wasm)
+    root = tmp_path / "store"
+
+    async def resolve(*registries: RegistrySettings) -> bytes:
+        store = ModuleStore(root, registries=registries, env={}, retries=0)
+        await store.start()
+        try:
+            return (await store.resolve(ModuleSource("image", ref))).read_bytes()
+        finally:
+            await store.close()
+
+    assert await resolve(alice) == wasm
+    with pytest.raises(AuthError, match="requires basic auth and no credentials") as anonymous:
+        await resolve()
+    assert anonymous.value.refused
+    bob = RegistrySettings(basic_registry.host, username="bob", password="guess")
+    with pytest.raises(AuthError, match=r"access denied \(401\), credentials refused"):
+        await resolve(bob)
+    index = json.loads((root / "index.json").read_text())
+    assert [e["identity"] for e in index["refs"].values()] == [USERNAME]
+    assert await resolve(alice) == wasm

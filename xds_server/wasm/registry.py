@@ -299,6 +299,12 @@ class RegistryClient:
             self._ssl[host] = context
         return context
 
+    async def identity(self, host: str) -> str:
+        """Who this client reads ``host`` (an endpoint ``host[:port]``) as: the username
+        of its credentials, or ``""`` for anonymous access. Never the secret."""
+        creds = await self._credentials_for(host)
+        return creds.username if creds else ""
+
     async def _credentials_for(self, host: str) -> Credentials | None:
         if host in self._credentials:
             return self._credentials[host]

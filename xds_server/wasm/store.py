@@ -118,7 +118,7 @@ class Module:
 class _Fetched:
     """A module as fetched, before it is validated and stored: its bytes in memory
     (``data``) or in a temp file in the blob directory (``path``), its sha256 (hex) when
-    the fetch already verified it, and what the source says about it."""
+    the fetch already verified it, what the source says about it, and who read it."""
 
     reference: str
     layout: str
@@ -128,6 +128,9 @@ class _Fetched:
     root_ids: tuple[str, ...] = ()
     manifest_digest: str | None = None
     annotations: Mapping[str, str] = field(default_factory=dict)
+    identity: str | None = None
+    """The registry username it was fetched as (``""``: anonymous); ``None`` for URLs
+    and files."""
 
 
 async def _sha256_hex(data: bytes) -> str:
@@ -396,12 +399,22 @@ class ModuleStore:
         resolved_at = float(self._refs[key].get("resolved_at", 0))
         return time.time() - resolved_at < self._resolve_interval
 
+    def _read_by(self, key: str, reader: str | None) -> bool:
+        """True when the stored entry for ``key`` was fetched as ``reader`` (a registry
+        username, ``""`` anonymous; ``None``: not an image). A stored image is served
+        without asking the registry only to the identity that fetched it; entries from
+        before identities were recorded count as fetched by anyone."""
+        recorded = self._refs.get(key, {}).get("identity")
+        return reader is None or recorded is None or recorded == reader
+
     async def resolve(
         self, source: ModuleSource, *, progress: ProgressCallback | None = None
     ) -> Module:
         """Return the verified module for ``source``, fetching and storing it if needed.
 
-        ``IfNotPresent``: a reference in the store is never re-resolved. ``Always``: a tag
+        ``IfNotPresent``: a reference in the store is not re-resolved, unless the registry
+        identity in use (its username, or anonymous) differs from the one that fetched it:
+        then the registry is asked again, as for a new reference. ``Always``: a tag
         resolved longer than ``resolve_interval`` ago is resolved again (digest references
         and URLs never are; local files are re-read every time). If a fetch fails while the
         store holds a module for this reference because the registry could not be reached
@@ -419,7 +432,9 @@ class ModuleStore:
         if stored is None and source.kind == "url" and pin in self._modules:
             stored = self.get(pin)
         usable = stored is not None and (pin is None or stored.sha256 == pin)
-        if stored is not None and usable and self._fresh(source, ref, key):
+        reader = await self._client.identity(ref.endpoint_host) if ref is not None else None
+        if (stored is not None and usable and self._fresh(source, ref, key)
+                and self._read_by(key, reader)):
             CACHE_REQUESTS.labels("hit").inc()
             self._modules[stored.sha256]["last_used"] = time.time()
             log.debug("module_cache_hit", reference=key, digest=stored.digest)
@@ -506,6 +521,7 @@ class ModuleStore:
                 reference=str(ref), layout=image.layout, data=image.data, sha256=image.sha256,
                 root_ids=image.root_ids, manifest_digest=image.manifest_digest,
                 annotations=image.annotations,
+                identity=await self._client.identity(ref.endpoint_host),
             )
         if source.kind == "url":
             body = await fetch_url(
@@ -583,6 +599,7 @@ class ModuleStore:
             "reference": fetched.reference,
             "manifest_digest": fetched.manifest_digest,
             "annotations": dict(fetched.annotations),
+            "identity": fetched.identity,
         }
         await self._evict(keep=hex_digest)
         await self._save_index()
