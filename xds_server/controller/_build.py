@@ -19,10 +19,9 @@ from xds_server.controller._modules import ResolvedModule
 from xds_server.controller.delivery import DeliveryError, delivery_mode
 from xds_server.nodes import AllOf, NodeIdSet
 from xds_server.state import StateError
+from xds_server.wasm import SMALL_MODULE_BYTES
 
 log = structlog.get_logger("xds_server.controller")
-
-SMALL_MODULE_BYTES = 256 * 2**10
 
 
 class Builder:
