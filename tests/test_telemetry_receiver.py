@@ -186,6 +186,35 @@ async def test_logs_attributed_to_node_and_revision_across_a_swap(
     stream.cancel()
 
 
+def body_record(body: str, start: float = 0.0) -> logs_pb2.LogRecord:
+    return logs_pb2.LogRecord(time_unix_nano=int(start * 1e9), body=common_pb2.AnyValue(string_value=body))
+
+
+async def test_compact_body_form_as_the_generated_bootstrap_sends_it(
+        served: tuple[XdsServerApp, Collect, Otlp, XdsClient]) -> None:
+    _, collect, otlp, _ = served
+    sep = "\x1f"
+    fields = ["xds1", "503", "12", "POST", "/api/x", "shop", "wasm_fail_stream", "-", "-"]
+    records = [
+        body_record(sep.join([*fields, "fs:wasm.debug=rule=7", "md:lua={}", "fs:empty=-", "junk"])),
+        body_record(sep.join(fields)),
+        body_record(sep.join(fields[:5])),                       # cut short: bad
+        body_record(sep.join(["xds1", "abc", *fields[2:]])),     # non-numeric status: bad
+        body_record(sep.join([*fields[:4], "/" + "p" * 5000, *fields[5:]])),  # cut to 1,024
+    ]
+    before = dropped("bad_record")
+    response = await otlp.export_logs(logs_request("e1", records))
+    assert response.partial_success.rejected_log_records == 2
+    assert dropped("bad_record") == before + 2
+    first, second, long = collect.requests
+    assert (first.status, first.duration_ms, first.method) == (503, 12.0, "POST")
+    assert (first.path, first.authority) == ("/api/x", "shop")
+    assert (first.details, first.flags, first.upstream_host) == ("wasm_fail_stream", "", "")
+    assert dict(first.filter_state) == {"wasm.debug": "rule=7"} and dict(first.metadata) == {"lua": "{}"}
+    assert dict(second.filter_state) == {} and [r.filter for r in second.runs] == ["hdr"]
+    assert len(long.path) == 1024
+
+
 async def test_stats_need_the_node_header_and_are_attributed(
         served: tuple[XdsServerApp, Collect, Otlp, XdsClient]) -> None:
     _, collect, otlp, _ = served

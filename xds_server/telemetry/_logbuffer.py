@@ -93,23 +93,23 @@ class LogBuffer:
         self.max_filters = max_filters
         self.max_followers = max_followers
         self.follower_queue = follower_queue
-        self._entries: dict[str, deque[LogEntry]] = {}
+        self._entries: dict[str, deque[tuple[RequestRecord, FilterRun]]] = {}
         self._followers: list[LogFollower] = []
 
     def on_requests(self, records: Sequence[RequestRecord]) -> None:
         """Keep each record under each filter it ran through; wake followers."""
+        all_entries, followers = self._entries, self._followers
         for record in records:
             for run in record.runs:
-                entries = self._entries.get(run.filter)
+                entries = all_entries.get(run.filter)
                 if entries is None:
-                    if len(self._entries) >= self.max_filters:
+                    if len(all_entries) >= self.max_filters:
                         continue
-                    entries = self._entries[run.filter] = deque(maxlen=self.per_filter)
-                entry = LogEntry(record, run)
-                entries.append(entry)
-                for follower in self._followers:
+                    entries = all_entries[run.filter] = deque(maxlen=self.per_filter)
+                entries.append((record, run))
+                for follower in followers:
                     if follower.filter == run.filter and _matches(follower.node_glob, record.node_id):
-                        follower.offer(entry)
+                        follower.offer(LogEntry(record, run))
 
     def on_stats(self, records: Sequence[StatRecord]) -> None:
         """Stats are not logs: ignored."""
@@ -118,11 +118,11 @@ class LogBuffer:
         """The newest `limit` entries of `filter_name` from nodes matching `node_glob`,
         oldest first."""
         out: list[LogEntry] = []
-        for entry in reversed(self._entries.get(filter_name, ())):
+        for record, run in reversed(self._entries.get(filter_name, ())):
             if len(out) >= limit:
                 break
-            if _matches(node_glob, entry.record.node_id):
-                out.append(entry)
+            if _matches(node_glob, record.node_id):
+                out.append(LogEntry(record, run))
         out.reverse()
         return out
 
