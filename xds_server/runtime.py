@@ -29,7 +29,14 @@ from xds_server.controller import Controller, Delivery, ModuleProvider, Revision
 from xds_server.identity import make_authorizer
 from xds_server.state import SqliteStateStore, open_state_store
 from xds_server.status import StatusEvent, StatusTracker
-from xds_server.telemetry import AckAttribution, LogBuffer, TelemetryHub, TelemetryLimits, TelemetryReceiver
+from xds_server.telemetry import (
+    AckAttribution,
+    HealthWindows,
+    LogBuffer,
+    TelemetryHub,
+    TelemetryLimits,
+    TelemetryReceiver,
+)
 from xds_server.xds import StreamLimits, XdsService
 
 log = structlog.get_logger("xds_server.runtime")
@@ -78,6 +85,7 @@ class XdsServerApp:
         self._reload_task: asyncio.Task[None] | None = None
         self._refresh_task: asyncio.Task[None] | None = None
         self._replica_task: asyncio.Task[None] | None = None
+        self._health_task: asyncio.Task[None] | None = None
         self._published = ""
         self._config_mtime: float | None = None
 
@@ -129,7 +137,7 @@ class XdsServerApp:
             tokens = tokens.merged(TokenStore.from_env(os.environ["XDS_SERVER_ADMIN_TOKENS"]))
         self.admin_state = AdminState(
             controller=self.controller, status=self.status, module_path=self._modules.module_path,
-            tokens=tokens, logs=self.logs,
+            tokens=tokens, logs=self.logs, health=self.health,
         )
         options = [o for o in GRPC_OPTIONS if o[0] != "grpc.max_receive_message_length"]
         options.append(("grpc.max_receive_message_length", lim.max_request_bytes))
@@ -151,6 +159,9 @@ class XdsServerApp:
         self.telemetry = TelemetryHub()
         self.logs = LogBuffer()
         self.telemetry.subscribe(self.logs)
+        # Health per filter revision, shared with the other replicas through the store.
+        self.health = HealthWindows(self.state, replica_id=self.replica_id)
+        self.telemetry.subscribe(self.health)
         self.revisions = RevisionIndex(self.controller)
         self.telemetry_receiver = TelemetryReceiver(
             self.telemetry, AckAttribution(self.status, self.revisions.lookup),
@@ -218,6 +229,7 @@ class XdsServerApp:
         self._refresh_task = asyncio.create_task(
             self.controller.refresh_forever(self.config.server.resolve_interval))
         self._replica_task = asyncio.create_task(self._replica_loop()) if self.shared else None
+        self._health_task = asyncio.create_task(self.health.run())
         if self.config.source_path is not None and self.config.server.watch_config:
             self._config_mtime = _mtime(self.config.source_path)
             self._reload_task = asyncio.create_task(self._watch_config(self.config.source_path))
@@ -294,7 +306,7 @@ class XdsServerApp:
         self.admin_state.draining = True
         await self.grpc_services.begin_shutdown()  # grpc: health NOT_SERVING, watches end
         self.logs.close_all()  # telemetry: end `logs --follow` streams
-        for task in (self._reload_task, self._refresh_task, self._replica_task):
+        for task in (self._reload_task, self._refresh_task, self._replica_task, self._health_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -302,6 +314,7 @@ class XdsServerApp:
         self.xds.begin_shutdown()
         await self.grpc_server.stop(grace)
         await self._admin_runner.cleanup()
+        await self.health.close()  # the last buckets reach the store
         self._stage = "stopped"
         log.info("server_stopped")
 

@@ -14,12 +14,13 @@ from aiohttp import web
 
 from xds_server.admin._auth import LOCAL, TokenStore, auth_middleware, caller_of, redact_spec
 from xds_server.admin._events import EventStreams
+from xds_server.admin._filter_health import add_filter_health_routes
 from xds_server.admin._logs import get_logs
 from xds_server.admin._page import static_file, status_page
 from xds_server.admin._specs import parse_specs
 from xds_server.controller import Controller, FilterError, FilterState
 from xds_server.status import StatusTracker
-from xds_server.telemetry import LogBuffer
+from xds_server.telemetry import HealthWindows, LogBuffer
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -35,6 +36,7 @@ class AdminState:
     draining: bool = False
     tokens: TokenStore = field(default_factory=TokenStore)
     logs: LogBuffer = field(default_factory=LogBuffer)
+    health: HealthWindows | None = None
 
 
 STATE = web.AppKey("state", AdminState)
@@ -298,6 +300,7 @@ def build_admin_app(state: AdminState) -> web.Application:
         return await get_logs(request, state.logs)
 
     app.router.add_get("/api/v1/logs", logs)
+    add_filter_health_routes(app, state)
     app.router.add_get("/modules/sha256/{digest}", get_module)
     events = EventStreams((state.status.subscribe, state.controller.subscribe))
     app.router.add_get("/api/v1/events", events.handle)

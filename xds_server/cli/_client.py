@@ -163,6 +163,11 @@ class AdminClient:
         """``POST /api/v1/filters/{name}/promote``: widen a canary to the full selector."""
         return await self.request("POST", _filter_path(name, "promote"), {})
 
+    async def filter_health(self, name: str, *, window: float | None = None) -> JSONObject:
+        """``GET /api/v1/filters/{name}/health`` -> health per revision over ``window`` seconds."""
+        query = {} if window is None else {"window": f"{window:g}"}
+        return await self.request("GET", _filter_path(name, "health"), query=query)
+
     async def list_proxies(self) -> JSONObject:
         """``GET /api/v1/proxies`` -> ``{"proxies": [...]}``."""
         return await self.request("GET", "/api/v1/proxies")

@@ -8,6 +8,14 @@ controller, the admin app or `xds_server.wasm`: the controller reads health from
 
 from xds_server.telemetry._attribution import AckAttribution, Attribution, RevisionLookup, RunTimeline
 from xds_server.telemetry._bootstrap import DEFAULT_FILTER_STATE, access_logger, add_telemetry, stats_sink
+from xds_server.telemetry._health import (
+    WASM_FAIL_DETAILS,
+    HealthLimits,
+    HealthTotals,
+    HealthWindows,
+    RevisionHealth,
+)
+from xds_server.telemetry._histogram import LatencyHistogram
 from xds_server.telemetry._hub import TelemetryHub
 from xds_server.telemetry._limits import DROP_REASONS, TelemetryLimits
 from xds_server.telemetry._logbuffer import LogBuffer, LogEntry, LogFollower
@@ -20,13 +28,19 @@ __all__ = [
     "LOGS_SERVICE",
     "METRICS_SERVICE",
     "NODE_HEADER",
+    "WASM_FAIL_DETAILS",
     "AckAttribution",
     "Attribution",
     "FilterRun",
+    "HealthLimits",
+    "HealthTotals",
+    "HealthWindows",
+    "LatencyHistogram",
     "LogBuffer",
     "LogEntry",
     "LogFollower",
     "RequestRecord",
+    "RevisionHealth",
     "RevisionLookup",
     "RunTimeline",
     "StatRecord",
