@@ -154,12 +154,14 @@ class FleetWorker:
         except Exception as exc:
             self.errors[repr(exc)[:120]] += 1
 
-    async def cmd_telemetry_start(self, batch: int = 20) -> None:
+    async def cmd_telemetry_start(self, batch: int = 20, interval: float = 0.0) -> None:
         """Every client sends OTLP access-log exports of `batch` entries on its own
-        connection, back to back (closed loop), like an Envoy whose log buffer fills."""
+        connection: back to back (closed loop, `interval` 0: as fast as the server
+        absorbs), or one every `interval` seconds (Envoy flushes its buffer every
+        `buffer_flush_interval`, 1 s in the generated bootstrap)."""
         self.exported = 0
         for idx, channel in self.channel_of.items():
-            self.senders.append(asyncio.create_task(self._send_logs(channel, idx, batch)))
+            self.senders.append(asyncio.create_task(self._send_logs(channel, idx, batch, interval)))
 
     async def cmd_telemetry_stop(self) -> int:
         for t in self.senders:
@@ -168,15 +170,19 @@ class FleetWorker:
         self.senders.clear()
         return self.exported
 
-    async def _send_logs(self, channel: grpc.aio.Channel, idx: int, batch: int) -> None:
+    async def _send_logs(self, channel: grpc.aio.Channel, idx: int, batch: int, interval: float) -> None:
         node_id = f"proxy-{idx}"
         data = access_log_export(node_id, batch)  # serialized once, like a fixed workload
         export = channel.unary_unary(LOGS_EXPORT, request_serializer=None, response_deserializer=None)
         metadata = (("x-xds-node-id", node_id),)
         try:
+            if interval:
+                await asyncio.sleep(interval * (idx % 97) / 97)  # spread, as real Envoys are
             while True:
                 await export(data, metadata=metadata)
                 self.exported += batch
+                if interval:
+                    await asyncio.sleep(interval)
         except asyncio.CancelledError:
             pass
         except grpc.aio.AioRpcError as exc:

@@ -10,8 +10,11 @@ stream with no logic (with `telemetry`, an OTLP logs sink that only counts): the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import tempfile
 from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -22,10 +25,12 @@ from benchmarks._proc import now
 from benchmarks._resources import SMALL, make_resource
 from xds_server.cache import ECDS, TYPED_EXTENSION_CONFIG, Resource, ResourceCache, Variant, collection_version
 from xds_server.nodes import NodeSelector
+from xds_server.state import open_state_store
 from xds_server.status import StatusTracker
 from xds_server.telemetry import (
     LOGS_SERVICE,
     AckAttribution,
+    HealthWindows,
     LogBuffer,
     RequestRecord,
     StatRecord,
@@ -100,19 +105,38 @@ class _Count:
 
 class TelemetryIngest:
     """The production telemetry path: OTLP receiver, ACK attribution, hub, the access-log
-    buffer and a counting consumer. Every `f*` resource counts as a filter at revision 1
-    (the runtime asks the controller; the benchmark has none)."""
+    buffer, health windows (flushed to a SQLite store) and a counting consumer. Every `f*`
+    resource counts as a filter at revision 1 (the runtime asks the controller; the
+    benchmark has none)."""
 
     def __init__(self, tracker: StatusTracker) -> None:
         self.hub = TelemetryHub()
         self.hub.subscribe(LogBuffer())
         self.count = _Count()
         self.hub.subscribe(self.count)
+        self.dir = tempfile.TemporaryDirectory(prefix="xds-bench-")
+        self.store = open_state_store(None, data_dir=Path(self.dir.name))
+        self.health = HealthWindows(self.store, replica_id="bench")
+        self.hub.subscribe(self.health)
+        self.flusher: asyncio.Task[None] | None = None
 
         def lookup(name: str, version: str) -> tuple[int, bool] | None:
             return (1, False) if name.startswith("f") else None
 
         self.receiver = TelemetryReceiver(self.hub, AckAttribution(tracker, lookup))
+
+    async def start(self) -> None:
+        await self.store.open()
+        self.flusher = asyncio.create_task(self.health.run())
+
+    async def close(self) -> None:
+        if self.flusher is not None:
+            self.flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.flusher
+        await self.health.close()
+        await self.store.close()
+        self.dir.cleanup()
 
 
 class XdsServerWorker(_Profiling):
@@ -131,6 +155,7 @@ class XdsServerWorker(_Profiling):
         self.service.register(self.server)
         if telemetry:
             self.telemetry = TelemetryIngest(self.tracker)
+            await self.telemetry.start()
             self.telemetry.receiver.register(self.server)
         port: int = self.server.add_insecure_port("127.0.0.1:0")
         await self.server.start()
@@ -165,6 +190,8 @@ class XdsServerWorker(_Profiling):
             self.service.begin_shutdown()
         if self.server is not None:
             await self.server.stop(0)
+        if self.telemetry is not None:
+            await self.telemetry.close()
 
 
 class BareServerWorker(_Profiling):
