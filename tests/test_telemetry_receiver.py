@@ -348,3 +348,38 @@ def secure_channel(port: int, pki: Pki, client: tuple[Path, Path]) -> grpc.aio.C
                                          certificate_chain=client[0].read_bytes())
     return grpc.aio.secure_channel(f"127.0.0.1:{port}", creds,
                                    options=[("grpc.ssl_target_name_override", "localhost")])
+
+
+async def test_telemetry_reaching_another_replica_is_attributed(tmp_path: Path, fresh_database: str) -> None:
+    """Envoy's telemetry calls are balanced over the `xds_server` cluster: a replica that
+    does not hold the node's xDS stream knows the node, and what it ACKed, from the
+    shared PostgreSQL status."""
+    mod = tmp_path / "a.wasm"
+    mod.write_bytes(header_filter("x-a", "A"))
+    filters = [{"name": "hdr", "source": {"file": str(mod)}}]
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    cfg_a = write_config(tmp_path / "a" / "config.yaml", filters, database_url=fresh_database, replica_id="a")
+    cfg_b = write_config(tmp_path / "b" / "config.yaml", filters, database_url=fresh_database, replica_id="b")
+    async with running_server(cfg_a) as a, running_server(cfg_b) as b:
+        collect = Collect()
+        b.telemetry.subscribe(collect)
+        client = XdsClient(f"127.0.0.1:{a.xds_port}")
+        stream = client.sotw()
+        await stream.send(sotw_request(["hdr"], node_msg=node("e1")))
+        await stream.send(ack(await stream.recv(), ["hdr"]))
+
+        def known_to_b() -> bool | None:
+            p = b.status.proxies.get("e1")
+            return True if p is not None and p.resources.get("hdr") and p.resources["hdr"].acked else None
+
+        await wait_for(known_to_b, 15, what="replica b seeing e1's ACK")
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{b.xds_port}") as channel:
+            await Otlp(channel).export_logs(logs_request("e1", [log_record(start=time.time())]))
+        (rec,) = collect.requests
+        state = a.controller.filters["hdr"]
+        assert state.revision is not None
+        assert [(r.filter, r.revision, r.version) for r in rec.runs] == [
+            ("hdr", state.revision.revision, state.versions[0])]
+        stream.cancel()
+        await client.close()
