@@ -12,6 +12,7 @@ from typing import Any
 
 from benchmarks._harness import Bench, med, ratio
 from benchmarks._proc import call_all
+from benchmarks._scenarios import _shipped_loop
 
 FIXED3 = {"kind": "fixed", "names": ["f0", "f1", "f2"]}
 
@@ -37,7 +38,7 @@ def _phase(b: Bench, n: int, v: int, *, seconds: float, batch: int,
 
 
 def _run(kind: str, n: int, *, seconds: float, batch: int, pushes: int) -> dict[str, Any]:
-    b = Bench(kind, n=n, generators=2, telemetry=True)
+    b = Bench(kind, n=n, generators=2, telemetry=True, loop=_shipped_loop(kind))
     try:
         b.set(["f0", "f1", "f2"], 0)
         b.connect(n, FIXED3)
