@@ -51,6 +51,8 @@ async def test_logs_api_tokens_globs_limits_follow_and_cli(tmp_path: Path) -> No
         assert body["entries"][0]["filter_state"] == {"wasm.debug": "n=3"}
         async with http.get(base, params={"filter": "hdr", "limit": "many"}, headers=auth) as r:
             assert r.status == 400 and "limit" in (await r.json())["error"]["message"]
+        async with http.get(base, params={"filter": "hdr", "node": "*a" * 200}, headers=auth) as r:
+            assert r.status == 400 and "256" in (await r.json())["error"]["message"]
         async with http.get(base, params={"filter": "other"}, headers=auth) as r:
             assert (await r.json())["entries"] == []
 
