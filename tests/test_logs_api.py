@@ -18,7 +18,7 @@ from tests.fixtures.envoy import wait_for
 from tests.fixtures.server import running_server, write_config
 from tests.fixtures.wasm_filters import header_filter
 from xds_server.admin._auth import hash_token
-from xds_server.telemetry import FilterRun, RequestRecord
+from xds_server.telemetry import FilterRun, LogBuffer, RequestRecord
 
 READ = "read-token-0123456789abcdef"
 ROOT = str(Path(__file__).resolve().parent.parent)
@@ -103,3 +103,23 @@ async def test_logs_api_tokens_globs_limits_follow_and_cli(tmp_path: Path) -> No
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONPATH": ROOT})
         _, err = await proc.communicate()
         assert proc.returncode == 1 and "token" in err.decode()
+
+
+def test_log_buffer_is_bounded_by_count_and_bytes_and_fair_to_quiet_filters() -> None:
+    buf = LogBuffer(per_filter=100, max_bytes=200_000)
+
+    def batch(filter_name: str, n: int, state: str = "x") -> list[RequestRecord]:
+        run = FilterRun(filter_name, 1, "v1")
+        return [RequestRecord(node_id="n", cluster="c", time=float(i), duration_ms=1.0, status=200,
+                              path=f"/{i}", runs=(run,), filter_state={"wasm.debug": state}) for i in range(n)]
+
+    buf.on_requests(batch("quiet", 10))
+    buf.on_requests(batch("busy", 500))
+    assert len(buf.recent("busy", limit=10_000)) == 100  # the count cap per filter
+    assert buf.recent("busy", limit=1)[0].record.path == "/499"
+    buf.on_requests(batch("busy", 300, state="y" * 1_000))  # big entries: the byte budget
+    assert buf.total_bytes <= buf.max_bytes
+    assert len(buf.recent("quiet", limit=10_000)) == 10  # the busy filter gave way, not the quiet one
+    assert buf.recent("busy", limit=1)[0].record.path == "/299"
+    buf.on_requests(batch("huge", 1, state="z" * 500_000))  # one entry over the whole budget
+    assert buf.total_bytes <= buf.max_bytes
