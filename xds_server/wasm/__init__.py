@@ -7,6 +7,7 @@ connection goes through the fetch guard (:class:`FetchGuard`, per-host
 imports nothing else from ``xds_server``.
 """
 
+from ._validate import validate_module
 from .errors import (
     AuthError,
     InvalidModule,
@@ -60,4 +61,5 @@ __all__ = [
     "fetch_image_module",
     "parse_reference",
     "push",
+    "validate_module",
 ]

@@ -1,0 +1,68 @@
+"""Compilers, one function per language: source tree in, ``.wasm`` file out.
+
+Each returns what the compiler printed (warnings) and raises :class:`CompileError` with
+its output unchanged when it fails, or :class:`ToolchainMissing` naming the Debian
+package to install. They block (subprocesses): call them off the event loop.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from ._errors import CompileError, ToolchainMissing
+from ._project import Project
+
+__all__ = ["compile_project"]
+
+_C_FLAGS = [
+    "--target=wasm32", "-O2", "-nostdlib", "-Wall", "-Wextra", "-Wno-unused-parameter",
+    "-Wl,--no-entry", "-Wl,--strip-all",
+]
+
+
+def _run(command: list[str], cwd: Path) -> str:
+    try:
+        proc = subprocess.run(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, check=False)
+    except FileNotFoundError as exc:
+        raise ToolchainMissing(command[0], "nodejs npm", str(exc)) from None
+    if proc.returncode != 0:
+        raise CompileError(command, proc.returncode, proc.stdout)
+    return proc.stdout
+
+
+def _compile_assemblyscript(project: Project, output: Path) -> str:
+    root = project.root
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        raise ToolchainMissing("node/npm", "nodejs npm", "AssemblyScript builds run on Node.js")
+    printed = ""
+    asc = root / "node_modules" / ".bin" / "asc"
+    if not asc.exists():  # first build: the pinned versions from package-lock.json
+        printed += _run(["npm", "ci", "--no-audit", "--no-fund"], root)
+    printed += _run(
+        [str(asc), "assembly/index.ts", "-b", str(output), "--use", "abort=abort_proc_exit", "--optimize"],
+        root,
+    )
+    return printed
+
+
+def _compile_c(project: Project, output: Path) -> str:
+    clang = shutil.which("clang")
+    if clang is None:
+        raise ToolchainMissing("clang", "clang lld", "C filters compile with clang for wasm32")
+    if shutil.which("wasm-ld") is None:
+        raise ToolchainMissing("wasm-ld", "lld", "clang links wasm32 modules with wasm-ld")
+    sources = sorted(str(p.relative_to(project.root)) for p in (project.root / "src").glob("**/*.c"))
+    if not sources:
+        raise CompileError([clang], 1, f"{project.root / 'src'}: no .c files to compile\n")
+    return _run([clang, *_C_FLAGS, "-Iinclude", "-o", str(output), *sources], project.root)
+
+
+def compile_project(project: Project, output: Path) -> str:
+    """Compile ``project`` into ``output``; return the compiler's (warning) output."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if project.language == "assemblyscript":
+        return _compile_assemblyscript(project, output)
+    return _compile_c(project, output)
