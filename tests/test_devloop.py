@@ -8,7 +8,10 @@ leave the previous version serving (and `dev --once` exit 1 saying why).
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -91,6 +94,18 @@ async def _refused_changes(envoy: LocalEnvoy, api: str, name: str, source: Path,
     for _ in range(3):
         status, headers, _ = await http_get(envoy.url)
         assert status == 200 and headers[f"x-{name}-version"] == "2"
+    _write(source, original)
+
+
+async def _run_test_sh(project: Path, envoy: LocalEnvoy, api: str) -> str:
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "ENVOY_URL": envoy.url,
+           "XDS_SERVER_URL": api, "FILTER": "add-header"}
+    proc = await asyncio.create_subprocess_exec("sh", "test.sh", cwd=project, env=env,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, out.decode()
+    return out.decode()
 
 
 async def _served_sha_is(api: str, sha: str) -> bool:
@@ -117,6 +132,9 @@ async def test_c_template_dev_once(tmp_path: Path) -> None:
                 compiler_says="src/filter.c:",
                 nack=("size_t vm_configuration_size) {\n  return 1;", "size_t vm_configuration_size) {\n  return 0;"),
             )
+            # The project's own test command, against this Envoy and server.
+            result = await _run_test_sh(project, envoy, api)
+            assert "ok: " in result, result
             assert await envoy.stop() == 0
             assert "stopping Envoy" in envoy.log() and "envoy | " in envoy.log()
 
