@@ -127,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         text = bootstrap_yaml(options_from_args(args))
         binary = args.envoy_binary or find_envoy()
+        if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
+            raise FileNotFoundError(f"--envoy-binary {binary}: not an executable file")
     except (ValueError, FileNotFoundError) as exc:
         print(f"xds-server envoy: error: {exc}", file=sys.stderr)
         return 2
