@@ -140,3 +140,23 @@ def test_envoy_takes_every_bootstrap_option_and_makes_the_same_bootstrap() -> No
 async def test_envoy_without_an_envoy_binary_says_how_to_get_one(tmp_path: Path) -> None:
     result = await xs("envoy", "--envoy-binary", str(tmp_path / "nope"), ok=False)
     assert result.code == 2 and "not an executable file" in result.err
+
+
+def test_dev_replaces_only_the_module_of_the_spec_its_selector_names(tmp_path: Path) -> None:
+    from xds_server.cli._devloop import build_specs
+    from xds_server.devkit import Project
+
+    project = Project(root=tmp_path, name="p", language="c", root_id="", configuration="cfg")
+    staging = {"name": "f", "source": {"image": "r/x:1"}, "configuration": "s", "version": "v1", "module": {},
+               "selector": {"node_id": "staging-*", "cluster": "*"}}
+    prod = {**staging, "configuration": "p", "selector": {"node_id": "prod-*", "cluster": "*"}}
+    view = {"specs": [staging, prod]}
+    module = tmp_path / "m.wasm"
+    specs = build_specs(view, "f", project, module, "ab" * 32, {"node_id": "staging-*"})
+    assert specs[0]["source"] == {"file": str(module)} and specs[0]["configuration"] == "s"
+    assert specs[0]["on_nack"] == "rollback" and "version" not in specs[0] and "module" not in specs[0]
+    assert specs[1]["source"] == {"image": "r/x:1"}
+    with pytest.raises(ValueError, match="pass --selector"):
+        build_specs(view, "f", project, module, "ab" * 32, None)
+    (new,) = build_specs(None, "f", project, module, "ab" * 32, None)
+    assert new["configuration"] == "cfg" and "selector" not in new

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -161,3 +162,35 @@ async def test_assemblyscript_template_dev_once(tmp_path: Path, as_node_modules:
                       "class FilterRoot extends RootContext {\n"
                       "  onConfigure(configuration_size: u32): bool { return false; }\n"),
             )
+
+
+async def test_dev_watch_follows_access_logs_and_restore_puts_back_the_start(tmp_path: Path) -> None:
+    """Watch mode: the first round deploys, access logs (Envoy with --telemetry) are
+    printed, an edit redeploys, and Ctrl-C with --restore brings back the start revision."""
+    async with running_server(_config(tmp_path)) as app:
+        api = f"http://127.0.0.1:{app.admin_port}"
+        start_sha = await _served_sha(api)
+        async with local_envoy(tmp_path, xds_port=app.xds_port, admin_port=app.admin_port,
+                               extra=("--telemetry", "--telemetry-interval", "1s")) as envoy:
+            project = await new_project(tmp_path / "watched", "c")
+            log = tmp_path / "dev.log"
+            with log.open("wb") as sink:
+                dev = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "xds_server", "dev", str(project), "--filter", "add-header",
+                    "--server", api, "--restore", stdout=sink, stderr=sink,
+                    env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            try:
+                await wait_for(lambda: "watching" in _read(log), 60, interval=0.1, what="dev watching")
+                await _check_example(envoy, "watched", "1")
+                await wait_for(lambda: "  log | " in _read(log), 30, interval=0.2, what="an access-log line")
+                await asyncio.sleep(1.1)  # a later mtime than the first build's sources
+                _edit(project / "src" / "filter.c", '#define VERSION "1"', '#define VERSION "2"')
+                await wait_for_header(envoy.url, "x-watched-version", "2", timeout=60)
+            finally:
+                if dev.returncode is None:
+                    dev.send_signal(signal.SIGINT)
+                code = await asyncio.wait_for(dev.wait(), 30)
+            assert code == 0, _read(log)
+            assert "restored revision 1's content" in _read(log), _read(log)
+            assert await _served_sha(api) == start_sha
+            await wait_for_header(envoy.url, "x-wasm-filter", "add-header")

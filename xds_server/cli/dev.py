@@ -4,8 +4,10 @@ Each round builds the project (``xds_server.devkit``), deploys the module throug
 admin API (``cli/_devloop.py``) and prints, per proxy, whether it took the new version
 or NACKed it with Envoy's message. A build error deploys nothing; a NACK makes the server
 roll back: either way the last good version keeps serving. ``--once`` runs one round and
-exits 1 if it failed. Otherwise sources are polled for changes until Ctrl-C/SIGTERM;
-``--restore`` then puts back the revision found at start.
+exits 1 if it failed. Otherwise sources are polled for changes until Ctrl-C/SIGTERM,
+the filter's access logs are followed (``GET /api/v1/logs?follow=1``: proxies run with
+``xds-server envoy --telemetry``), and on exit ``--restore`` puts back the revision found
+at start.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 from xds_server.cli._client import DEFAULT_SERVER_URL, AdminClient, AdminError, JSONObject, default_actor
 from xds_server.cli._devloop import DeployOutcome, current_revision, deploy_build, restore
 from xds_server.cli.admin import SERVER_ENV, TOKEN_ENV, parse_selector
+from xds_server.cli.logs import entry_line
 from xds_server.cli.project import describe_build
 from xds_server.devkit import CompileError, DevkitError, Project, build_project, load_project
 
@@ -96,6 +99,17 @@ async def _round(client: AdminClient, args: argparse.Namespace, project: Project
     return outcome.ok
 
 
+async def _follow_logs(client: AdminClient, name: str) -> None:
+    try:
+        async for item in client.follow_logs(name, limit=0):
+            if "lagged" in item:
+                print(f"  log | ... {item['lagged']} entries skipped", flush=True)
+            else:
+                print(f"  log | {entry_line(item)}", flush=True)
+    except AdminError as exc:
+        _say(f"access logs not followed: {exc}")
+
+
 def _snapshot(project: Project) -> dict[Path, float]:
     return {p: p.stat().st_mtime for p in project.sources()}
 
@@ -133,8 +147,12 @@ async def _main(args: argparse.Namespace, project: Project) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await _round(client, args, project)
-        await _watch(client, args, project, stop)
+        logs = asyncio.create_task(_follow_logs(client, args.filter))
+        try:
+            await _round(client, args, project)
+            await _watch(client, args, project, stop)
+        finally:
+            logs.cancel()
         if args.restore:
             _say(await restore(client, args.filter, original))
         else:
