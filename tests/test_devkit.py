@@ -66,14 +66,16 @@ async def test_compile_error_is_shown_as_printed_and_keeps_the_previous_module(t
     assert (project / "build" / "filter.wasm").read_bytes() == before
 
 
-async def test_missing_compiler_names_the_debian_package(tmp_path: Path) -> None:
-    project = await new_project(tmp_path / "nocc", "c")
+@pytest.mark.parametrize(("language", "says"), [("c", "clang not found"), ("assemblyscript", "node/npm not found")])
+async def test_missing_toolchain_names_the_debian_package(tmp_path: Path, language: str, says: str) -> None:
+    project = await new_project(tmp_path / "notools", language)
     bare = tmp_path / "bin"
     bare.mkdir()
     (bare / "python").symlink_to(sys.executable)
     env = {**os.environ, "PATH": str(bare)}
     result = await xs("build", str(project), ok=False, env=env)
-    assert result.code == 1 and "clang not found" in result.err and "apt-get install clang lld" in result.err
+    package = "clang lld" if language == "c" else "nodejs npm"
+    assert result.code == 1 and says in result.err and f"apt-get install {package}" in result.err, result.err
 
 
 async def test_an_import_envoy_does_not_provide_is_refused(tmp_path: Path) -> None:

@@ -22,12 +22,12 @@ _C_FLAGS = [
 ]
 
 
-def _run(command: list[str], cwd: Path) -> str:
+def _run(command: list[str], cwd: Path, package: str) -> str:
     try:
         proc = subprocess.run(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True, check=False)
     except FileNotFoundError as exc:
-        raise ToolchainMissing(command[0], "nodejs npm", str(exc)) from None
+        raise ToolchainMissing(command[0], package, str(exc)) from None
     if proc.returncode != 0:
         raise CompileError(command, proc.returncode, proc.stdout)
     return proc.stdout
@@ -40,10 +40,10 @@ def _compile_assemblyscript(project: Project, output: Path) -> str:
     printed = ""
     asc = root / "node_modules" / ".bin" / "asc"
     if not asc.exists():  # first build: the pinned versions from package-lock.json
-        printed += _run(["npm", "ci", "--no-audit", "--no-fund"], root)
+        printed += _run(["npm", "ci", "--no-audit", "--no-fund"], root, "nodejs npm")
     printed += _run(
         [str(asc), "assembly/index.ts", "-b", str(output), "--use", "abort=abort_proc_exit", "--optimize"],
-        root,
+        root, "nodejs npm",
     )
     return printed
 
@@ -57,7 +57,7 @@ def _compile_c(project: Project, output: Path) -> str:
     sources = sorted(str(p.relative_to(project.root)) for p in (project.root / "src").glob("**/*.c"))
     if not sources:
         raise CompileError([clang], 1, f"{project.root / 'src'}: no .c files to compile\n")
-    return _run([clang, *_C_FLAGS, "-Iinclude", "-o", str(output), *sources], project.root)
+    return _run([clang, *_C_FLAGS, "-Iinclude", "-o", str(output), *sources], project.root, "clang lld")
 
 
 def compile_project(project: Project, output: Path) -> str:
