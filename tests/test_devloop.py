@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -165,8 +166,9 @@ async def test_assemblyscript_template_dev_once(tmp_path: Path, as_node_modules:
 
 
 async def test_dev_watch_follows_access_logs_and_restore_puts_back_the_start(tmp_path: Path) -> None:
-    """Watch mode: the first round deploys, access logs (Envoy with --telemetry) are
-    printed, an edit redeploys, and Ctrl-C with --restore brings back the start revision."""
+    """Watch mode: the first round deploys, access logs and health (Envoy with --telemetry)
+    are printed, an edit redeploys, a module that traps (ACKed) shows FAILING, and Ctrl-C
+    with --restore brings back the start revision."""
     async with running_server(_config(tmp_path)) as app:
         api = f"http://127.0.0.1:{app.admin_port}"
         start_sha = await _served_sha(api)
@@ -183,9 +185,22 @@ async def test_dev_watch_follows_access_logs_and_restore_puts_back_the_start(tmp
                 await wait_for(lambda: "watching" in _read(log), 60, interval=0.1, what="dev watching")
                 await _check_example(envoy, "watched", "1")
                 await wait_for(lambda: "  log | " in _read(log), 30, interval=0.2, what="an access-log line")
+                await wait_for(lambda: re.search(r"  health \| .*revision 2: [1-9]\d* requests, 0 5xx", _read(log)),
+                               30, interval=0.2, what="a health line for revision 2")
                 await asyncio.sleep(1.1)  # a later mtime than the first build's sources
                 _edit(project / "src" / "filter.c", '#define VERSION "1"', '#define VERSION "2"')
                 await wait_for_header(envoy.url, "x-watched-version", "2", timeout=60)
+                # A module that traps at run time: Envoy ACKs it, health shows it failing.
+                await asyncio.sleep(1.1)
+                _edit(project / "src" / "filter.c", "proxy_action_t proxy_on_response_headers(uint32_t context_id, "
+                      "size_t num_headers, int end_of_stream) {\n",
+                      "proxy_action_t proxy_on_response_headers(uint32_t context_id, "
+                      "size_t num_headers, int end_of_stream) {\n  __builtin_trap();\n")
+                await wait_for(lambda: _read(log).count(": ACK, running version") >= 3, 60, what="trap ACKed")
+                for _ in range(3):
+                    await http_get(envoy.url)
+                await wait_for(lambda: "FAILING (the module fails at run time" in _read(log), 30, interval=0.2,
+                               what="health FAILING")
             finally:
                 if dev.returncode is None:
                     dev.send_signal(signal.SIGINT)

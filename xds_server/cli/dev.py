@@ -5,9 +5,10 @@ admin API (``cli/_devloop.py``) and prints, per proxy, whether it took the new v
 or NACKed it with Envoy's message. A build error deploys nothing; a NACK makes the server
 roll back: either way the last good version keeps serving. ``--once`` runs one round and
 exits 1 if it failed. Otherwise sources are polled for changes until Ctrl-C/SIGTERM,
-the filter's access logs are followed (``GET /api/v1/logs?follow=1``: proxies run with
-``xds-server envoy --telemetry``), and on exit ``--restore`` puts back the revision found
-at start.
+the filter's access logs and health are followed (``GET /api/v1/logs?follow=1`` and
+``/api/v1/filters/NAME/health``: proxies run with ``xds-server envoy --telemetry``; a
+module that traps at run time is ACKed by Envoy, and only health shows it), and on exit
+``--restore`` puts back the revision found at start.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from xds_server.devkit import CompileError, DevkitError, Project, build_project,
 __all__ = ["register"]
 
 POLL_SECONDS = 0.25
+HEALTH_SECONDS = 5.0
+HEALTH_WINDOW_SECONDS = 60.0
 
 
 def register(sub: Any) -> None:
@@ -110,6 +113,31 @@ async def _follow_logs(client: AdminClient, name: str) -> None:
         _say(f"access logs not followed: {exc}")
 
 
+def _health_line(doc: JSONObject) -> str | None:
+    entries = doc.get("revisions") or []
+    if not entries:
+        return None
+    e = max(entries, key=lambda x: int(x.get("revision", 0)))
+    p99 = (e.get("latency_ms") or {}).get("p99")
+    return (f"revision {e.get('revision')}: {e.get('requests', 0)} requests, {e.get('errors_5xx', 0)} 5xx, "
+            f"p99 {'-' if p99 is None else f'{p99:.3g}'} ms, {e.get('vm_failures', 0)} VM failures"
+            + (", FAILING (the module fails at run time: see Envoy's log)" if e.get("failing") else ""))
+
+
+async def _follow_health(client: AdminClient, name: str) -> None:
+    last: str | None = None
+    while True:
+        try:
+            line = _health_line(await client.filter_health(name, window=HEALTH_WINDOW_SECONDS))
+        except AdminError as exc:
+            _say(f"health not followed: {exc}")
+            return
+        if line is not None and line != last:
+            print(f"  health | last {HEALTH_WINDOW_SECONDS:g}s, {line}", flush=True)
+            last = line
+        await asyncio.sleep(HEALTH_SECONDS)
+
+
 def _snapshot(project: Project) -> dict[Path, float]:
     return {p: p.stat().st_mtime for p in project.sources()}
 
@@ -147,12 +175,14 @@ async def _main(args: argparse.Namespace, project: Project) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        logs = asyncio.create_task(_follow_logs(client, args.filter))
+        followers = [asyncio.create_task(_follow_logs(client, args.filter)),
+                     asyncio.create_task(_follow_health(client, args.filter))]
         try:
             await _round(client, args, project)
             await _watch(client, args, project, stop)
         finally:
-            logs.cancel()
+            for task in followers:
+                task.cancel()
         if args.restore:
             _say(await restore(client, args.filter, original))
         else:
