@@ -162,3 +162,18 @@ def test_dev_replaces_only_the_module_of_the_spec_its_selector_names(tmp_path: P
         build_specs(view, "f", project, module, "ab" * 32, None)
     (new,) = build_specs(None, "f", project, module, "ab" * 32, None)
     assert new["configuration"] == "cfg" and "selector" not in new
+
+
+def test_npm_ci_runs_when_node_modules_differs_from_the_lock(tmp_path: Path) -> None:
+    from xds_server.devkit._toolchains import _needs_install
+
+    lock = {"packages": {"": {"name": "p"}, "node_modules/assemblyscript": {"version": "0.14.13"}}}
+    (tmp_path / "package-lock.json").write_text(json.dumps(lock))
+    assert _needs_install(tmp_path)  # no node_modules: first build
+    (tmp_path / "node_modules" / ".bin").mkdir(parents=True)
+    (tmp_path / "node_modules" / ".bin" / "asc").write_text("")
+    (tmp_path / "node_modules" / ".package-lock.json").write_text(json.dumps(lock))
+    assert not _needs_install(tmp_path)
+    lock["packages"]["node_modules/assemblyscript"]["version"] = "0.14.12"
+    (tmp_path / "node_modules" / ".package-lock.json").write_text(json.dumps(lock))
+    assert _needs_install(tmp_path)

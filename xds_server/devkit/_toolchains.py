@@ -7,6 +7,7 @@ package to install. They block (subprocesses): call them off the event loop.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -33,13 +34,29 @@ def _run(command: list[str], cwd: Path, package: str) -> str:
     return proc.stdout
 
 
+def _locked(path: Path) -> dict[str, str]:
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    return {k: str(v.get("version")) for k, v in (doc.get("packages") or {}).items() if k}
+
+
+def _needs_install(root: Path) -> bool:
+    """True unless node_modules holds exactly what package-lock.json pins (npm records what
+    it installed in node_modules/.package-lock.json)."""
+    if not (root / "node_modules" / ".bin" / "asc").exists():
+        return True
+    try:
+        return _locked(root / "package-lock.json") != _locked(root / "node_modules" / ".package-lock.json")
+    except (OSError, ValueError, AttributeError):
+        return True
+
+
 def _compile_assemblyscript(project: Project, output: Path) -> str:
     root = project.root
     if shutil.which("node") is None or shutil.which("npm") is None:
         raise ToolchainMissing("node/npm", "nodejs npm", "AssemblyScript builds run on Node.js")
     printed = ""
     asc = root / "node_modules" / ".bin" / "asc"
-    if not asc.exists():  # first build: the pinned versions from package-lock.json
+    if _needs_install(root):  # first build, or package-lock.json changed: the pinned versions
         printed += _run(["npm", "ci", "--no-audit", "--no-fund"], root, "nodejs npm")
     printed += _run(
         [str(asc), "assembly/index.ts", "-b", str(output), "--use", "abort=abort_proc_exit", "--optimize"],
