@@ -1,0 +1,134 @@
+"""What a resource refers to, and the served form of a resource: config sources that
+point at this server (ADS) filled in, and wasm filters named by this server given their
+`config_discovery` (ECDS), so swapping a filter never touches the listener."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from envoy.config.core.v3 import config_source_pb2, extension_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm_pb2,
+)
+
+from xds_server.resources._model import ResourceSpec
+
+__all__ = ["HCM_TYPE_URL", "References", "served_message"]
+
+HCM_TYPE_URL = ("type.googleapis.com/"
+                "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager")
+HTTP_WASM = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
+NETWORK_WASM = "type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm"
+
+
+@dataclass(slots=True)
+class References:
+    """Names one resource depends on, by kind; `problems` are references that cannot
+    be satisfied whatever else exists (a filter entry naming no wasm filter)."""
+
+    routes: set[str] = field(default_factory=set)
+    clusters: set[str] = field(default_factory=set)
+    endpoints: set[str] = field(default_factory=set)
+    filters: set[str] = field(default_factory=set)
+    problems: list[str] = field(default_factory=list)
+
+
+def _ads() -> Any:
+    return config_source_pb2.ConfigSource(
+        ads=config_source_pb2.AggregatedConfigSource(),
+        resource_api_version=config_source_pb2.V3,
+    )
+
+
+def _ecds(type_url: str) -> Any:
+    source = _ads()
+    source.initial_fetch_timeout.SetInParent()  # 0s: never serve without the filter
+    return extension_pb2.ExtensionConfigSource(config_source=source, type_urls=[type_url])
+
+
+def _hcms(listener: Any) -> Iterator[tuple[Any, Any]]:
+    """(network filter entry, its HttpConnectionManager) of every filter chain."""
+    chains = list(listener.filter_chains)
+    if listener.HasField("default_filter_chain"):
+        chains.append(listener.default_filter_chain)
+    for chain in chains:
+        for f in chain.filters:
+            if f.HasField("typed_config") and f.typed_config.type_url == HCM_TYPE_URL:
+                hcm = hcm_pb2.HttpConnectionManager()
+                f.typed_config.Unpack(hcm)
+                yield f, hcm
+
+
+def _route_clusters(route_config: Any, refs: References) -> None:
+    for vh in route_config.virtual_hosts:
+        for r in vh.routes:
+            if not r.HasField("route"):
+                continue
+            action = r.route
+            if action.cluster:
+                refs.clusters.add(action.cluster)
+            for wc in action.weighted_clusters.clusters:
+                refs.clusters.add(wc.name)
+
+
+def served_message(spec: ResourceSpec, filters: Mapping[str, str], refs: References) -> Any:
+    """A copy of `spec.message` as served (the spec stays as written); fills `refs`.
+
+    `filters` maps this server's wasm filter names to their type (`http`/`network`).
+    """
+    message = spec.message.__class__()
+    message.CopyFrom(spec.message)
+    if spec.kind == "listeners":
+        _listener(message, filters, refs)
+    elif spec.kind == "routes":
+        _route_clusters(message, refs)
+    elif spec.kind == "clusters":
+        _cluster(message, refs)
+    return message
+
+
+def _listener(listener: Any, filters: Mapping[str, str], refs: References) -> None:
+    chains = list(listener.filter_chains)
+    if listener.HasField("default_filter_chain"):
+        chains.append(listener.default_filter_chain)
+    for chain in chains:
+        for f in chain.filters:
+            if not f.HasField("typed_config") and not f.HasField("config_discovery"):
+                _wasm_entry(f, "network", NETWORK_WASM, filters, refs, "network filter")
+    for entry, hcm in _hcms(listener):
+        if hcm.HasField("rds"):
+            refs.routes.add(hcm.rds.route_config_name)
+            if not hcm.rds.HasField("config_source"):
+                hcm.rds.config_source.CopyFrom(_ads())
+        if hcm.HasField("route_config"):
+            _route_clusters(hcm.route_config, refs)
+        for hf in hcm.http_filters:
+            if not hf.HasField("typed_config") and not hf.HasField("config_discovery"):
+                _wasm_entry(hf, "http", HTTP_WASM, filters, refs, "http filter")
+        entry.typed_config.Pack(hcm)
+
+
+def _wasm_entry(entry: Any, kind: str, type_url: str, filters: Mapping[str, str],
+                refs: References, what: str) -> None:
+    """An entry with only a name: a wasm filter of this server, served over ECDS."""
+    found = filters.get(entry.name)
+    if found is None:
+        refs.problems.append(f"{what} {entry.name!r} has neither typed_config nor config_discovery "
+                             "and names no wasm filter of this server")
+    elif found != kind:
+        refs.problems.append(f"{what} {entry.name!r} names a {found} wasm filter")
+    else:
+        refs.filters.add(entry.name)
+        entry.config_discovery.CopyFrom(_ecds(type_url))
+
+
+def _cluster(cluster: Any, refs: References) -> None:
+    from envoy.config.cluster.v3 import cluster_pb2
+
+    if cluster.HasField("type") and cluster.type == cluster_pb2.Cluster.EDS:
+        eds = cluster.eds_cluster_config
+        refs.endpoints.add(eds.service_name or cluster.name)
+        if not eds.HasField("eds_config"):
+            eds.eds_config.CopyFrom(_ads())
