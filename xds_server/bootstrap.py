@@ -64,6 +64,9 @@ class BootstrapOptions:
     telemetry_interval: str = "5s"
     telemetry_filter_state: Sequence[str] = DEFAULT_FILTER_STATE
     telemetry_metadata: Sequence[str] = ()
+    full: bool = False
+    """Everything from the server over ADS (listeners, routes, clusters, endpoints, wasm
+    filters): the bootstrap holds only the node, the admin interface and the xDS cluster."""
 
 
 def _split(address: str) -> tuple[str, int]:
@@ -135,6 +138,8 @@ def _transport_socket(opts: BootstrapOptions, *, alpn: str) -> dict[str, Any]:
 
 def build_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
     """The bootstrap as a dict (see `BootstrapOptions` for what each option does)."""
+    if opts.full:
+        return _full_bootstrap(opts)
     if not opts.filters and not opts.network_filters:
         raise ValueError("at least one --filter or --network-filter is needed")
     if opts.network_filters and not opts.tcp_upstream:
@@ -241,6 +246,45 @@ def build_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
         add_telemetry(bootstrap, cluster=XDS_CLUSTER, stats_flush_interval=opts.telemetry_interval,
                       filter_state=opts.telemetry_filter_state, metadata=opts.telemetry_metadata)
     return bootstrap
+
+
+def _full_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
+    """`--full`: the node, the admin interface and the xDS cluster; LDS and CDS (and
+    through them RDS, EDS and ECDS) over ADS."""
+    extra = [flag for flag, used in (("--filter", opts.filters), ("--network-filter", opts.network_filters),
+                                     ("--upstream", opts.upstream), ("--tcp-upstream", opts.tcp_upstream),
+                                     ("--telemetry", opts.telemetry)) if used]
+    if extra:
+        raise ValueError(f"--full takes listeners, clusters and filters from the server: "
+                         f"{extra[0]} has no effect with it")
+    xds = _cluster(XDS_CLUSTER, opts.xds_addresses, http2=True)
+    if len(opts.xds_addresses) > 1:
+        xds["health_checks"] = [{
+            "timeout": "1s", "interval": "1s", "unhealthy_threshold": 1, "healthy_threshold": 1,
+            "no_traffic_interval": "1s", "grpc_health_check": {},
+        }]
+    if opts.tls_ca:
+        xds["transport_socket"] = _transport_socket(opts, alpn="h2")
+    node: dict[str, Any] = {"id": opts.node_id, "cluster": opts.cluster}
+    if opts.metadata:
+        node["metadata"] = dict(opts.metadata)
+    ads_source = {"ads": {}, "resource_api_version": "V3",
+                  "initial_fetch_timeout": opts.initial_fetch_timeout}
+    return {
+        "node": node,
+        "admin": {"address": _socket(opts.admin)},
+        "static_resources": {"clusters": [xds]},
+        "dynamic_resources": {
+            "ads_config": {
+                "api_type": "DELTA_GRPC" if opts.delta else "GRPC",
+                "transport_api_version": "V3",
+                "grpc_services": [{"envoy_grpc": {"cluster_name": XDS_CLUSTER}}],
+                "set_node_on_first_message_only": True,
+            },
+            "lds_config": ads_source,
+            "cds_config": dict(ads_source),
+        },
+    }
 
 
 def bootstrap_yaml(opts: BootstrapOptions) -> str:

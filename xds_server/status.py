@@ -138,6 +138,28 @@ class StatusEvent:
 
 Listener = Callable[[StatusEvent], None]
 
+_KIND_OF_TYPE = {
+    "type.googleapis.com/envoy.config.listener.v3.Listener": "listeners",
+    "type.googleapis.com/envoy.config.route.v3.RouteConfiguration": "routes",
+    "type.googleapis.com/envoy.config.cluster.v3.Cluster": "clusters",
+    "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment": "endpoints",
+}
+
+
+def status_key(type_url: str, name: str) -> str:
+    """The key of a resource in a proxy's `resources`: a wasm filter by its name, an
+    Envoy resource as `<kind>/<name>` (`clusters/web`, `endpoints/web`: a cluster and
+    its endpoints share a name)."""
+    kind = _KIND_OF_TYPE.get(type_url)
+    return f"{kind}/{name}" if kind else name
+
+
+def _keyed(type_url: str, resources: Mapping[str, str]) -> Mapping[str, str]:
+    if type_url not in _KIND_OF_TYPE:
+        return resources
+    return {status_key(type_url, n): v for n, v in resources.items()}
+
+
 def _resource(proxy: ProxyStatus, name: str, type_url: str) -> ResourceStatus:
     """The proxy's status record of `name`, created on first use."""
     r = proxy.resources.get(name)
@@ -341,6 +363,8 @@ class StatusTracker:
     ) -> None:
         """Record the versions sent."""
         self.stats.responses += 1
+        resources = _keyed(type_url, resources)
+        removed = [status_key(type_url, n) for n in removed]
         proxy = self._proxy(stream)
         if proxy is None:
             return
@@ -356,6 +380,7 @@ class StatusTracker:
     ) -> None:
         """Record the versions the proxy accepted."""
         self.stats.acks += 1
+        resources = _keyed(type_url, resources)
         proxy = self._proxy(stream)
         if proxy is None:
             return
@@ -370,6 +395,7 @@ class StatusTracker:
         resources: Mapping[str, str], code: int, message: str,
     ) -> None:
         """Record the rejection with Envoy's message."""
+        resources = _keyed(type_url, resources)
         for name in resources:
             self.stats.nacks[name] += 1
         proxy = self._proxy(stream)

@@ -30,6 +30,9 @@ def add_options(p: argparse.ArgumentParser, *, node_id: str | None = None) -> No
     p.add_argument("--tcp-upstream", metavar="HOST:PORT", help="where the TCP listener proxies to")
     p.add_argument("--xds-address", action="append", metavar="HOST:PORT",
                    help="server address (repeat for replicas; default 127.0.0.1:18000)")
+    p.add_argument("--full", action="store_true",
+                   help="listeners, routes, clusters, endpoints and filters all from the server "
+                        "(ADS): the bootstrap holds only the node and the xDS cluster")
     p.add_argument("--ads", action="store_true", help="use ADS instead of an ECDS config source")
     p.add_argument("--delta", action="store_true", help="use incremental (delta) xDS")
     p.add_argument("--listen", default="127.0.0.1:10000", help="listener HOST:PORT")
@@ -99,6 +102,7 @@ def options_from_args(args: argparse.Namespace) -> BootstrapOptions:
         telemetry_interval=args.telemetry_interval,
         telemetry_filter_state=args.telemetry_filter_state or DEFAULT_FILTER_STATE,
         telemetry_metadata=args.telemetry_metadata,
+        full=args.full,
     )
 
 

@@ -29,6 +29,15 @@ from xds_server.config._model import (
     TlsConfig,
 )
 from xds_server.nodes import NodeSelector, selectors_overlap
+from xds_server.resources import (
+    KINDS,
+    ResourceError,
+    ResourceSpec,
+    check_consistent,
+    check_selectors,
+    parse_resource,
+    serve_all,
+)
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/]{0,252}$")
 _SHA256 = re.compile(r"^(sha256:)?[0-9a-f]{64}$")
@@ -387,8 +396,34 @@ def parse_config(data: Any, *, where: str, base_dir: Path | None = None) -> Conf
         for i, f in enumerate(raw_filters)
     )
     check_overlaps(filters, where)
+    resources = _resources(r.get("resources"), where, filters)
     r.done()
-    return Config(server=server, registries=registries, filters=filters)
+    return Config(server=server, registries=registries, filters=filters, resources=resources)
+
+
+def _resources(data: Any, where: str, filters: tuple[FilterSpec, ...]) -> tuple[ResourceSpec, ...]:
+    """The `resources` section: Envoy v3 `listeners`, `routes`, `clusters`, `endpoints`,
+    consistent with each other and with the wasm filters of the file."""
+    if data is None:
+        return ()
+    r = _Reader(data, where, "resources")
+    out: list[ResourceSpec] = []
+    try:
+        for key, kind in KINDS.items():
+            items = r.get(key, []) or []
+            if not isinstance(items, list):
+                raise r.error(key, f"must be a list, got {_kind(items)}")
+            specs = [parse_resource(kind, d, where=where, path=f"resources.{key}[{i}]")
+                     for i, d in enumerate(items)]
+            check_selectors(specs, where=where, path=f"resources.{key}")
+            out.extend(specs)
+        r.done()
+        problems = check_consistent(serve_all(out, {f.name: f.type for f in filters}))
+    except ResourceError as exc:
+        raise ConfigError(exc.where, exc.path, exc.problem) from exc
+    if problems:
+        raise ConfigError(where, "resources", "inconsistent: " + "; ".join(problems))
+    return tuple(out)
 
 
 def load_config(path: str | Path) -> Config:
@@ -410,4 +445,4 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(where, at, f"invalid YAML: {problem}") from exc
     cfg = parse_config(data, where=where, base_dir=p.resolve().parent)
     return Config(server=cfg.server, registries=cfg.registries, filters=cfg.filters,
-                  source_path=p.resolve())
+                  source_path=p.resolve(), resources=cfg.resources)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from xds_server.nodes import NodeSelector
+from xds_server.resources import ResourceSpec
 from xds_server.xds import StreamLimits
 
 FAILURE_POLICIES = ("FAIL_CLOSED", "FAIL_OPEN", "FAIL_RELOAD")
@@ -177,3 +178,5 @@ class Config:
     registries: tuple[RegistryConfig, ...] = ()
     filters: tuple[FilterSpec, ...] = ()
     source_path: Path | None = None
+    resources: tuple[ResourceSpec, ...] = ()
+    """Envoy listeners, route configurations, clusters and endpoints (`resources`)."""

@@ -12,6 +12,7 @@ from xds_server.cache import TYPED_EXTENSION_CONFIG
 from xds_server.controller._build import Builder
 from xds_server.controller._context import Context
 from xds_server.controller._model import Deployed, FilterError, FilterEvent, FilterState, specs_of
+from xds_server.resources import is_resource_key
 from xds_server.state import Revision
 
 log = structlog.get_logger("xds_server.controller")
@@ -44,6 +45,8 @@ class ReplicaSync:
         returns the filters that could not be served (they stay known, not ready)."""
         errors: list[FilterError] = []
         for rev in await self.ctx.state.current_all():
+            if is_resource_key(rev.filter):
+                continue  # a listener, route, cluster or endpoints (xds_server.resources)
             async with self.ctx.lock(rev.filter):
                 try:
                     await self._adopt(rev)
@@ -106,7 +109,8 @@ class ReplicaSync:
 
     async def reconcile(self) -> None:
         """Compare every filter with the store and catch up (covers lost notifications)."""
-        current = {r.filter: r.revision for r in await self.ctx.state.current_all()}
+        current = {r.filter: r.revision for r in await self.ctx.state.current_all()
+                   if not is_resource_key(r.filter)}
         for name in set(current) | {n for n, s in self.ctx.filters.items() if s.revision is not None}:
             state = self.ctx.filters.get(name)
             have = state.revision.revision if state is not None and state.revision is not None else None

@@ -83,12 +83,11 @@ class ResourceManager:
         if specs is None:
             raise ResourceError(f"{kind}/{name}", "", "no such resource", status=404)
         rev = self.revisions.get(key)
-        versions = [r.version for r in (self.cache.variants(self._kind(kind).type_url, name))
-                    for r in [r.resource]]
+        versions = [v.resource.version for v in self.cache.variants(self._kind(kind).type_url, name)]
         return {"kind": kind, "name": name, "revision": rev.revision if rev else None,
                 "specs": [s.to_dict() for s in specs], "versions": versions}
 
-    def list(self, kind: str) -> list[dict[str, Any]]:
+    def all(self, kind: str) -> list[dict[str, Any]]:
         """Every resource of `kind`, by name."""
         k = self._kind(kind).key
         return [self.view(k, n) for (kk, n) in sorted(self.specs) if kk == k]
@@ -132,9 +131,9 @@ class ResourceManager:
         async with self._lock:
             if key not in self.specs:
                 raise ResourceError(f"{kind}/{name}", "", "no such resource", status=404)
-            await self._change({key: ()}, author=author, action="delete", summary="deleted",
-                               expect={key: None}, hashes={key: None})
-            return self.revisions.pop(key).revision
+            revs = await self._change({key: ()}, author=author, action="delete", summary="deleted",
+                                      expect={key: None}, hashes={key: None})
+            return revs[key].revision
 
     async def rollback(self, kind: str, name: str, *, author: str,
                        to: int | None = None) -> dict[str, Any]:
@@ -191,8 +190,9 @@ class ResourceManager:
 
     async def _change(self, changes: Mapping[Key, tuple[ResourceSpec, ...]], *, author: str,
                       action: str, summary: str, expect: Mapping[Key, int | None],
-                      hashes: Mapping[Key, str | None]) -> None:
-        """Check the whole set with `changes` applied, record, publish (lock held)."""
+                      hashes: Mapping[Key, str | None]) -> dict[Key, Revision]:
+        """Check the whole set with `changes` applied, record, publish (lock held);
+        returns the revisions recorded."""
         desired = dict(self.specs)
         for key, specs in changes.items():
             if specs:
@@ -204,19 +204,24 @@ class ResourceManager:
         if problems:
             raise ResourceError(", ".join(f"{k}/{n}" for k, n in sorted(changes)), "",
                                 "inconsistent: " + "; ".join(problems), status=409)
+        recorded: dict[Key, Revision] = {}
         for key, specs in sorted(changes.items()):
             if specs and key in self.specs and _hash(specs) == _hash(self.specs[key]):
                 if hashes.get(key) is not None:
                     await self.state.set_config_hash(resource_key(*key), hashes[key])
                 continue  # same content: nothing to record
-            await self._record(key, specs, served, author=author, action=action,
-                               summary=summary, expect=expect.get(key), config_hash=hashes.get(key))
+            recorded[key] = await self._record(
+                key, specs, served, author=author, action=action, summary=summary,
+                expect=expect.get(key), config_hash=hashes.get(key))
+            if not specs and action == "config":
+                await self.state.set_config_hash(resource_key(*key), None)
         self.specs = desired
         self._publish(served)
+        return recorded
 
     async def _record(self, key: Key, specs: tuple[ResourceSpec, ...], served: Served, *,
                       author: str, action: str, summary: str, expect: int | None,
-                      config_hash: str | None) -> None:
+                      config_hash: str | None) -> Revision:
         current = self.revisions.get(key)
         expect_current = expect if expect is not None else (
             current.revision if current is not None else ANY_REVISION)
@@ -233,8 +238,11 @@ class ResourceManager:
             raise ResourceError(f"{key[0]}/{key[1]}", "", str(exc), status=503) from exc
         if specs:
             self.revisions[key] = rev
+        else:
+            self.revisions.pop(key, None)
         log.info("resource_version", kind=key[0], name=key[1], revision=rev.revision, action=action,
                  versions=versions, author=author)
+        return rev
 
     # -- serving ----------------------------------------------------------------------
 

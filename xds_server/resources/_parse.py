@@ -22,7 +22,7 @@ from xds_server.resources._model import ResourceError, ResourceSpec
 
 __all__ = ["parse_resource"]
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/:]{0,252}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-:|]{0,252}$")
 _TYPE_PREFIX = "type.googleapis.com/"
 _imported: set[str] = set()
 
@@ -96,7 +96,7 @@ def parse_resource(kind: Kind, data: Any, *, where: str, path: str) -> ResourceS
         raise ResourceError(where, f"{path}.{kind.name_field}", "is required")
     if not _NAME.match(name):
         raise ResourceError(where, f"{path}.{kind.name_field}",
-                            "must be 1-253 characters of letters, digits, '.', '_', '-', '/', ':' "
+                            "must be 1-253 characters of letters, digits, '.', '_', '-', ':', '|' "
                             f"and start with a letter or digit (got {name!r})")
     return ResourceSpec(kind=kind.key, name=name, message=message, selector=selector)
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from envoy.config.core.v3 import config_source_pb2, extension_pb2
+from envoy.config.core.v3 import config_source_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
@@ -45,7 +45,7 @@ def _ads() -> Any:
 def _ecds(type_url: str) -> Any:
     source = _ads()
     source.initial_fetch_timeout.SetInParent()  # 0s: never serve without the filter
-    return extension_pb2.ExtensionConfigSource(config_source=source, type_urls=[type_url])
+    return config_source_pb2.ExtensionConfigSource(config_source=source, type_urls=[type_url])
 
 
 def _hcms(listener: Any) -> Iterator[tuple[Any, Any]]:
