@@ -27,7 +27,7 @@ from xds_server.cache import ResourceCache, default_types
 from xds_server.config import Config, ConfigError, load_config
 from xds_server.controller import Controller, Delivery, ModuleProvider, RevisionIndex
 from xds_server.identity import make_authorizer
-from xds_server.resources import ResourceManager, is_resource_key
+from xds_server.resources import ResourceManager, WasmFilterRef, is_resource_key
 from xds_server.state import SqliteStateStore, open_state_store
 from xds_server.status import StatusEvent, StatusTracker
 from xds_server.telemetry import (
@@ -258,14 +258,14 @@ class XdsServerApp:
             except Exception as exc:  # the database may be away for a while: keep serving
                 log.warning("replica_sync_failed", error=str(exc), replica=self.replica_id)
 
-    def _filter_types(self) -> dict[str, str]:
-        """This server's wasm filters by name: `http` or `network` (for listeners that
-        name them)."""
-        out: dict[str, str] = {}
+    def _filter_types(self) -> dict[str, WasmFilterRef]:
+        """This server's wasm filters by name, for the listeners and routes that name
+        them: the type and the per-route rules (of the first spec)."""
+        out: dict[str, WasmFilterRef] = {}
         for name, state in self.controller.filters.items():
             specs = [d.spec for d in state.deployed] or list(state.pending)
             if specs:
-                out[name] = specs[0].type
+                out[name] = WasmFilterRef(specs[0].type, specs[0].routes)
         return out
 
     def _on_store_change(self, name: str, revision: int) -> None:

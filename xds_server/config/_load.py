@@ -33,6 +33,8 @@ from xds_server.resources import (
     KINDS,
     ResourceError,
     ResourceSpec,
+    RouteRule,
+    WasmFilterRef,
     check_consistent,
     check_selectors,
     parse_resource,
@@ -212,9 +214,32 @@ def parse_filter_spec(data: Any, *, where: str, path: str = "", base_dir: Path |
         on_nack=r.text("on_nack", "keep", choices=ON_NACK_POLICIES),
         selector=_selector(r.get("selector"), where, r.at("selector")),
         canary=None if canary_raw is None else _selector(canary_raw, where, r.at("canary")),
+        routes=_route_rules(r.get("routes"), where, r.at("routes")),
     )
     r.done()
     return spec
+
+
+def _route_rules(data: Any, where: str, path: str) -> tuple[RouteRule, ...]:
+    """`routes: [{virtual_host: GLOB, route: GLOB, disabled: true | configuration: X}]`."""
+    if data is None:
+        return ()
+    if not isinstance(data, list):
+        raise ConfigError(where, path, f"must be a list of rules, got {_kind(data)}")
+    rules = []
+    for i, item in enumerate(data):
+        r = _Reader(item, where, f"{path}[{i}]")
+        vh, route = r.text("virtual_host", "*") or "*", r.text("route", "*") or "*"
+        disabled = r.bool("disabled", False)
+        raw = r.get("configuration")
+        configuration = None if raw is None else _configuration(raw, where, r.at("configuration"))
+        if disabled == (configuration is not None):
+            raise ConfigError(where, f"{path}[{i}]",
+                              "needs exactly one of disabled: true or configuration")
+        r.done()
+        rules.append(RouteRule(virtual_host=vh, route=route, disabled=disabled,
+                               configuration=configuration))
+    return tuple(rules)
 
 
 def check_overlaps(specs: tuple[FilterSpec, ...] | list[FilterSpec], where: str) -> None:
@@ -418,7 +443,7 @@ def _resources(data: Any, where: str, filters: tuple[FilterSpec, ...]) -> tuple[
             check_selectors(specs, where=where, path=f"resources.{key}")
             out.extend(specs)
         r.done()
-        problems = check_consistent(serve_all(out, {f.name: f.type for f in filters}))
+        problems = check_consistent(serve_all(out, {f.name: WasmFilterRef(f.type, f.routes) for f in filters}))
     except ResourceError as exc:
         raise ConfigError(exc.where, exc.path, exc.problem) from exc
     if problems:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from xds_server.nodes import NodeSelector
-from xds_server.resources import ResourceSpec
+from xds_server.resources import ResourceSpec, RouteRule
 from xds_server.xds import StreamLimits
 
 FAILURE_POLICIES = ("FAIL_CLOSED", "FAIL_OPEN", "FAIL_RELOAD")
@@ -63,6 +63,9 @@ class FilterSpec:
     on_nack: str = "keep"
     selector: NodeSelector = field(default_factory=NodeSelector)
     canary: NodeSelector | None = None
+    routes: tuple[RouteRule, ...] = ()
+    """Per-route rules (standalone fleets): on matching routes of this server's route
+    configurations the filter is disabled or runs with another configuration."""
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as JSON data, in the same schema the config file and API accept."""
@@ -84,6 +87,8 @@ class FilterSpec:
             out["sha256"] = self.sha256
         if self.canary is not None:
             out["canary"] = self.canary.to_dict()
+        if self.routes:
+            out["routes"] = [r.to_dict() for r in self.routes]
         return out
 
 

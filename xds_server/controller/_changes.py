@@ -9,7 +9,6 @@ from dataclasses import replace
 
 import structlog
 
-from xds_server.cache import TYPED_EXTENSION_CONFIG
 from xds_server.config import FilterSpec
 from xds_server.controller._build import Builder
 from xds_server.controller._context import Context
@@ -158,7 +157,7 @@ class Changes:
             except StateError as exc:
                 raise FilterError(name, str(exc), status=503) from exc
             del self.ctx.filters[name]
-            self.ctx.cache.delete(TYPED_EXTENSION_CONFIG, name)
+            self.builder.unpublish(name)
             self.ctx.modules.pin(self.ctx.digests_in_use())
             FILTER_CHANGES.labels("delete", "applied").inc()
             self.ctx.emit(FilterEvent("deleted", name, revision.revision, "delete", author))

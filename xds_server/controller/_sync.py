@@ -8,7 +8,6 @@ import time
 
 import structlog
 
-from xds_server.cache import TYPED_EXTENSION_CONFIG
 from xds_server.controller._build import Builder
 from xds_server.controller._context import Context
 from xds_server.controller._model import Deployed, FilterError, FilterEvent, FilterState, specs_of
@@ -85,7 +84,7 @@ class ReplicaSync:
         if rev.deleted:
             if state is not None and state.revision is not None:
                 del self.ctx.filters[name]
-                self.ctx.cache.delete(TYPED_EXTENSION_CONFIG, name)
+                self.builder.unpublish(name)
                 self.ctx.emit(FilterEvent("deleted", name, rev.revision, "delete", rev.author))
                 log.info("filter_removed", filter=name, revision=rev.revision, author=rev.author)
             return

@@ -16,7 +16,13 @@ from xds_server.resources._manager import (
     is_resource_key,
     resource_key,
 )
-from xds_server.resources._model import ResourceError, ResourceSpec
+from xds_server.resources._model import (
+    ResourceError,
+    ResourceSpec,
+    RouteRule,
+    WasmFilterRef,
+    route_instance,
+)
 from xds_server.resources._parse import parse_resource
 
 __all__ = [
@@ -27,11 +33,14 @@ __all__ = [
     "ResourceError",
     "ResourceManager",
     "ResourceSpec",
+    "RouteRule",
+    "WasmFilterRef",
     "check_consistent",
     "check_selectors",
     "is_resource_key",
     "kind_of",
     "parse_resource",
     "resource_key",
+    "route_instance",
     "serve_all",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from xds_server.resources._model import ResourceSpec
+from xds_server.resources._model import ResourceSpec, WasmFilterRef
 from xds_server.resources._refs import References, served_message
 
 __all__ = ["Served", "check_consistent", "serve_all"]
@@ -14,7 +14,7 @@ Served = dict[tuple[str, str], list[tuple[ResourceSpec, object, References]]]
 """(kind, name) -> per spec: the spec, its served message, what it refers to."""
 
 
-def serve_all(specs: Iterable[ResourceSpec], filters: Mapping[str, str]) -> Served:
+def serve_all(specs: Iterable[ResourceSpec], filters: Mapping[str, WasmFilterRef]) -> Served:
     """The served form and references of every spec."""
     out: Served = {}
     for spec in specs:

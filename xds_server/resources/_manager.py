@@ -15,7 +15,7 @@ from xds_server.cache import Resource, ResourceCache, Variant
 from xds_server.nodes import selectors_overlap
 from xds_server.resources._consistency import Served, check_consistent, serve_all
 from xds_server.resources._kinds import KINDS, PUBLISH_ORDER, Kind
-from xds_server.resources._model import ResourceError, ResourceSpec
+from xds_server.resources._model import ResourceError, ResourceSpec, WasmFilterRef
 from xds_server.resources._parse import parse_resource
 from xds_server.state import ANY_REVISION, Conflict, Revision, StateError, StateStore
 
@@ -56,15 +56,15 @@ class ResourceManager:
     Every change is checked against the whole desired set (a listener's route
     configuration, a route's clusters, an EDS cluster's endpoints and the wasm filters
     it names must exist: refused with 409 otherwise), recorded as a revision, then
-    published in Envoy's warming order. `filters()` gives this server's wasm filter
-    names and types (`http`/`network`); call `refresh()` when they change.
+    published in Envoy's warming order. `filters()` gives this server's wasm filters
+    by name (type and per-route rules); call `refresh()` when they change.
 
     Concurrency: one event loop; changes are serialized by one lock (a change is
     decided against the whole set). Raises `ResourceError` with an HTTP status.
     """
 
     def __init__(self, cache: ResourceCache, state: StateStore,
-                 filters: Callable[[], Mapping[str, str]]) -> None:
+                 filters: Callable[[], Mapping[str, WasmFilterRef]]) -> None:
         self.cache = cache
         self.state = state
         self.filters = filters

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -9,7 +10,7 @@ from google.protobuf import json_format
 
 from xds_server.nodes import NodeSelector
 
-__all__ = ["ResourceError", "ResourceSpec"]
+__all__ = ["ResourceError", "ResourceSpec", "RouteRule", "WasmFilterRef", "route_instance"]
 
 
 class ResourceError(ValueError):
@@ -49,3 +50,39 @@ class ResourceSpec:
         if self.selector != NodeSelector():
             out["selector"] = self.selector.to_dict()
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRule:
+    """Per-route activation of a wasm filter: on routes whose virtual host name and route
+    name match the globs, the filter is `disabled`, or runs with its own `configuration`
+    (a string as Envoy gets it). Exactly one of the two. The first matching rule wins."""
+
+    virtual_host: str = "*"
+    route: str = "*"
+    disabled: bool = False
+    configuration: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config/API form."""
+        out: dict[str, Any] = {"virtual_host": self.virtual_host, "route": self.route}
+        if self.disabled:
+            out["disabled"] = True
+        if self.configuration is not None:
+            out["configuration"] = self.configuration
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class WasmFilterRef:
+    """What listeners and routes need of one wasm filter of this server: its type
+    (`http`/`network`) and its per-route rules."""
+
+    type: str = "http"
+    routes: tuple[RouteRule, ...] = ()
+
+
+def route_instance(filter_name: str, configuration: str) -> str:
+    """The ECDS resource name of a filter's instance with a per-route `configuration`:
+    `<filter>@<first 12 hex of its sha256>` (no filter name contains `@`)."""
+    return f"{filter_name}@{hashlib.sha256(configuration.encode()).hexdigest()[:12]}"

@@ -4,16 +4,18 @@ point at this server (ADS) filled in, and wasm filters named by this server give
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from envoy.config.core.v3 import config_source_pb2
+from envoy.config.route.v3 import route_components_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
 
-from xds_server.resources._model import ResourceSpec
+from xds_server.resources._model import ResourceSpec, RouteRule, WasmFilterRef, route_instance
 
 __all__ = ["HCM_TYPE_URL", "References", "served_message"]
 
@@ -73,10 +75,38 @@ def _route_clusters(route_config: Any, refs: References) -> None:
                 refs.clusters.add(wc.name)
 
 
-def served_message(spec: ResourceSpec, filters: Mapping[str, str], refs: References) -> Any:
+def _rule_for(rules: tuple[RouteRule, ...], vh: str, route: str) -> RouteRule | None:
+    return next((r for r in rules if fnmatch.fnmatchcase(vh, r.virtual_host)
+                 and fnmatch.fnmatchcase(route, r.route)), None)
+
+
+def _filter_config(*, disabled: bool) -> Any:
+    return route_components_pb2.FilterConfig(disabled=disabled)
+
+
+def per_route_filters(route_config: Any, filters: Mapping[str, WasmFilterRef]) -> None:
+    """Write each wasm filter's per-route rules into the routes they match, as
+    `typed_per_filter_config` entries of `envoy.config.route.v3.FilterConfig`:
+    `disabled: true` for the filter where a rule disables it; where a rule gives a
+    `configuration`, the filter is disabled and its instance with that configuration
+    (`route_instance`, an ECDS filter disabled by default in the listener) enabled.
+    Entries the user wrote for a filter are left alone."""
+    for vh in route_config.virtual_hosts:
+        for route in vh.routes:
+            for name, ref in sorted(filters.items()):
+                rule = _rule_for(ref.routes, vh.name, route.name) if ref.type == "http" else None
+                if rule is None or name in route.typed_per_filter_config:
+                    continue
+                route.typed_per_filter_config[name].Pack(_filter_config(disabled=True))
+                if rule.configuration is not None:
+                    instance = route_instance(name, rule.configuration)
+                    route.typed_per_filter_config[instance].Pack(_filter_config(disabled=False))
+
+
+def served_message(spec: ResourceSpec, filters: Mapping[str, WasmFilterRef], refs: References) -> Any:
     """A copy of `spec.message` as served (the spec stays as written); fills `refs`.
 
-    `filters` maps this server's wasm filter names to their type (`http`/`network`).
+    `filters` maps this server's wasm filter names to their type and per-route rules.
     """
     message = spec.message.__class__()
     message.CopyFrom(spec.message)
@@ -84,12 +114,13 @@ def served_message(spec: ResourceSpec, filters: Mapping[str, str], refs: Referen
         _listener(message, filters, refs)
     elif spec.kind == "routes":
         _route_clusters(message, refs)
+        per_route_filters(message, filters)
     elif spec.kind == "clusters":
         _cluster(message, refs)
     return message
 
 
-def _listener(listener: Any, filters: Mapping[str, str], refs: References) -> None:
+def _listener(listener: Any, filters: Mapping[str, WasmFilterRef], refs: References) -> None:
     chains = list(listener.filter_chains)
     if listener.HasField("default_filter_chain"):
         chains.append(listener.default_filter_chain)
@@ -104,24 +135,42 @@ def _listener(listener: Any, filters: Mapping[str, str], refs: References) -> No
                 hcm.rds.config_source.CopyFrom(_ads())
         if hcm.HasField("route_config"):
             _route_clusters(hcm.route_config, refs)
+            per_route_filters(hcm.route_config, filters)
+        entries: list[Any] = []
         for hf in hcm.http_filters:
-            if not hf.HasField("typed_config") and not hf.HasField("config_discovery"):
-                _wasm_entry(hf, "http", HTTP_WASM, filters, refs, "http filter")
+            entries.append(hcm_pb2.HttpFilter())
+            entries[-1].CopyFrom(hf)
+            if (not hf.HasField("typed_config") and not hf.HasField("config_discovery")
+                    and _wasm_entry(entries[-1], "http", HTTP_WASM, filters, refs, "http filter")):
+                entries.extend(_instances(hf.name, filters[hf.name]))
+        del hcm.http_filters[:]
+        hcm.http_filters.extend(entries)
         entry.typed_config.Pack(hcm)
 
 
-def _wasm_entry(entry: Any, kind: str, type_url: str, filters: Mapping[str, str],
-                refs: References, what: str) -> None:
-    """An entry with only a name: a wasm filter of this server, served over ECDS."""
+def _instances(name: str, ref: WasmFilterRef) -> list[Any]:
+    """One HTTP filter entry per distinct per-route configuration of filter `name`,
+    right after it: its own ECDS resource, disabled unless a route enables it."""
+    configs = sorted({r.configuration for r in ref.routes if r.configuration is not None})
+    return [hcm_pb2.HttpFilter(name=route_instance(name, c), disabled=True,
+                               config_discovery=_ecds(HTTP_WASM)) for c in configs]
+
+
+def _wasm_entry(entry: Any, kind: str, type_url: str, filters: Mapping[str, WasmFilterRef],
+                refs: References, what: str) -> bool:
+    """An entry with only a name: a wasm filter of this server, served over ECDS.
+    Returns whether it was one."""
     found = filters.get(entry.name)
     if found is None:
         refs.problems.append(f"{what} {entry.name!r} has neither typed_config nor config_discovery "
                              "and names no wasm filter of this server")
-    elif found != kind:
-        refs.problems.append(f"{what} {entry.name!r} names a {found} wasm filter")
-    else:
-        refs.filters.add(entry.name)
-        entry.config_discovery.CopyFrom(_ecds(type_url))
+        return False
+    if found.type != kind:
+        refs.problems.append(f"{what} {entry.name!r} names a {found.type} wasm filter")
+        return False
+    refs.filters.add(entry.name)
+    entry.config_discovery.CopyFrom(_ecds(type_url))
+    return True
 
 
 def _cluster(cluster: Any, refs: References) -> None:
