@@ -17,9 +17,11 @@ from aiohttp import web
 
 from tests.fixtures.envoy import EnvoyProcess, free_port, http_get, validate_bootstrap, wait_for, wait_for_header
 from tests.fixtures.server import running_server
-from tests.fixtures.wasm_filters import header_filter
+from tests.fixtures.wasm_filters import config_echo_filter, header_filter
 from xds_server.bootstrap import BootstrapOptions, bootstrap_yaml
+from xds_server.cache import TYPED_EXTENSION_CONFIG
 from xds_server.config import parse_filter_spec
+from xds_server.resources import route_instance
 from xds_server.runtime import XdsServerApp
 
 HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
@@ -183,3 +185,40 @@ async def test_full_bootstrap_standalone_fleet(tmp_path: Path, delta: bool) -> N
             assert code == 200, view
             await wait_for(lambda: acked(app, "edge-1", "listeners/web")() == good, 10,
                            what="ACK of the rolled-back listener")
+
+
+async def test_per_route_configuration_is_its_own_ecds_instance(tmp_path: Path) -> None:
+    """`routes: [{route: GLOB, configuration: X}]`: matching routes run the filter with X
+    (a second ECDS instance, enabled there only), the others with the filter's own."""
+    module = tmp_path / "echo.wasm"
+    module.write_bytes(config_echo_filter("x-wasm-config"))
+    listen = free_port()
+    path = write_config(tmp_path / "config.yaml", module, listen, 1)
+    doc = yaml.safe_load(path.read_text())
+    doc["filters"][0]["configuration"] = "base"
+    doc["filters"][0]["routes"] = [{"virtual_host": "a*", "route": "api", "configuration": "special"}]
+    doc["resources"]["routes"][0]["virtual_hosts"][0]["routes"][1] = {
+        "name": "root", "match": {"prefix": "/"}, "direct_response": {"status": 200}}
+    async with upstream("one") as up:
+        doc["resources"]["endpoints"] = [endpoints(up)]
+        path.write_text(yaml.safe_dump(doc))
+        async with running_server(path) as app:
+            boot = bootstrap_yaml(BootstrapOptions(
+                node_id="edge-2", filters=(), full=True, admin="127.0.0.1:0",
+                xds_addresses=[f"127.0.0.1:{app.xds_port}"], module_server=None))
+            async with EnvoyProcess(boot, tmp_path) as envoy:
+                base = f"http://127.0.0.1:{listen}"
+                _, headers, body = await wait_for_header(f"{base}/api/x", "x-wasm-config", "special", timeout=20)
+                assert body == b"one /api/x"
+                _, headers, _ = await http_get(f"{base}/")
+                assert headers.get("x-wasm-config") == "base"
+                dump = json.dumps(await envoy.config_dump())
+                instance = route_instance("hdr", "special")
+                assert instance in dump and '"disabled": true' in dump
+                # A rule change through the filter API: the route configuration follows.
+                spec = {"name": "hdr", "source": {"file": str(module)}, "configuration": "base",
+                        "routes": [{"route": "api", "disabled": True}]}
+                await app.controller.deploy("hdr", [parse_filter_spec(spec, where="test")], author="test")
+                await wait_for_header(f"{base}/api/x", "x-wasm-config", None)
+                assert (await http_get(f"{base}/"))[1].get("x-wasm-config") == "base"
+                assert instance not in app.cache.names(TYPED_EXTENSION_CONFIG)

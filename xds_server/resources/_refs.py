@@ -85,22 +85,35 @@ def _filter_config(*, disabled: bool) -> Any:
 
 
 def per_route_filters(route_config: Any, filters: Mapping[str, WasmFilterRef]) -> None:
-    """Write each wasm filter's per-route rules into the routes they match, as
-    `typed_per_filter_config` entries of `envoy.config.route.v3.FilterConfig`:
-    `disabled: true` for the filter where a rule disables it; where a rule gives a
-    `configuration`, the filter is disabled and its instance with that configuration
-    (`route_instance`, an ECDS filter disabled by default in the listener) enabled.
+    """Write each wasm filter's per-route rules into every route, as
+    `typed_per_filter_config` entries of `envoy.config.route.v3.FilterConfig` with
+    `disabled: true` (the one per-route switch Envoy 1.40 accepts without a per-route
+    config, which the wasm filter does not have):
+
+    * a rule with `disabled: true`: the filter is disabled on its routes;
+    * a rule with a `configuration`: the filter is disabled there, and its instance with
+      that configuration (`route_instance`, its own ECDS resource after it in the
+      listener) runs; every instance is disabled on every route its rule does not match.
+
     Entries the user wrote for a filter are left alone."""
     for vh in route_config.virtual_hosts:
         for route in vh.routes:
             for name, ref in sorted(filters.items()):
-                rule = _rule_for(ref.routes, vh.name, route.name) if ref.type == "http" else None
-                if rule is None or name in route.typed_per_filter_config:
+                if ref.type != "http" or not ref.routes:
                     continue
-                route.typed_per_filter_config[name].Pack(_filter_config(disabled=True))
-                if rule.configuration is not None:
-                    instance = route_instance(name, rule.configuration)
-                    route.typed_per_filter_config[instance].Pack(_filter_config(disabled=False))
+                rule = _rule_for(ref.routes, vh.name, route.name)
+                chosen = (route_instance(name, rule.configuration)
+                          if rule is not None and rule.configuration is not None else None)
+                off = {route_instance(name, c) for c in _configurations(ref)} - {chosen}
+                if rule is not None:
+                    off.add(name)
+                for target in sorted(off):
+                    if target not in route.typed_per_filter_config:
+                        route.typed_per_filter_config[target].Pack(_filter_config(disabled=True))
+
+
+def _configurations(ref: WasmFilterRef) -> list[str]:
+    return sorted({r.configuration for r in ref.routes if r.configuration is not None})
 
 
 def served_message(spec: ResourceSpec, filters: Mapping[str, WasmFilterRef], refs: References) -> Any:
@@ -150,10 +163,10 @@ def _listener(listener: Any, filters: Mapping[str, WasmFilterRef], refs: Referen
 
 def _instances(name: str, ref: WasmFilterRef) -> list[Any]:
     """One HTTP filter entry per distinct per-route configuration of filter `name`,
-    right after it: its own ECDS resource, disabled unless a route enables it."""
-    configs = sorted({r.configuration for r in ref.routes if r.configuration is not None})
-    return [hcm_pb2.HttpFilter(name=route_instance(name, c), disabled=True,
-                               config_discovery=_ecds(HTTP_WASM)) for c in configs]
+    right after it: its own ECDS resource, which the routes disable where it does not
+    apply (`per_route_filters`)."""
+    return [hcm_pb2.HttpFilter(name=route_instance(name, c), config_discovery=_ecds(HTTP_WASM))
+            for c in _configurations(ref)]
 
 
 def _wasm_entry(entry: Any, kind: str, type_url: str, filters: Mapping[str, WasmFilterRef],
