@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -493,8 +493,10 @@ async def test_sotw_named_types_carry_subscribed_and_nack_keeps_last_good(
 @pytest.mark.parametrize("ads", [False, True], ids=["typed", "ads"])
 @pytest.mark.parametrize("type_url", [LISTENER_TYPE, CLUSTER_TYPE, ROUTE_TYPE, ENDPOINT_TYPE])
 async def test_delta_new_types_push_and_remove(full: Harness, ads: bool, type_url: str) -> None:
-    make = {LISTENER_TYPE: lambda n: _listener(n, 10001), CLUSTER_TYPE: _cluster,
-            ROUTE_TYPE: lambda n: _route(n, "c"), ENDPOINT_TYPE: lambda n: _endpoints(n, 8080)}[type_url]
+    makers: dict[str, Callable[[str], Resource]] = {
+        LISTENER_TYPE: lambda n: _listener(n, 10001), CLUSTER_TYPE: _cluster,
+        ROUTE_TYPE: lambda n: _route(n, "c"), ENDPOINT_TYPE: lambda n: _endpoints(n, 8080)}
+    make = makers[type_url]
     r1 = make("one")
     _set(full, r1)
     s = _stream(full, type_url, ads=ads, delta=True)

@@ -145,6 +145,13 @@ class AdminClient:
         body: JSONObject = {"specs": specs} if isinstance(specs, list) else specs
         return await self.request("PUT", _filter_path(name), body)
 
+    async def put_resource(self, kind: str, name: str, body: JSONObject) -> JSONObject:
+        """``PUT /api/v1/resources/{kind}/{name}`` with one Envoy resource or
+        ``{"specs": [...]}``; returns the resource's view (409 when it would leave a
+        reference unsatisfied)."""
+        return await self.request("PUT", f"/api/v1/resources/{quote(kind, safe='')}/{quote(name, safe='')}",
+                                  body)
+
     async def delete_filter(self, name: str) -> JSONObject:
         """``DELETE /api/v1/filters/{name}`` -> ``{"deleted": name, "revision": N}``."""
         return await self.request("DELETE", _filter_path(name))

@@ -201,11 +201,14 @@ def _add_deploy(subparsers: Subparsers, common: argparse.ArgumentParser) -> None
 
 def _add_apply(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
     p = subparsers.add_parser(
-        "apply", parents=[common], help="deploy the filters of a YAML or JSON file",
-        description="FILE holds one spec, a list of specs, or `filters: [...]` like the "
-        "server's config file. Specs are grouped by name; each name is PUT with all of "
+        "apply", parents=[common], help="deploy the filters and resources of a YAML or JSON file",
+        description="FILE holds one spec, a list of specs, or `filters: [...]` and/or "
+        "`resources: {listeners, routes, clusters, endpoints}` like the server's config file. "
+        "Specs are grouped by name; each name is PUT with all of "
         "its specs. Relative `source.file` paths are taken relative to FILE. A filter as "
-        "the server shows it (saved from `filters -o json`, edited) is PUT as it is.",
+        "the server shows it (saved from `filters -o json`, edited) is PUT as it is. "
+        "Filters go first, then resources in dependency order (endpoints, clusters, routes, "
+        "listeners), so each one's references exist when it arrives.",
     )
     p.add_argument("-f", "--filename", dest="file", required=True, metavar="FILE",
                    help="YAML or JSON file, or - for stdin")
@@ -496,10 +499,47 @@ def _resolve_file(spec: JSONObject, base: Path) -> JSONObject:
     return spec
 
 
-def run_apply(args: argparse.Namespace) -> int:
-    """``apply -f FILE``: PUT every filter of the file; one line per filter."""
+RESOURCE_APPLY_ORDER = ("endpoints", "clusters", "routes", "listeners")
+"""Dependencies first: what a resource refers to exists when it is PUT."""
+_NAME_FIELD = {"endpoints": "cluster_name"}
+
+
+def load_resources(path: str) -> list[tuple[str, str, JSONObject]]:
+    """The `resources` section of an apply file as (kind, name, body) in dependency
+    order; several entries of one kind and name become one ``{"specs": [...]}``."""
+    if path == "-":
+        return []  # stdin was read by load_specs; resources come from files
     try:
-        grouped = load_specs(args.file)
+        doc = _parse_document(Path(path).read_text(), path)
+    except OSError as exc:
+        raise AdminError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    section = doc.get("resources") if isinstance(doc, dict) else None
+    if section is None:
+        return []
+    if not isinstance(section, dict) or set(section) - set(RESOURCE_APPLY_ORDER):
+        raise AdminError(f"{path}: resources: must map listeners, routes, clusters, endpoints to lists")
+    out: list[tuple[str, str, JSONObject]] = []
+    for kind in RESOURCE_APPLY_ORDER:
+        grouped: dict[str, list[JSONObject]] = {}
+        for i, item in enumerate(section.get(kind) or []):
+            name = item.get(_NAME_FIELD.get(kind, "name")) if isinstance(item, dict) else None
+            if not isinstance(name, str) or not name:
+                raise AdminError(f"{path}: resources.{kind}[{i}].{_NAME_FIELD.get(kind, 'name')}: is required")
+            grouped.setdefault(name, []).append(item)
+        out += [(kind, n, {"specs": specs}) for n, specs in grouped.items()]
+    return out
+
+
+def run_apply(args: argparse.Namespace) -> int:
+    """``apply -f FILE``: PUT every filter of the file, then every resource; one line each."""
+    try:
+        resources = load_resources(args.file)
+        try:
+            grouped = load_specs(args.file)
+        except AdminError:
+            if not resources:
+                raise
+            grouped = {}
     except AdminError as exc:
         _error(str(exc))
         return 1
@@ -518,8 +558,20 @@ def run_apply(args: argparse.Namespace) -> int:
             if args.output == "table":
                 count = len(specs) if isinstance(specs, list) else len(view.get("specs") or [])
                 print(_apply_line(name, count, view))
+        resource_views: list[JSONObject] = []
+        for kind, rname, body in resources:
+            try:
+                rview = await client.put_resource(kind, rname, body)
+            except AdminHTTPError as exc:
+                _error(f"{kind}/{rname}: {exc}")
+                failed += 1
+                continue
+            resource_views.append(rview)
+            if args.output == "table":
+                print(f"{kind}/{rname}: revision {rview.get('revision', '?')}, "
+                      f"version {','.join(rview.get('versions') or []) or '-'}")
         if args.output == "json":
-            _print_json({"filters": views})
+            _print_json({"filters": views, "resources": resource_views})
         return 1 if failed else 0
 
     return _call(args, work)
