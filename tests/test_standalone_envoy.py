@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import grpc
 import pytest
 import yaml
 from aiohttp import web
+from envoy.service.status.v3 import csds_pb2, csds_pb2_grpc
 
 from tests.fixtures.envoy import EnvoyProcess, free_port, http_get, validate_bootstrap, wait_for, wait_for_header
 from tests.fixtures.server import running_server
@@ -177,6 +179,15 @@ async def test_full_bootstrap_standalone_fleet(tmp_path: Path, delta: bool) -> N
             status, headers, body = await http_get(f"{base}/api/z")
             assert (status, headers.get("x-wasm-filter"), body) == (200, "B", b"two /api/z")
             assert envoy.pid == pid
+            # CSDS shows every type under Envoy's own names, the listener NACKed.
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{app.xds_port}") as channel:
+                csds: Any = csds_pb2_grpc.ClientStatusDiscoveryServiceStub(channel)
+                answer = await csds.FetchClientStatus(csds_pb2.ClientStatusRequest())
+            configs = {(g.type_url.rsplit(".", 1)[-1], g.name): g for g in answer.config[0].generic_xds_configs}
+            assert {("Listener", "web"), ("RouteConfiguration", "main"), ("Cluster", "backend"),
+                    ("ClusterLoadAssignment", "backend"), ("TypedExtensionConfig", "hdr")} <= set(configs)
+            assert configs[("Listener", "web")].error_state.details == message
+            assert configs[("Cluster", "backend")].xds_config.value  # the content as sent
 
             # History and rollback, like filters.
             code, hist = await api(app, "GET", "/api/v1/resources/listeners/web/history")

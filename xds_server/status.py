@@ -154,6 +154,12 @@ def status_key(type_url: str, name: str) -> str:
     return f"{kind}/{name}" if kind else name
 
 
+def resource_name(type_url: str, key: str) -> str:
+    """The xDS resource name of status key `key` (the inverse of `status_key`)."""
+    kind = _KIND_OF_TYPE.get(type_url)
+    return key.removeprefix(f"{kind}/") if kind else key
+
+
 def _keyed(type_url: str, resources: Mapping[str, str]) -> Mapping[str, str]:
     if type_url not in _KIND_OF_TYPE:
         return resources
