@@ -236,3 +236,26 @@ async def test_bootstrap_full_holds_only_node_and_xds_cluster(tmp_path: Path) ->
         build_bootstrap(BootstrapOptions(node_id="n1", filters=("hdr",), full=True))
     result = await xs("bootstrap", "--full", "--node-id", "n2")
     assert yaml.safe_load(result.out)["node"]["id"] == "n2"
+
+
+async def test_removal_follows_the_update_of_its_users(tmp_path: Path) -> None:
+    """A config change that moves the route to another cluster and removes the old one:
+    the route (and the new cluster) are served first, the old cluster after."""
+    from tests.fixtures.envoy import wait_for
+
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(document(tmp_path)))
+    async with running_server(path) as app:
+        app.resources.removal_delay = 0.5
+        doc = document(tmp_path, listeners=[listener()], routes=[route("other")],
+                       clusters=[cluster("other")], endpoints=[endpoints("other")])
+        path.write_text(yaml.safe_dump(doc))
+        assert await app.reload()
+        node = NodeInfo(id="n")
+        assert app.cache.resolve(CLUSTER.type_url, "other", node) is not None
+        assert app.cache.resolve(CLUSTER.type_url, "backend", node) is not None  # not yet
+        assert app.resources.view("routes", "main")["specs"] == [route("other")]
+        await wait_for(lambda: app.cache.resolve(CLUSTER.type_url, "backend", node) is None, 5,
+                       what="the old cluster removed")
+        code, _ = await api(app, "GET", "clusters/backend")
+        assert code == 404

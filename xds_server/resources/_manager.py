@@ -72,6 +72,8 @@ class ResourceManager:
         self.revisions: dict[Key, Revision] = {}
         self.served: Served = {}
         self.problems: list[str] = []
+        self.removal_delay = 1.0
+        """Seconds between a change's updates and its removals (see `_publish`)."""
         self._lock = asyncio.Lock()
 
     # -- reads ------------------------------------------------------------------------
@@ -258,19 +260,30 @@ class ResourceManager:
 
     def _publish(self, served: Served, keep: Iterable[Key] = ()) -> None:
         """Set the cache in warming order (clusters, endpoints, listeners, routes), then
-        remove what is gone in the reverse order (users before what they use)."""
+        remove what is gone, users before what they use. When the same change also
+        updated resources (e.g. a route moved off the cluster being removed), the
+        removals follow `removal_delay` seconds later, so Envoy takes the users' update
+        first and no route points at a cluster it no longer has."""
         self.served = served
         kept = set(keep)
+        updated = False
         for kind in PUBLISH_ORDER:
             for (k, name), variants in sorted(served.items()):
                 if k == kind.key:
-                    self.cache.set(kind.type_url, name, [
+                    updated |= self.cache.set(kind.type_url, name, [
                         Variant(spec.selector, Resource.from_message(name, message))
                         for spec, message, _refs in variants])
-        for kind in reversed(PUBLISH_ORDER):
-            for name in self.cache.names(kind.type_url):
-                if (kind.key, name) not in served and (kind.key, name) not in kept:
-                    self.cache.delete(kind.type_url, name)
+        gone = [(kind, name) for kind in reversed(PUBLISH_ORDER) for name in self.cache.names(kind.type_url)
+                if (kind.key, name) not in served and (kind.key, name) not in kept]
+        if gone and updated and self.removal_delay > 0:
+            asyncio.get_running_loop().call_later(self.removal_delay, self._remove, gone)
+        else:
+            self._remove(gone)
+
+    def _remove(self, gone: list[tuple[Kind, str]]) -> None:
+        for kind, name in gone:
+            if (kind.key, name) not in self.served:  # not brought back meanwhile
+                self.cache.delete(kind.type_url, name)
 
     async def restore(self) -> list[str]:
         """Serve every resource's current revision from the state store."""
