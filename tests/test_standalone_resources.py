@@ -259,3 +259,34 @@ async def test_removal_follows_the_update_of_its_users(tmp_path: Path) -> None:
                        what="the old cluster removed")
         code, _ = await api(app, "GET", "clusters/backend")
         assert code == 404
+
+
+async def test_replicas_record_resources_once_and_follow_each_other(
+        tmp_path: Path, fresh_database: str) -> None:
+    """Replicas on one PostgreSQL database started together record the config's
+    resources once; a change through one replica is served by the other."""
+    import asyncio
+    from contextlib import AsyncExitStack
+
+    from tests.fixtures.envoy import wait_for
+    from tests.test_replicas import Replica, call
+
+    doc = document(tmp_path)
+    async with AsyncExitStack() as stack:
+        replicas = [Replica(f"r{i}", tmp_path, fresh_database, doc["filters"]) for i in range(2)]
+        for r in replicas:
+            config = yaml.safe_load(r.config.read_text())
+            config["resources"] = doc["resources"]
+            r.config.write_text(yaml.safe_dump(config))
+            stack.push_async_callback(r.stop)
+        await asyncio.gather(*(r.start() for r in replicas))
+        for r in replicas:
+            history = (await call("GET", f"{r.api}/resources/listeners/web/history"))["history"]
+            assert [h["action"] for h in history] == ["config"], (r.name, history)
+        await call("PUT", f"{replicas[0].api}/resources/endpoints/backend", endpoints("backend", 9999))
+
+        async def followed() -> bool:
+            view = await call("GET", f"{replicas[1].api}/resources/endpoints/backend")
+            return bool(view["specs"] == [endpoints("backend", 9999)] and view["revision"] == 2)
+
+        await wait_for(followed, 15, what="the other replica serving the change")

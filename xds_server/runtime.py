@@ -255,6 +255,7 @@ class XdsServerApp:
                 await self._share_status()
                 if rounds % reconcile_every == 0:
                     await self.controller.reconcile()
+                    await self.resources.reconcile()
             except Exception as exc:  # the database may be away for a while: keep serving
                 log.warning("replica_sync_failed", error=str(exc), replica=self.replica_id)
 

@@ -17,6 +17,7 @@ from xds_server.resources._manager import (
     resource_key,
 )
 from xds_server.resources._model import (
+    ResourceConflict,
     ResourceError,
     ResourceSpec,
     RouteRule,
@@ -30,6 +31,7 @@ __all__ = [
     "KINDS",
     "PUBLISH_ORDER",
     "Kind",
+    "ResourceConflict",
     "ResourceError",
     "ResourceManager",
     "ResourceSpec",

@@ -15,7 +15,7 @@ from xds_server.cache import Resource, ResourceCache, Variant
 from xds_server.nodes import selectors_overlap
 from xds_server.resources._consistency import Served, check_consistent, serve_all
 from xds_server.resources._kinds import KINDS, PUBLISH_ORDER, Kind
-from xds_server.resources._model import ResourceError, ResourceSpec, WasmFilterRef
+from xds_server.resources._model import ResourceConflict, ResourceError, ResourceSpec, WasmFilterRef
 from xds_server.resources._parse import parse_resource
 from xds_server.state import ANY_REVISION, Conflict, Revision, StateError, StateStore
 
@@ -182,13 +182,23 @@ class ResourceManager:
             if not changes:
                 return []
             try:
+                # Decided from the store's heads: a compare-and-set on them, so replicas
+                # applying the same file record it once.
                 await self._change(changes, author=author, action="config",
                                    summary="from the configuration file",
-                                   expect={k: None for k in changes}, hashes=hashes)
+                                   expect={k: heads.get(k, (0, None))[0] for k in changes}, hashes=hashes)
+                return []
+            except ResourceConflict as exc:
+                await self._load()  # another replica applied it first: serve what it recorded
+                heads = {_split_key(n): v for n, v in (await self.state.config_heads()).items()
+                         if is_resource_key(n)}
+                if all(heads.get(k, (0, None))[1] == h for k, h in hashes.items()):
+                    return []
+                log.error("resources_rejected", error=str(exc), author=author)
+                return [str(exc)]
             except ResourceError as exc:
                 log.error("resources_rejected", error=str(exc), author=author)
                 return [str(exc)]
-        return []
 
     async def _change(self, changes: Mapping[Key, tuple[ResourceSpec, ...]], *, author: str,
                       action: str, summary: str, expect: Mapping[Key, int | None],
@@ -212,9 +222,14 @@ class ResourceManager:
                 if hashes.get(key) is not None:
                     await self.state.set_config_hash(resource_key(*key), hashes[key])
                 continue  # same content: nothing to record
-            recorded[key] = await self._record(
-                key, specs, served, author=author, action=action, summary=summary,
-                expect=expect.get(key), config_hash=hashes.get(key))
+            try:
+                recorded[key] = await self._record(
+                    key, specs, served, author=author, action=action, summary=summary,
+                    expect=expect.get(key), config_hash=hashes.get(key))
+            except ResourceError:
+                if recorded:  # part of the change is recorded: serve what the store holds
+                    await self._load()
+                raise
             if not specs and action == "config":
                 await self.state.set_config_hash(resource_key(*key), None)
         self.specs = desired
@@ -235,7 +250,7 @@ class ResourceManager:
                 specs=[s.to_dict() for s in specs], digests=[], versions=versions,
                 config_hash=config_hash, expect_current=expect_current)
         except Conflict as exc:
-            raise ResourceError(f"{key[0]}/{key[1]}", "", f"{exc}; retry the change", status=409) from exc
+            raise ResourceConflict(f"{key[0]}/{key[1]}", "", f"{exc}; retry the change", status=409) from exc
         except StateError as exc:
             raise ResourceError(f"{key[0]}/{key[1]}", "", str(exc), status=503) from exc
         if specs:
@@ -286,22 +301,36 @@ class ResourceManager:
                 self.cache.delete(kind.type_url, name)
 
     async def restore(self) -> list[str]:
-        """Serve every resource's current revision from the state store."""
+        """Serve every resource's current revision from the state store (a restart, or
+        another replica's change); returns the consistency problems (logged)."""
         async with self._lock:
-            desired: dict[Key, tuple[ResourceSpec, ...]] = {}
-            for rev in await self.state.current_all():
-                if not is_resource_key(rev.filter):
-                    continue
-                key = _split_key(rev.filter)
-                kind = KINDS.get(key[0])
-                if kind is None:
-                    continue
-                desired[key] = tuple(parse_resource(kind, d, where=f"stored {rev.filter}",
-                                                    path=f"specs[{i}]") for i, d in enumerate(rev.specs))
-                self.revisions[key] = rev
-            self.specs = desired
-            self.refresh()
+            await self._load()
             return self.problems
+
+    async def reconcile(self) -> None:
+        """Catch up with the store when another replica changed a resource (covers lost
+        notifications): reloads when a current revision differs from the one served."""
+        current = {_split_key(r.filter): r.revision for r in await self.state.current_all()
+                   if is_resource_key(r.filter)}
+        if current != {k: r.revision for k, r in self.revisions.items()}:
+            await self.restore()
+
+    async def _load(self) -> None:
+        """Read every current revision and serve it (lock held)."""
+        desired: dict[Key, tuple[ResourceSpec, ...]] = {}
+        revisions: dict[Key, Revision] = {}
+        for rev in await self.state.current_all():
+            if not is_resource_key(rev.filter):
+                continue
+            key = _split_key(rev.filter)
+            kind = KINDS.get(key[0])
+            if kind is None:
+                continue
+            desired[key] = tuple(parse_resource(kind, d, where=f"stored {rev.filter}", path=f"specs[{i}]")
+                                 for i, d in enumerate(rev.specs))
+            revisions[key] = rev
+        self.specs, self.revisions = desired, revisions
+        self.refresh()
 
     def _kind(self, kind: str) -> Kind:
         k = KINDS.get(kind)

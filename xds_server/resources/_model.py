@@ -10,7 +10,7 @@ from google.protobuf import json_format
 
 from xds_server.nodes import NodeSelector
 
-__all__ = ["ResourceError", "ResourceSpec", "RouteRule", "WasmFilterRef", "route_instance"]
+__all__ = ["ResourceConflict", "ResourceError", "ResourceSpec", "RouteRule", "WasmFilterRef", "route_instance"]
 
 
 class ResourceError(ValueError):
@@ -27,6 +27,11 @@ class ResourceError(ValueError):
         self.status = status
         location = f"{where}: {path}" if path else where
         super().__init__(f"{location}: {problem}")
+
+
+class ResourceConflict(ResourceError):
+    """A change lost a compare-and-set: another replica (or call) recorded a revision of
+    the resource first (409)."""
 
 
 @dataclass(frozen=True, slots=True, eq=False)
