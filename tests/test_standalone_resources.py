@@ -171,6 +171,13 @@ async def test_api_lifecycle_history_rollback_and_restart(tmp_path: Path) -> Non
         assert code == 409  # the cluster was deleted
         version = app.cache.resolve(ROUTE.type_url, "main", NodeInfo(id="n"))
         assert version is not None
+        # What GET answers can be PUT back; its revision is a precondition.
+        code, view = await api(app, "GET", "clusters/backend")
+        view["specs"][0]["connect_timeout"] = "2s"
+        assert (await api(app, "PUT", "clusters/backend", view))[0] == 200
+        view["specs"][0]["connect_timeout"] = "3s"
+        code, err = await api(app, "PUT", "clusters/backend", view)  # stale revision
+        assert code == 409 and "is at revision 2, not 1" in err["error"]["message"]
         # A change through the API survives a restart with the same config file.
         code, view = await api(app, "PUT", "endpoints/backend", endpoints("backend", 8181))
         assert code == 200

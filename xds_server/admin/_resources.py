@@ -55,8 +55,16 @@ async def _body(request: web.Request, where: str) -> Any:
         raise ResourceError(where, "", f"request body is not JSON: {exc}") from exc
 
 
+_DERIVED = {"kind", "name", "versions", "revision"}
+"""Members of a GET answer that a PUT of it ignores (`revision` is its precondition)."""
+
+
 def _items(body: Any, where: str) -> list[Any]:
-    if isinstance(body, dict) and set(body) == {"specs"}:
+    """One resource, or the `specs` of `{"specs": [...]}` (a GET answer PUT back)."""
+    if isinstance(body, dict) and "specs" in body:
+        extra = sorted(set(body) - _DERIVED - {"specs"})
+        if extra:
+            raise ResourceError(where, extra[0], "unknown member beside specs")
         if not isinstance(body["specs"], list):
             raise ResourceError(where, "specs", "must be a list")
         return list(body["specs"])
@@ -76,7 +84,7 @@ def resource_routes(manager: ResourceManager) -> Callable[[web.Application], Non
         kind, name = request.match_info["kind"], request.match_info["name"]
         where = f"{kind}/{name}"
         body = await _body(request, where)
-        expect = body.pop("revision", None) if isinstance(body, dict) and "specs" in body else None
+        expect = body.get("revision") if isinstance(body, dict) and "specs" in body else None
         specs = manager.parse(kind, name, _items(body, where), where=where)
         created = (kind, name) not in manager.specs
         view = await manager.put(kind, name, specs, author=_actor(request),
