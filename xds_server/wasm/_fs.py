@@ -56,6 +56,23 @@ def replace(path: Path, data: bytes, *, mode: int = 0o644) -> None:
         raise
 
 
+def write_temp(directory: Path, data: bytes) -> Path:
+    """Write ``data`` to a new temp file in ``directory`` and fsync it; return its path.
+    Complete it with :func:`install` (or unlink it)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, temp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp_name)
+        raise
+    return Path(temp_name)
+
+
 def remove_stale_temp_files(directory: Path) -> int:
     """Delete temp files left by an interrupted :func:`atomic_write`; return how many."""
     removed = 0

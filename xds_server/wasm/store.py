@@ -606,9 +606,44 @@ class ModuleStore:
         hex_digest = fetched.sha256 or await _sha256_hex(data)
         path = self._blobs / hex_digest
         if hex_digest not in self._modules or not path.is_file():
-            await self._validate(data, hex_digest, location)
-            await self._write(path, location, data=data)
+            if len(data) <= SMALL_MODULE_BYTES:
+                await self._validate(data, hex_digest, location)
+                await self._write(path, location, data=data)
+            else:
+                await self._validate_and_write(data, hex_digest, location, path)
         return hex_digest, len(data)
+
+    async def _validate_and_write(self, data: bytes, hex_digest: str, location: str,
+                                  path: Path) -> None:
+        """Validate a large module and write (and fsync) its temp file at the same time,
+        in two threads (wasmtime and the disk both release the GIL); the file gets its
+        name only once both are done and validation passed."""
+        where = f"module sha256:{hex_digest} of {location}"
+        checked = asyncio.ensure_future(asyncio.to_thread(validate_module, data, where=where))
+        try:
+            temp = await asyncio.to_thread(_fs.write_temp, self._blobs, data)
+        except OSError as error:
+            checked.cancel()
+            with contextlib.suppress(BaseException):
+                await checked
+            raise StoreError(
+                f"module {hex_digest[:12]} of {location} cannot be stored in {self._blobs}: "
+                f"{error.strerror or error}"
+            ) from None
+        except BaseException:
+            checked.cancel()
+            raise
+        try:
+            await checked
+        except BaseException:
+            with contextlib.suppress(OSError):
+                temp.unlink()
+            raise
+        try:
+            await self._write(path, location, temp=temp)
+        finally:
+            with contextlib.suppress(OSError):
+                temp.unlink()  # gone once installed; left only when the rename failed
 
     async def _write(self, path: Path, location: str, *, data: bytes = b"",
                      temp: Path | None = None) -> None:
