@@ -17,7 +17,8 @@ import aiohttp
 import grpc
 from aiohttp import web
 
-from tests.fixtures.envoy import EnvoyProcess, free_port, http_get, wait_for, wait_for_header
+from tests.fixtures.envoy import EnvoyProcess, wait_for, wait_for_header
+from tests.fixtures.net import free_port, wait_ready
 from tests.fixtures.registry import make_wasm
 from tests.fixtures.server import running_server, server_bootstrap, write_config
 from tests.fixtures.wasm_filters import header_filter
@@ -61,15 +62,7 @@ async def start_server_process(cfg: Path, xds: int, admin: int) -> asyncio.subpr
         sys.executable, "-m", "xds_server", "serve", "--config", str(cfg), "--log-format", "json",
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )
-
-    async def ready() -> bool | None:
-        try:
-            status, _, _ = await http_get(f"http://127.0.0.1:{admin}/readyz")
-        except OSError:
-            return None
-        return True if status == 200 else None
-
-    await wait_for(ready, 20, what="server ready")
+    await wait_ready(f"http://127.0.0.1:{admin}/readyz", 30)
     return proc
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from tests.fixtures.envoy import EnvoyProcess, free_port, wait_for_header
+from tests.fixtures.envoy import EnvoyProcess, wait_for_header
+from tests.fixtures.net import free_port
 from tests.fixtures.registry import RegistryProcess, RegistryProxy
 from tests.fixtures.server import running_server, server_bootstrap, write_config
 from tests.fixtures.wasm_filters import header_filter

@@ -14,7 +14,8 @@ import yaml
 from envoy.service.extension.v3 import config_discovery_pb2_grpc
 from structlog.testing import capture_logs
 
-from tests.fixtures.envoy import EnvoyProcess, free_port, wait_for_header
+from tests.fixtures.envoy import EnvoyProcess, wait_for_header
+from tests.fixtures.net import free_port
 from tests.fixtures.pki import Pki, make_pki
 from tests.fixtures.server import running_server, server_bootstrap, write_config
 from tests.fixtures.wasm_filters import header_filter
