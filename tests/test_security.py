@@ -11,16 +11,19 @@ import aiohttp
 import grpc
 import pytest
 import yaml
+from envoy.config.core.v3 import extension_pb2
+from envoy.service.discovery.v3 import discovery_pb2
 from envoy.service.extension.v3 import config_discovery_pb2_grpc
 from structlog.testing import capture_logs
 
-from tests.fixtures.envoy import EnvoyProcess, wait_for_header
+from tests.fixtures.envoy import EnvoyProcess, wait_for, wait_for_header
 from tests.fixtures.net import free_port
 from tests.fixtures.pki import Pki, make_pki
 from tests.fixtures.server import running_server, server_bootstrap, write_config
 from tests.fixtures.wasm_filters import header_filter
 from tests.xds_client import Stream, node, sotw_request
 from xds_server.admin._auth import hash_token
+from xds_server.cache import TYPED_EXTENSION_CONFIG
 
 READ_TOKEN = "read-token-0123456789abcdef"
 WRITE_TOKEN = "write-token-0123456789abcdef"
@@ -53,15 +56,33 @@ def channel(port: int, pki: Pki, client: tuple[Path, Path] | None) -> grpc.aio.C
                                    options=[("grpc.ssl_target_name_override", "localhost")])
 
 
-async def first_response(ch: grpc.aio.Channel, node_id: str) -> Any:
+async def first_response(ch: grpc.aio.Channel, node_id: str, timeout: float = 15.0) -> Any:  # noqa: ASYNC109
+    """The server's answer to an ECDS request for "hdr" as `node_id`: the first response, or
+    the error status the stream ended with. Fails the test if neither comes in `timeout`."""
     stream = Stream(config_discovery_pb2_grpc.ExtensionConfigDiscoveryServiceStub(ch).StreamExtensionConfigs())
     await stream.send(sotw_request(["hdr"], node_msg=node(node_id)))
+    got = asyncio.ensure_future(stream.responses.get())
+    ended = asyncio.ensure_future(stream.done.wait())
     try:
-        return await stream.recv(3)
-    except AssertionError:
-        return stream.error
+        await asyncio.wait({got, ended}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if got.done():
+            return got.result()
+        if stream.error is not None:
+            return stream.error
+        raise AssertionError(f"node {node_id}: no response and no error status within {timeout}s")
     finally:
+        got.cancel()
+        ended.cancel()
         stream.cancel()
+
+
+def assert_served(resp: Any) -> None:
+    """`resp` is a DiscoveryResponse carrying the "hdr" filter."""
+    assert isinstance(resp, discovery_pb2.DiscoveryResponse), f"not served: {resp!r}"
+    assert [r.type_url for r in resp.resources] == [TYPED_EXTENSION_CONFIG], resp
+    config = extension_pb2.TypedExtensionConfig()
+    resp.resources[0].Unpack(config)
+    assert config.name == "hdr", config.name
 
 
 async def test_mtls_and_node_identity(tmp_path: Path, pki: Pki) -> None:
@@ -71,8 +92,7 @@ async def test_mtls_and_node_identity(tmp_path: Path, pki: Pki) -> None:
         port = app.xds_port
         # The right certificate for the node: served.
         async with channel(port, pki, pki.clients["e1"]) as ch:
-            resp = await first_response(ch, "e1")
-            assert not isinstance(resp, grpc.aio.AioRpcError) and len(resp.resources) == 1
+            assert_served(await first_response(ch, "e1"))
         # Another node's id with e1's certificate: PERMISSION_DENIED, logged.
         with capture_logs() as logs:
             async with channel(port, pki, pki.clients["e1"]) as ch:
@@ -82,8 +102,7 @@ async def test_mtls_and_node_identity(tmp_path: Path, pki: Pki) -> None:
         assert "not allowed" in (err.details() or "")
         assert any(e["event"] == "node_identity_refused" for e in logs)
         async with channel(port, pki, pki.clients["e2"]) as ch:
-            resp = await first_response(ch, "e2-edge")
-            assert not isinstance(resp, grpc.aio.AioRpcError)
+            assert_served(await first_response(ch, "e2-edge"))
         # No client certificate, or one from another CA: refused at the handshake.
         for client in (None, pki.rogue_client):
             async with channel(port, pki, client) as ch:
@@ -210,7 +229,8 @@ async def test_request_rate_and_stream_limits(tmp_path: Path) -> None:
         held = [Stream(stub.StreamExtensionConfigs()) for _ in range(2)]
         for i, s in enumerate(held):
             await s.send(sotw_request(["x"], node_msg=node(f"n{i}")))
-        await asyncio.sleep(0.3)
+        # Both held streams are registered (the refused flood stream is gone) before the next.
+        await wait_for(lambda: app.xds.stream_count == 2, 30, what="two streams held")
         extra = Stream(stub.StreamExtensionConfigs())
         await extra.send(sotw_request(["x"], node_msg=node("n3")))
         err = await extra.closed_with()
