@@ -29,13 +29,17 @@ HEADER = "x-wasm-filter"
 
 
 @asynccontextmanager
-async def slow_http(body: bytes, *, chunk: int = 64 * 1024, pause: float = 0.05) -> AsyncIterator[str]:
-    """Serve `body` at /m.wasm, trickled (about chunk/pause bytes per second)."""
+async def slow_http(body: bytes, *, chunk: int = 64 * 1024, pause: float = 0.05,
+                    sent: list[int] | None = None) -> AsyncIterator[str]:
+    """Serve `body` at /m.wasm, trickled (about chunk/pause bytes per second); the size of
+    each chunk written is appended to `sent`, if given."""
     async def handle(request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Length": str(len(body))})
         await resp.prepare(request)
         for i in range(0, len(body), chunk):
             await resp.write(body[i:i + chunk])
+            if sent is not None:
+                sent.append(len(body[i:i + chunk]))
             await asyncio.sleep(pause)
         await resp.write_eof()
         return resp
@@ -147,7 +151,8 @@ async def test_disk_full_changes_nothing(tmp_path: Path) -> None:
 async def test_graceful_shutdown_finishes_inflight_calls(tmp_path: Path) -> None:
     big = make_wasm("slow", padding_bytes=2**20)
     cfg = write_config(tmp_path / "config.yaml", [])
-    async with slow_http(big, pause=0.05) as url:
+    sent: list[int] = []
+    async with slow_http(big, pause=0.25, sent=sent) as url:  # about 4 s to download
         async with running_server(cfg) as app:
             client = XdsClient(f"127.0.0.1:{app.xds_port}")
             stream = client.sotw()
@@ -155,7 +160,9 @@ async def test_graceful_shutdown_finishes_inflight_calls(tmp_path: Path) -> None
             base = f"http://127.0.0.1:{app.admin_port}/api/v1/filters"
             put = asyncio.create_task(api("PUT", f"{base}/hdr", {"source": {
                 "url": url, "sha256": hashlib.sha256(big).hexdigest()}}))
-            await asyncio.sleep(0.3)
+            # The stream is registered and the download is flowing, not finished, when stop begins.
+            await wait_for(lambda: app.xds.stream_count == 1 and sent, 30, what="stream and download")
+            assert sum(sent) < len(big) and not put.done()
             await app.stop(grace=10)
             status, _ = await put
             assert status == 201  # the in-flight call finished
