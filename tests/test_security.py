@@ -264,3 +264,34 @@ async def test_bad_token_environment_is_a_clear_startup_error(tmp_path: Path) ->
     text = err.decode()
     assert "XDS_SERVER_ADMIN_TOKENS" in text and "sha256" in text
     assert WRITE_TOKEN not in text  # the mistaken plain token is not echoed
+
+
+async def test_real_envoy_with_another_nodes_certificate_gets_nothing(tmp_path: Path, pki: Pki) -> None:
+    """Envoy says it is node e1 but presents e2's certificate (SAN spiffe://fleet/e2): every
+    stream it opens is refused (node_identity_refused), and it never receives the filter."""
+    module = tmp_path / "a.wasm"
+    module.write_bytes(header_filter("x-wasm-filter", "A"))
+    port = free_port()
+    with capture_logs() as logs:
+        async with running_server(secure_config(tmp_path, pki, module)) as app:
+            cert, key = pki.clients["e2"]
+            boot = server_bootstrap(app, node_id="e1", filters=["hdr"], listen_port=port,
+                                    tls_ca=str(pki.ca), tls_cert=str(cert), tls_key=str(key),
+                                    tls_sni="localhost")
+            async with EnvoyProcess(boot, tmp_path) as envoy:
+
+                def refusals() -> list[dict[str, Any]]:
+                    return [e for e in logs if e["event"] == "node_identity_refused"]
+
+                # Envoy retries its stream; each attempt is refused.
+                await envoy.wait_for(lambda: len(refusals()) >= 2, 30, what="two refused streams")
+                await envoy.wait_for(lambda: "not allowed" in envoy.log_text(), 30,
+                                     what="Envoy logging the refusal")
+                assert {e["node_id"] for e in refusals()} == {"e1"}
+                assert "spiffe://fleet/e2" in refusals()[0]["reason"]
+                dump = await envoy.config_dump("ecds_filters")
+                assert "x-wasm-filter" not in str(dump) and "hdr" not in str(dump)
+                assert "e1" not in app.status.proxies
+                with pytest.raises(OSError):  # the listener waits for its filter: not bound
+                    _, writer = await asyncio.open_connection("127.0.0.1", port)
+                    writer.close()
