@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -280,7 +281,7 @@ async def test_real_envoy_with_another_nodes_certificate_gets_nothing(tmp_path: 
                                     tls_sni="localhost")
             async with EnvoyProcess(boot, tmp_path) as envoy:
 
-                def refusals() -> list[dict[str, Any]]:
+                def refusals() -> list[MutableMapping[str, Any]]:
                     return [e for e in logs if e["event"] == "node_identity_refused"]
 
                 # Envoy retries its stream; each attempt is refused.
