@@ -23,6 +23,7 @@ from tests.fixtures.registry import make_wasm
 from tests.fixtures.server import running_server, server_bootstrap, write_config
 from tests.fixtures.wasm_filters import header_filter
 from tests.xds_client import Stream, XdsClient, node, sotw_request
+from xds_server.cache import TYPED_EXTENSION_CONFIG
 from xds_server.state import SqliteStateStore
 
 HEADER = "x-wasm-filter"
@@ -196,6 +197,7 @@ async def test_reconnect_storm_1000_clients(tmp_path: Path) -> None:
         for s in streams:
             s.cancel()
         await wait_for(lambda: app.xds.stream_count == 0 or None, 20, what="streams closed")
+        assert app.cache.watcher_count(TYPED_EXTENSION_CONFIG) == 0  # no watch left behind
         again = [clients[i % 10].sotw() for i in range(1000)]
         await asyncio.gather(*(s.send(sotw_request(["hdr"], node_msg=node(f"n{i}")))
                                for i, s in enumerate(again)))
