@@ -17,6 +17,7 @@ from xds_server.controller._extension import (
     build_extension_config,
 )
 from xds_server.controller._modules import ModuleProvider, ResolvedModule
+from xds_server.controller._revisions import RevisionIndex
 from xds_server.controller._store import StoreModules
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "FilterState",
     "ModuleProvider",
     "ResolvedModule",
+    "RevisionIndex",
     "StoreModules",
     "build_extension_config",
     "spec_key",
