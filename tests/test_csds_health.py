@@ -244,6 +244,8 @@ async def test_reflection_lists_every_service(tmp_path: Path) -> None:
             "xds_server.admin.v1.AdminService",
             "grpc.health.v1.Health",
             "grpc.reflection.v1alpha.ServerReflection",
+            "opentelemetry.proto.collector.logs.v1.LogsService",      # telemetry from Envoy
+            "opentelemetry.proto.collector.metrics.v1.MetricsService",
         }
         # What grpcurl asks next: the file defining a service (for describe / invoke).
         for symbol in sorted(names):
