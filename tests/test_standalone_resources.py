@@ -171,6 +171,11 @@ async def test_api_lifecycle_history_rollback_and_restart(tmp_path: Path) -> Non
         assert code == 409  # the cluster was deleted
         version = app.cache.resolve(ROUTE.type_url, "main", NodeInfo(id="n"))
         assert version is not None
+        # A wasm filter a listener names is not deleted before the listener stops naming it.
+        async with aiohttp.ClientSession() as http, \
+                http.delete(f"http://127.0.0.1:{app.admin_port}/api/v1/filters/hdr") as resp:
+            assert resp.status == 409
+            assert "in use: listener 'web' names it" in (await resp.json())["error"]["message"]
         # What GET answers can be PUT back; its revision is a precondition.
         code, view = await api(app, "GET", "clusters/backend")
         view["specs"][0]["connect_timeout"] = "2s"

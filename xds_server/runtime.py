@@ -154,6 +154,7 @@ class XdsServerApp:
         # Standalone fleets (issue 15): listeners, routes, clusters, endpoints.
         self.resources = ResourceManager(self.cache, self.state, self._filter_types)
         self.controller.subscribe(lambda _event: self.resources.refresh())
+        self.controller.delete_guards.append(self.resources.filter_users)
         self._setup_telemetry()
         self.admin = AdminService(
             self.controller, self.status, module_path=self._modules.module_path,

@@ -143,6 +143,9 @@ class Changes:
             state = self.ctx.filters.get(name)
             if state is None:
                 raise FilterError(name, "no such filter", status=404)
+            for guard in self.ctx.delete_guards:
+                if (reason := guard(name)) is not None:
+                    raise FilterError(name, f"in use: {reason}", status=409)
             try:
                 revision = await self.ctx.state.append(
                     name, author=author, action="delete", summary="deleted", specs=[],

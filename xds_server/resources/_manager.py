@@ -101,6 +101,13 @@ class ResourceManager:
             raise ResourceError(f"{kind}/{name}", "", "no such resource", status=404)
         return [r.to_dict() for r in revs]
 
+    def filter_users(self, filter_name: str) -> str | None:
+        """Which served listeners name wasm filter `filter_name`, or None: a delete
+        guard for filters (a filter is removed after its users are gone)."""
+        users = sorted(name for (kind, name), variants in self.served.items()
+                       if kind == "listeners" and any(filter_name in r.filters for _s, _m, r in variants))
+        return f"listener {', '.join(map(repr, users))} names it" if users else None
+
     # -- changes ----------------------------------------------------------------------
 
     def parse(self, kind: str, name: str, items: Sequence[Any], *, where: str) -> list[ResourceSpec]:
