@@ -15,6 +15,7 @@ import grpc
 import pytest
 import yaml
 from aiohttp import web
+from envoy.admin.v3 import config_dump_shared_pb2
 from envoy.service.status.v3 import csds_pb2, csds_pb2_grpc
 
 from tests.fixtures.envoy import EnvoyProcess, free_port, http_get, validate_bootstrap, wait_for, wait_for_header
@@ -50,10 +51,10 @@ async def upstream(tag: str) -> AsyncIterator[int]:
         await runner.cleanup()
 
 
-def listener(port: int, *, stat_prefix: str = "ingress") -> dict[str, Any]:
+def listener(port: int, *, stat_prefix: str = "ingress", name: str = "web") -> dict[str, Any]:
     """Envoy's v3 shape; the wasm filter `hdr` named only (the server fills in ECDS)."""
     return {
-        "name": "web",
+        "name": name,
         "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
         "filter_chains": [{"filters": [{
             "name": "envoy.filters.network.http_connection_manager",
@@ -179,6 +180,17 @@ async def test_full_bootstrap_standalone_fleet(tmp_path: Path, delta: bool) -> N
             status, headers, body = await http_get(f"{base}/api/z")
             assert (status, headers.get("x-wasm-filter"), body) == (200, "B", b"two /api/z")
             assert envoy.pid == pid
+            # The refused version is never sent to this proxy again: it keeps the good one,
+            # also in full-state LDS responses, so another listener is ACKed, not NACKed.
+            assert app.resources.pins[("listeners", "web")]["edge-1"].version == good
+            second = free_port()
+            code, view = await api(app, "PUT", "/api/v1/resources/listeners/web2",
+                                   listener(second, name="web2"))
+            assert code == 201, view
+            await wait_for(acked(app, "edge-1", "listeners/web2"), 10, what="ACK of the second listener")
+            web = app.status.proxies["edge-1"].resources["listeners/web"]
+            assert (web.sent, web.acked, web.last_nack and web.last_nack.message) == (good, good, message)
+            await wait_for_header(f"http://127.0.0.1:{second}/api/q", "x-wasm-filter", "B")
             # CSDS shows every type under Envoy's own names, the listener NACKed.
             async with grpc.aio.insecure_channel(f"127.0.0.1:{app.xds_port}") as channel:
                 csds: Any = csds_pb2_grpc.ClientStatusDiscoveryServiceStub(channel)
@@ -186,7 +198,8 @@ async def test_full_bootstrap_standalone_fleet(tmp_path: Path, delta: bool) -> N
             configs = {(g.type_url.rsplit(".", 1)[-1], g.name): g for g in answer.config[0].generic_xds_configs}
             assert {("Listener", "web"), ("RouteConfiguration", "main"), ("Cluster", "backend"),
                     ("ClusterLoadAssignment", "backend"), ("TypedExtensionConfig", "hdr")} <= set(configs)
-            assert configs[("Listener", "web")].error_state.details == message
+            assert configs[("Listener", "web")].version_info == good
+            assert configs[("Listener", "web2")].client_status == config_dump_shared_pb2.ACKED
             assert configs[("Cluster", "backend")].xds_config.value  # the content as sent
 
             # History and rollback, like filters.

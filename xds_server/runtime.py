@@ -306,6 +306,9 @@ class XdsServerApp:
         return r.acked if r is not None else ""
 
     def _on_status(self, event: StatusEvent) -> None:
+        if event.kind == "nack":
+            self.resources.on_nack(event.node_id, event.resources,
+                                   lambda key: self._running(event.node_id, key))
         if event.kind in ("ack", "nack"):
             self.controller.on_proxy_report(event.kind, event.node_id, dict(event.resources),
                                             event.message, self.status.all_acked, self._running)

@@ -12,7 +12,7 @@ from typing import Any
 import structlog
 
 from xds_server.cache import Resource, ResourceCache, Variant
-from xds_server.nodes import selectors_overlap
+from xds_server.nodes import NodeIdSet, selectors_overlap
 from xds_server.resources._consistency import Served, check_consistent, serve_all
 from xds_server.resources._kinds import KINDS, PUBLISH_ORDER, Kind
 from xds_server.resources._model import ResourceConflict, ResourceError, ResourceSpec, WasmFilterRef
@@ -74,6 +74,11 @@ class ResourceManager:
         self.problems: list[str] = []
         self.removal_delay = 1.0
         """Seconds between a change's updates and its removals (see `_publish`)."""
+        self._kept: set[Key] = set()
+        self.pins: dict[Key, dict[str, Resource]] = {}
+        """Per resource, node id -> the last good version that node keeps after it NACKed
+        the current one (until the resource changes again)."""
+        self._recent: dict[Key, dict[str, Resource]] = {}  # versions served lately, by version
         self._lock = asyncio.Lock()
 
     # -- reads ------------------------------------------------------------------------
@@ -107,6 +112,25 @@ class ResourceManager:
         users = sorted(name for (kind, name), variants in self.served.items()
                        if kind == "listeners" and any(filter_name in r.filters for _s, _m, r in variants))
         return f"listener {', '.join(map(repr, users))} names it" if users else None
+
+    def on_nack(self, node_id: str, refused: Mapping[str, str], acked: Callable[[str], str]) -> None:
+        """A proxy refused versions (`refused`: status key `kind/name` -> version): it keeps
+        the version it ACKed before (`acked(key)`), and so does what the server sends it,
+        so a full-state response (LDS, CDS) never carries the refused one again. The pin
+        holds until the resource changes."""
+        changed: set[Key] = set()
+        for status_key, version in refused.items():
+            kind, _, name = status_key.partition("/")
+            key = (kind, name)
+            good = self._recent.get(key, {}).get(acked(status_key))
+            if kind not in KINDS or good is None or good.version == version:
+                continue
+            self.pins.setdefault(key, {})[node_id] = good
+            changed.add(key)
+            log.warning("resource_nacked", kind=kind, name=name, node_id=node_id, refused=version,
+                        keeps=good.version)
+        if changed:
+            self._publish(self.served, keep=self._kept)
 
     # -- changes ----------------------------------------------------------------------
 
@@ -240,6 +264,8 @@ class ResourceManager:
             if not specs and action == "config":
                 await self.state.set_config_hash(resource_key(*key), None)
         self.specs = desired
+        for key in changes:
+            self.pins.pop(key, None)  # a new version: proxies that refused the old one get it
         self._publish(served)
         return recorded
 
@@ -285,22 +311,36 @@ class ResourceManager:
         remove what is gone, users before what they use. When the same change also
         updated resources (e.g. a route moved off the cluster being removed), the
         removals follow `removal_delay` seconds later, so Envoy takes the users' update
-        first and no route points at a cluster it no longer has."""
+        first and no route points at a cluster it no longer has. Nodes with a pin get
+        their pinned version first."""
         self.served = served
-        kept = set(keep)
+        self._kept = kept = set(keep)
         updated = False
         for kind in PUBLISH_ORDER:
             for (k, name), variants in sorted(served.items()):
                 if k == kind.key:
-                    updated |= self.cache.set(kind.type_url, name, [
-                        Variant(spec.selector, Resource.from_message(name, message))
-                        for spec, message, _refs in variants])
+                    updated |= self.cache.set(kind.type_url, name, self._variants((k, name), variants))
         gone = [(kind, name) for kind in reversed(PUBLISH_ORDER) for name in self.cache.names(kind.type_url)
                 if (kind.key, name) not in served and (kind.key, name) not in kept]
         if gone and updated and self.removal_delay > 0:
             asyncio.get_running_loop().call_later(self.removal_delay, self._remove, gone)
         else:
             self._remove(gone)
+
+    def _variants(self, key: Key, served: list[tuple[ResourceSpec, Any, Any]]) -> list[Variant]:
+        """The cache variants of one resource: pinned nodes first, then one per spec."""
+        resources = [(spec, Resource.from_message(key[1], message)) for spec, message, _refs in served]
+        recent = self._recent.setdefault(key, {})
+        for _spec, r in resources:
+            recent.pop(r.version, None)
+            recent[r.version] = r
+        while len(recent) > 8:
+            recent.pop(next(iter(recent)))
+        by_resource: dict[str, tuple[Resource, set[str]]] = {}
+        for node_id, r in self.pins.get(key, {}).items():
+            by_resource.setdefault(r.version, (r, set()))[1].add(node_id)
+        return [*(Variant(NodeIdSet(frozenset(nodes)), r) for r, nodes in by_resource.values()),
+                *(Variant(spec.selector, r) for spec, r in resources)]
 
     def _remove(self, gone: list[tuple[Kind, str]]) -> None:
         for kind, name in gone:
