@@ -82,14 +82,20 @@ def parse_resource(kind: Kind, data: Any, *, where: str, path: str) -> ResourceS
     body = dict(data)
     selector = _selector(body.pop("selector", None), where, f"{path}.selector")
     body.pop("@type", None)
-    for t in sorted(_type_urls(body, set())):
+    try:
+        types = _type_urls(body, set())
+    except RecursionError as exc:
+        raise ResourceError(where, path, "nested too deeply") from exc
+    for t in sorted(types):
         _import_package_of(t)
     message = kind.message()
     try:
         json_format.ParseDict(body, message)
     except json_format.ParseError as exc:
         raise ResourceError(where, path, _problem(exc)) from exc
-    except (TypeError, ValueError, AttributeError) as exc:
+    except RecursionError as exc:
+        raise ResourceError(where, path, "nested too deeply") from exc
+    except Exception as exc:  # anything else ParseDict raises on hostile input
         raise ResourceError(where, path, f"not a valid {kind.message.DESCRIPTOR.full_name}: {exc}") from exc
     name = getattr(message, kind.name_field)
     if not name:
