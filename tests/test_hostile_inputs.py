@@ -399,7 +399,8 @@ envoy_like = st.fixed_dictionaries({}, optional={
         lambda d: json.dumps(d).encode()),
     st.binary(max_size=300),
     st.sampled_from([b"", b"{", b"[]", b"null", b"1e999999", b"[" * 500, b'{"specs": []}', b"\xff",
-                     b'{"name": "hostile.resource-7", "metadata": ' + b'{"filter_metadata": ' * 400 + b"{}" + b"}" * 401]),
+                     b'{"name": "hostile.resource-7", "metadata": '
+                     + b'{"filter_metadata": ' * 400 + b"{}" + b"}" * 401]),
 ), st.sampled_from(["listeners", "routes", "clusters", "endpoints", "secrets"]))
 def test_admin_resource_put_answers_4xx_json(admin_url: str, body: bytes, kind: str) -> None:
     """Envoy resources through the API: hostile bodies are refused with a JSON 4xx."""

@@ -302,3 +302,50 @@ async def test_replicas_record_resources_once_and_follow_each_other(
             return bool(view["specs"] == [endpoints("backend", 9999)] and view["revision"] == 2)
 
         await wait_for(followed, 15, what="the other replica serving the change")
+
+
+def test_route_rules_become_filter_configs_and_instances(tmp_path: Path) -> None:
+    """The served form: `disabled` rules and per-route configurations, on RDS route
+    configurations and on a listener's inline `route_config` alike."""
+    from envoy.config.route.v3 import route_components_pb2
+
+    from xds_server.resources import RouteRule, WasmFilterRef, route_instance, serve_all
+
+    inline = listener()
+    hcm = inline["filter_chains"][0]["filters"][0]["typed_config"]
+    del hcm["rds"]
+    hcm["route_config"] = {"name": "inline", "virtual_hosts": [{"name": "api-vh", "domains": ["*"], "routes": [
+        {"name": "v2-users", "match": {"prefix": "/"}, "route": {"cluster": "backend"}}]}]}
+    doc = document(tmp_path, listeners=[inline], clusters=[cluster()], endpoints=[endpoints()])
+    rules = (RouteRule(route="health*", disabled=True),
+             RouteRule(virtual_host="api*", route="v2-*", configuration="v2"))
+    served = serve_all(parse_config(doc, where="t").resources, {"hdr": WasmFilterRef("http", rules)})
+    (_, message, refs), = served[("listeners", "web")]
+    assert refs.filters == {"hdr"} and not refs.problems
+    from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2
+
+    out = http_connection_manager_pb2.HttpConnectionManager()
+    message.filter_chains[0].filters[0].typed_config.Unpack(out)
+    instance = route_instance("hdr", "v2")
+    assert [f.name for f in out.http_filters] == ["hdr", instance, "router"]
+    assert out.http_filters[1].HasField("config_discovery") and not out.http_filters[1].disabled
+
+    def disabled(route: Any) -> dict[str, bool]:
+        result = {}
+        for name, any_msg in route.typed_per_filter_config.items():
+            fc = route_components_pb2.FilterConfig()
+            assert any_msg.Unpack(fc)
+            result[name] = fc.disabled
+        return result
+
+    # The matching route runs the instance (the filter is off); no other route runs it.
+    assert disabled(out.route_config.virtual_hosts[0].routes[0]) == {"hdr": True}
+    rds = route()
+    rds["virtual_hosts"][0]["routes"].append(
+        {"name": "health-z", "match": {"prefix": "/h"}, "route": {"cluster": "backend"}})
+    doc = document(tmp_path, listeners=[listener()], routes=[rds], clusters=[cluster()], endpoints=[endpoints()])
+    served = serve_all(parse_config(doc, where="t").resources, {"hdr": WasmFilterRef("http", rules)})
+    (_, rc, _), = served[("routes", "main")]
+    api_route, health = rc.virtual_hosts[0].routes
+    assert disabled(api_route) == {instance: True}
+    assert disabled(health) == {"hdr": True, instance: True}

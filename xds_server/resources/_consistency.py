@@ -4,13 +4,14 @@ resource refers to exists in the same desired set."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from xds_server.resources._model import ResourceSpec, WasmFilterRef
 from xds_server.resources._refs import References, served_message
 
 __all__ = ["Served", "check_consistent", "serve_all"]
 
-Served = dict[tuple[str, str], list[tuple[ResourceSpec, object, References]]]
+Served = dict[tuple[str, str], list[tuple[ResourceSpec, Any, References]]]
 """(kind, name) -> per spec: the spec, its served message, what it refers to."""
 
 
