@@ -349,3 +349,15 @@ def test_route_rules_become_filter_configs_and_instances(tmp_path: Path) -> None
     api_route, health = rc.virtual_hosts[0].routes
     assert disabled(api_route) == {instance: True}
     assert disabled(health) == {"hdr": True, instance: True}
+
+
+async def test_check_config_names_the_resource_field(tmp_path: Path) -> None:
+    doc = document(tmp_path)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    assert "(1 filters, 4 resources)" in (await xs("check-config", str(path))).out
+    doc["resources"]["routes"][0]["virtual_hosts"][0]["routes"][0]["route"]["clustr"] = "x"
+    path.write_text(yaml.safe_dump(doc))
+    result = await xs("check-config", str(path), ok=False)
+    assert result.code == 1
+    assert f"{path}: resources.routes[0]: " in result.err and '"clustr"' in result.err

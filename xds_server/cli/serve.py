@@ -37,7 +37,8 @@ def run_check(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"{args.config}: ok ({len(cfg.filters)} filters)")
+    extra = f", {len(cfg.resources)} resources" if cfg.resources else ""
+    print(f"{args.config}: ok ({len(cfg.filters)} filters{extra})")
     return 0
 
 
