@@ -68,7 +68,7 @@ class FleetFeed:
         """Send every tick to `listener` from now on; returns a function that unsubscribes."""
         self._listeners.append(listener)
         if self._task is None:
-            self._unsubscribe = [self.tracker.subscribe_changes(self._dirty.add),
+            self._unsubscribe = [self.tracker.subscribe_changes(self._on_change),
                                  self.tracker.subscribe(self._on_event)]
             self._task = asyncio.get_running_loop().create_task(self._run())
 
@@ -79,6 +79,9 @@ class FleetFeed:
                 self._stop()
 
         return unsubscribe
+
+    def _on_change(self, node_id: str) -> None:
+        self._dirty.add(node_id)
 
     def _on_event(self, event: StatusEvent) -> None:
         from xds_server.admin._events import event_to_dict
