@@ -64,6 +64,11 @@ class FleetFeed:
         self._task: asyncio.Task[None] | None = None
         self._unsubscribe: list[Callable[[], None]] = []
 
+    @property
+    def listening(self) -> bool:
+        """True while someone listens (and the flush task runs)."""
+        return self._task is not None
+
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Send every tick to `listener` from now on; returns a function that unsubscribes."""
         self._listeners.append(listener)
