@@ -13,17 +13,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import _real, _replicas, _scenarios
+from benchmarks import _real, _replicas, _scenarios, _status_page
 from benchmarks._proc import raise_fd_limit
 
 RESULTS = Path(__file__).parent / "results"
 
 FULL = {"sizes": [1000, 5000, 10000], "pushes": 3, "inline": [1000, 5000], "proxies": 1000,
         "slow_n": 1000, "slow_pushes": 10, "swaps": 100, "oci_repeats": 5, "loops_n": 2000,
-        "replicas_n": 10000}
+        "replicas_n": 10000, "page_n": 10000}
 QUICK = {"sizes": [500, 1000], "pushes": 2, "inline": [200], "proxies": 400,
          "slow_n": 200, "slow_pushes": 4, "swaps": 20, "oci_repeats": 2, "loops_n": 500,
-         "replicas_n": 600}
+         "replicas_n": 600, "page_n": 1000}
 
 
 def machine() -> dict[str, Any]:
@@ -87,6 +87,7 @@ def scenarios(p: dict[str, Any]) -> dict[str, tuple[Callable[[], dict[str, Any]]
         "event_loop": (lambda: _scenarios.event_loops(p["loops_n"], p["pushes"]),
                        _scenarios.loops_table),
         "replicas": (lambda: _replicas.replicas(p["replicas_n"]), _replicas.replicas_table),
+        "status_page": (lambda: _status_page.status_page(p["page_n"]), _status_page.status_page_table),
     }
 
 
@@ -112,6 +113,7 @@ def summary(results: dict[str, Any]) -> list[list[Any]]:
     one = results.get("one_of_100")
     slow = results.get("slow_consumers")
     reps = results.get("replicas")
+    page = results.get("status_page")
     rows: list[list[Any]] = []
 
     def add(what: str, target: str, value: Any, floor: Any, ok: bool | None) -> None:
@@ -162,6 +164,17 @@ def summary(results: dict[str, Any]) -> list[list[Any]]:
         add(f"convergence, 3 replicas on PostgreSQL (N={t['n']})", "reported (issue 8)",
             f"{fmt(t['converged_s'])} s = {fmt(reps['ratio'])}x one replica",
             f"{fmt(one_r['converged_s'])} s (1 replica, SQLite)", None)
+    if page:
+        new, old = page["after"], page["before"]
+        add(f"status page, first paint of the summary (N={page['n']})", "<= 1 s",
+            f"{fmt(new['first_paint_s'])} s", f"{fmt(old['first_paint_s'])} s (full table)",
+            new["first_paint_s"] <= 1)
+        add(f"status page, all ACKed after the last ACK (N={page['n']})", "<= 1 s",
+            f"{fmt(new['lag_after_last_ack_s'])} s", f"{fmt(old['lag_after_last_ack_s'])} s (full refetch)",
+            new["lag_after_last_ack_s"] <= 1)
+        add(f"status page, bytes received during a rollout (N={page['n']})", "less than full refetch",
+            f"{new['rollout_bytes'] / 2**20:.2f} MiB", f"{old['rollout_bytes'] / 2**20:.2f} MiB (full refetch)",
+            new["rollout_bytes"] < old["rollout_bytes"])
     return rows
 
 
