@@ -116,16 +116,23 @@ _OLD_SHOWS = """([version, n]) => {
 }"""
 
 
+def _serve(body: bytes, kind: str) -> Any:
+    """A Playwright route handler answering `body` (the legacy page's file)."""
+
+    async def handler(route: Any, _request: Any) -> None:
+        await route.fulfill(body=body, content_type=kind)
+
+    return handler
+
+
 async def _page_run(browser: Any, base: str, server: Worker, n: int, module: str,
                     *, legacy: bool) -> dict[str, Any]:
     context = await browser.new_context(viewport={"width": 1400, "height": 900})
     page = await context.new_page()
     if legacy:
         for name, kind in (("status.js", "text/javascript"), ("index.html", "text/html")):
-            body = (LEGACY / name).read_bytes()
             url = base + ("/" if name == "index.html" else f"/static/{name}")
-            await page.route(url, lambda route, body=body, kind=kind: route.fulfill(
-                body=body, content_type=kind))
+            await page.route(url, _serve((LEGACY / name).read_bytes(), kind))
     received = [0]
     cdp = await context.new_cdp_session(page)
     await cdp.send("Network.enable")
