@@ -111,8 +111,9 @@ _NEW_SHOWS = """([version, n]) => {
 _OLD_SHOWS = """([version, n]) => {
   const el = document.querySelector('article[data-filter="hdr"] .rollout');
   if (!el || !el.textContent.includes(version) || !el.textContent.includes(`\u00d7 ${n}`)) return false;
-  window.__oldShown = window.__oldShown || Date.now() / 1000;
-  return window.__oldShown;
+  const shown = window.__oldShown || (window.__oldShown = {});
+  shown[version] = shown[version] || Date.now() / 1000;
+  return shown[version];
 }"""
 
 

@@ -136,15 +136,21 @@ async def add_health(summary: dict[str, Any], health: HealthWindows | None, *,
 
 def proxy_row(tracker: StatusTracker, node_id: str) -> list[Any]:
     """One proxy's compact change record for the event feed:
-    `[node_id, seq, connected, cluster, {name: [state, version_acked, version_sent,
-    nack message]}]`; a forgotten proxy is `[node_id, seq, null, "", {}]`."""
+    `[node_id, seq, connected, {name: [state, version_acked, version_sent, nack
+    message]}]`, where a resource's list stops early: `version_sent` is left out when it
+    equals `version_acked`, the message when there is none. A forgotten proxy is
+    `[node_id, seq, null, {}]`."""
     proxy = tracker.proxy(node_id)
     seq = tracker.index.node_seq(node_id) or tracker.index.seq
     if proxy is None:
-        return [node_id, seq, None, "", {}]
-    resources = {
-        name: [r.state, r.acked, r.sent,
-               r.last_nack.message if r.last_nack is not None and r.state == "NACKED" else ""]
-        for name, r in proxy.resources.items()
-    }
-    return [node_id, seq, proxy.connected, proxy.node.cluster, resources]
+        return [node_id, seq, None, {}]
+    resources: dict[str, list[str]] = {}
+    for name, r in proxy.resources.items():
+        entry = [r.state, r.acked]
+        message = r.last_nack.message if r.last_nack is not None and r.state == "NACKED" else ""
+        if message or r.sent != r.acked:
+            entry.append(r.sent)
+        if message:
+            entry.append(message)
+        resources[name] = entry
+    return [node_id, seq, proxy.connected, resources]

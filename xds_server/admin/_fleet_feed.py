@@ -6,8 +6,8 @@ one `tick` every `interval` seconds in which something changed:
 
     {"source": "fleet", "kind": "tick", "seq", "at",
      "summary": <the fleet summary without health (see `_fleet`)>,
-     "changes": [[node_id, seq, connected, cluster, {name: [state, version_acked,
-                  version_sent, nack message]}], ...],
+     "changes": [[node_id, seq, connected, {name: [state, version_acked
+                  (, version_sent if different (, nack message))]}], ...],
      "events": [<status events as `event_to_dict` renders them, newest last>],
      "events_dropped": N}
 

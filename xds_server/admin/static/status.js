@@ -409,10 +409,10 @@
     document.body.dataset.pageLoads = String(Number(document.body.dataset.pageLoads || 0) + 1);
   }
 
-  // A tick's change [node, seq, connected, cluster, {name: [state, acked, sent, nack]}],
+  // A tick's change [node, seq, connected, {name: [state, acked, sent = acked, nack = ""]}],
   // applied to the row on this page when newer than what it shows.
   function applyChange(change, at, index) {
-    const [node, seq, connected, , resources] = change;
+    const [node, seq, connected, resources] = change;
     const view = state.rows.get(node);
     if (!view || seq <= (view.seq || 0)) return false;
     view.seq = seq;
@@ -421,7 +421,7 @@
       if (connected) view.connected_since = at; else view.disconnected_at = at;
     }
     view.connected = connected;
-    for (const [name, [st, acked, sent, message]] of Object.entries(resources)) {
+    for (const [name, [st, acked, sent = acked, message = ""]] of Object.entries(resources)) {
       const r = view.resources[name] || (view.resources[name] = {type_url: ""});
       r.state = st;
       r.version_acked = acked;
