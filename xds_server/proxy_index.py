@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import bisect
 import fnmatch
+import heapq
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from xds_server.status import ProxyStatus
 
-__all__ = ["STATES", "ProxyIndex", "ProxyQuery", "QueryError", "Slot", "natural_key"]
+__all__ = ["STATES", "ProxyIndex", "ProxyQuery", "QueryError", "Slot", "natural_key", "slots_of"]
 
 STATES = ("ACKED", "NACKED", "REQUESTED", "STALE")
 """The per-resource states (`ResourceStatus.state`)."""
@@ -218,6 +219,4 @@ class ProxyIndex:
 
     def sample(self, nodes: set[str], n: int) -> list[str]:
         """The first `n` of `nodes` in natural order."""
-        import heapq
-
         return [node for _, node in heapq.nsmallest(n, ((natural_key(x), x) for x in nodes))]

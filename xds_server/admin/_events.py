@@ -1,7 +1,7 @@
 """Server-sent events: every status and filter change, as it happens, for browsers.
 
 `GET /api/v1/events` answers `text/event-stream`. Each change is one SSE event whose
-`data` is a JSON object:
+`data` is a JSON object (without `?feed=fleet`):
 
 * status events (`"source": "status"`): `kind` connect, disconnect, ack or nack,
   `node_id`, `resources` ({name: version}), `message` (Envoy's, for a NACK), `at`;
@@ -17,8 +17,9 @@ state changes at a bounded rate, with the fleet summary) and the filter events; 
 status page uses this form.
 
 A comment line (`: heartbeat`) goes out every `heartbeat` seconds so proxies and the
-browser keep the connection open. Events carry no state: a client refetches
-`/api/v1/filters` and `/api/v1/proxies` when told something changed.
+browser keep the connection open. Status and filter events carry no state: a client
+refetches `/api/v1/filters` and `/api/v1/proxies` when told something changed (fleet
+ticks carry the changed proxies' state and the summary).
 """
 
 from __future__ import annotations
