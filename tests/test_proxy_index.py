@@ -19,7 +19,9 @@ TYPE = "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig"
 def _recount(tracker: StatusTracker) -> Counter[object]:
     counts: Counter[object] = Counter()
     for proxy in tracker.proxies.values():
-        counts.update(slots_of(proxy))
+        slots = slots_of(proxy)
+        assert [s.state for s in slots] == [r.state for r in proxy.resources.values()]
+        counts.update(slots)
     return counts
 
 

@@ -22,7 +22,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from xds_server.status import ProxyStatus
@@ -41,10 +41,9 @@ def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
     return tuple((1, int(p)) if p.isdigit() else (0, p) for p in _DIGITS.split(text) if p)
 
 
-@dataclass(frozen=True, slots=True)
-class Slot:
+class Slot(NamedTuple):
     """One resource on one proxy, as the counters see it. `message` is Envoy's NACK
-    message while `state` is NACKED, else empty."""
+    message while `state` is NACKED, else empty. (A tuple: built on every ACK.)"""
 
     name: str
     connected: bool
@@ -60,9 +59,12 @@ def slots_of(proxy: ProxyStatus) -> tuple[Slot, ...]:
     connected, cluster = proxy.connected, proxy.node.cluster
     out = []
     for name, r in proxy.resources.items():
-        state = r.state
-        message = r.last_nack.message if state == "NACKED" and r.last_nack is not None else ""
-        out.append(Slot(name, connected, cluster, r.sent, r.acked, state, message))
+        sent, acked, nack = r.sent, r.acked, r.last_nack
+        if nack is not None and nack.version == sent:  # ResourceStatus.state, inlined
+            out.append(Slot(name, connected, cluster, sent, acked, "NACKED", nack.message))
+        else:
+            state = ("ACKED" if acked == sent else "STALE") if sent else "REQUESTED"
+            out.append(Slot(name, connected, cluster, sent, acked, state, ""))
     return tuple(out)
 
 
@@ -171,7 +173,14 @@ class ProxyIndex:
         old = self._contrib.get(node_id)
         if new == old and (proxy is None) == (old is None):
             return False
-        if old is not None:
+        if old is not None and new is not None and len(old) == len(new):
+            # The usual change (one resource sent or ACKed): count only what differs.
+            for o, n in zip(old, new, strict=True):
+                if o != n:
+                    self._count(node_id, (o,), -1)
+                    self._count(node_id, (n,), 1)
+            self._contrib[node_id] = new
+        elif old is not None:
             self._count(node_id, old, -1)
         if new is None:
             self._contrib.pop(node_id, None)
@@ -180,7 +189,7 @@ class ProxyIndex:
             i = bisect.bisect_left(self._order, key)
             if i < len(self._order) and self._order[i] == key:
                 del self._order[i]
-        else:
+        elif old is None or len(old) != len(new):
             if old is None:
                 bisect.insort(self._order, (natural_key(node_id), node_id))
             self._contrib[node_id] = new
@@ -193,10 +202,13 @@ class ProxyIndex:
         return True
 
     def _count(self, node_id: str, slots: tuple[Slot, ...], delta: int) -> None:
+        counts = self.slots
         for s in slots:
-            self.slots[s] += delta
-            if not self.slots[s]:
-                del self.slots[s]
+            n = counts.get(s, 0) + delta
+            if n:
+                counts[s] = n
+            else:
+                del counts[s]
             if s.state == "NACKED" and s.connected:
                 key = (s.name, s.message)
                 group = self.nack_nodes.setdefault(key, set())
