@@ -137,7 +137,9 @@ async def test_status_page_with_10000_proxies(tmp_path: Path, browser: Browser) 
         await expect(group.locator(".nodes")).to_have_text("fleet-3, fleet-103, fleet-203, fleet-303, "
                                                            "fleet-403 and 95 more")
         await expect(card).to_have_class("card summary attention")
-        await page.select_option("#proxy-state", "NACKED")
+        await group.locator("button.show-nacked").click()  # the group's proxies, listed
+        await expect(page.locator("#proxy-state")).to_have_value("NACKED")
+        await expect(page.locator("#proxy-filter")).to_have_value("hdr")
         await expect(page.locator("#proxy-range")).to_have_text(f"1{DASH}50 of 100")
         await expect(rows.first).to_have_attribute("data-node", "fleet-3")
         await expect(rows.first.locator('[data-resource="hdr"]')).to_have_attribute("data-state", "NACKED")

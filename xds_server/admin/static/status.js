@@ -278,12 +278,23 @@
       .join(" · ");
   }
 
-  function nackGroup(g) {
+  function nackGroup(name, g) {
     const more = g.count > g.nodes.length ? ` and ${g.count - g.nodes.length} more` : "";
+    const show = el("button", {type: "button", className: "show-nacked", data: {filter: name}}, "list them");
+    show.addEventListener("click", () => showProxies(name, "NACKED"));
     return el("li", {className: "nack-group nack-box", data: {count: String(g.count)}},
       el("b", {className: "nack-count"}, `${g.count} ${g.count === 1 ? "proxy" : "proxies"}`),
-      ` NACKed ${g.versions.join(", ")}: `, el("span", {className: "nack-message"}, g.message),
+      ` NACKed ${g.versions.join(", ")}: `, el("span", {className: "nack-message"}, g.message), " ", show,
       el("div", {className: "muted nodes"}, `${g.nodes.join(", ")}${more}`));
+  }
+
+  // Narrow the proxy list to one filter and state (from a summary card) and go there.
+  function showProxies(name, st) {
+    fillFilterChoices();
+    $("proxy-filter").value = name;
+    $("proxy-state").value = st;
+    resetPage();
+    $("proxies-title").scrollIntoView();
   }
 
   function summaryHealth(rows) {
@@ -317,7 +328,7 @@
         failing ? badge("failing at runtime", "bad") : "",
         f.canary ? badge("canary", "warn") : "",
         el("span", {className: "muted"}, `${t.connected} connected` + (t.disconnected ? `, ${t.disconnected} gone` : ""))),
-      f.nacks.length ? el("ul", {className: "nack-groups"}, f.nacks.map(nackGroup)) : "",
+      f.nacks.length ? el("ul", {className: "nack-groups"}, f.nacks.map((g) => nackGroup(f.name, g))) : "",
       summaryHealth(health),
       el("table", {className: "versions"},
         el("thead", {}, el("tr", {}, ["xDS version", "", "running", ...STATES, "by cluster"].map((h) => el("th", {}, h)))),
