@@ -146,8 +146,13 @@ async def test_api_lifecycle_history_rollback_and_restart(tmp_path: Path) -> Non
         code, view = await api(app, "GET", "routes/main")
         assert code == 200 and view["specs"] == [route()] and view["revision"] == 1
         # A route to a cluster that does not exist: refused, nothing changes.
+        from prometheus_client import REGISTRY
+
+        labels = {"kind": "routes", "action": "deploy", "result": "inconsistent"}
+        before = REGISTRY.get_sample_value("xds_server_resource_changes_total", labels) or 0.0
         code, err = await api(app, "PUT", "routes/main", route("other"))
         assert code == 409 and "routes to cluster 'other', which does not exist" in err["error"]["message"]
+        assert REGISTRY.get_sample_value("xds_server_resource_changes_total", labels) == before + 1
         # In dependency order it works: endpoints, cluster, then the route.
         assert (await api(app, "PUT", "endpoints/other", endpoints("other", 9090)))[0] == 201
         assert (await api(app, "PUT", "clusters/other", cluster("other")))[0] == 201

@@ -15,6 +15,7 @@ from xds_server.cache import Resource, ResourceCache, Variant
 from xds_server.nodes import NodeIdSet, selectors_overlap
 from xds_server.resources._consistency import Served, check_consistent, serve_all
 from xds_server.resources._kinds import KINDS, PUBLISH_ORDER, Kind
+from xds_server.resources._metrics import RESOURCE_CHANGES, RESOURCE_PINS
 from xds_server.resources._model import ResourceConflict, ResourceError, ResourceSpec, WasmFilterRef
 from xds_server.resources._parse import parse_resource
 from xds_server.state import ANY_REVISION, Conflict, Revision, StateError, StateStore
@@ -126,6 +127,7 @@ class ResourceManager:
             if kind not in KINDS or good is None or good.version == version:
                 continue
             self.pins.setdefault(key, {})[node_id] = good
+            RESOURCE_PINS.labels(kind).inc()
             changed.add(key)
             log.warning("resource_nacked", kind=kind, name=name, node_id=node_id, refused=version,
                         keeps=good.version)
@@ -245,6 +247,8 @@ class ResourceManager:
         served = serve_all((s for group in desired.values() for s in group), self.filters())
         problems = check_consistent(served)
         if problems:
+            for kind, _name in changes:
+                RESOURCE_CHANGES.labels(kind, action, "inconsistent").inc()
             raise ResourceError(", ".join(f"{k}/{n}" for k, n in sorted(changes)), "",
                                 "inconsistent: " + "; ".join(problems), status=409)
         recorded: dict[Key, Revision] = {}
@@ -252,6 +256,7 @@ class ResourceManager:
             if specs and key in self.specs and _hash(specs) == _hash(self.specs[key]):
                 if hashes.get(key) is not None:
                     await self.state.set_config_hash(resource_key(*key), hashes[key])
+                RESOURCE_CHANGES.labels(key[0], action, "unchanged").inc()
                 continue  # same content: nothing to record
             try:
                 recorded[key] = await self._record(
@@ -283,9 +288,12 @@ class ResourceManager:
                 specs=[s.to_dict() for s in specs], digests=[], versions=versions,
                 config_hash=config_hash, expect_current=expect_current)
         except Conflict as exc:
+            RESOURCE_CHANGES.labels(key[0], action, "conflict").inc()
             raise ResourceConflict(f"{key[0]}/{key[1]}", "", f"{exc}; retry the change", status=409) from exc
         except StateError as exc:
+            RESOURCE_CHANGES.labels(key[0], action, "error").inc()
             raise ResourceError(f"{key[0]}/{key[1]}", "", str(exc), status=503) from exc
+        RESOURCE_CHANGES.labels(key[0], action, "applied").inc()
         if specs:
             self.revisions[key] = rev
         else:
