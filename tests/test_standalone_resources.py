@@ -366,3 +366,22 @@ async def test_check_config_names_the_resource_field(tmp_path: Path) -> None:
     result = await xs("check-config", str(path), ok=False)
     assert result.code == 1
     assert f"{path}: resources.routes[0]: " in result.err and '"clustr"' in result.err
+
+
+def test_network_wasm_filter_by_name_gets_ecds() -> None:
+    from xds_server.resources import KINDS, WasmFilterRef, parse_resource, serve_all
+
+    tcp = parse_resource(KINDS["listeners"], {
+        "name": "tcp", "address": {"socket_address": {"address": "127.0.0.1", "port_value": 10001}},
+        "filter_chains": [{"filters": [
+            {"name": "counter"},
+            {"name": "envoy.filters.network.tcp_proxy", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+                "stat_prefix": "tcp", "cluster": "backend"}}]}]}, where="t", path="l")
+    (_, message, refs), = serve_all([tcp], {"counter": WasmFilterRef("network")})[("listeners", "tcp")]
+    first = message.filter_chains[0].filters[0]
+    assert list(first.config_discovery.type_urls) == [
+        "type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm"]
+    assert refs.filters == {"counter"} and not refs.problems and refs.clusters == {"backend"}
+    (_, _, refs), = serve_all([tcp], {"counter": WasmFilterRef("http")})[("listeners", "tcp")]
+    assert refs.problems == ["network filter 'counter' names a http wasm filter"]

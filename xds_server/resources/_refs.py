@@ -17,12 +17,13 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 
 from xds_server.resources._model import ResourceSpec, RouteRule, WasmFilterRef, route_instance
 
-__all__ = ["HCM_TYPE_URL", "References", "served_message"]
+__all__ = ["HCM_TYPE_URL", "References", "per_route_filters", "served_message"]
 
 HCM_TYPE_URL = ("type.googleapis.com/"
                 "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager")
 HTTP_WASM = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
 NETWORK_WASM = "type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm"
+TCP_PROXY_TYPE_URL = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
 
 
 @dataclass(slots=True)
@@ -141,6 +142,12 @@ def _listener(listener: Any, filters: Mapping[str, WasmFilterRef], refs: Referen
         for f in chain.filters:
             if not f.HasField("typed_config") and not f.HasField("config_discovery"):
                 _wasm_entry(f, "network", NETWORK_WASM, filters, refs, "network filter")
+            elif f.typed_config.type_url == TCP_PROXY_TYPE_URL:
+                from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
+
+                tcp = tcp_proxy_pb2.TcpProxy()
+                f.typed_config.Unpack(tcp)
+                refs.clusters.update(c for c in [tcp.cluster, *(w.name for w in tcp.weighted_clusters.clusters)] if c)
     for entry, hcm in _hcms(listener):
         if hcm.HasField("rds"):
             refs.routes.add(hcm.rds.route_config_name)
