@@ -9,11 +9,13 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import config_source_pb2
 from envoy.config.route.v3 import route_components_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
+from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 
 from xds_server.resources._model import ResourceSpec, RouteRule, WasmFilterRef, route_instance
 
@@ -143,8 +145,6 @@ def _listener(listener: Any, filters: Mapping[str, WasmFilterRef], refs: Referen
             if not f.HasField("typed_config") and not f.HasField("config_discovery"):
                 _wasm_entry(f, "network", NETWORK_WASM, filters, refs, "network filter")
             elif f.typed_config.type_url == TCP_PROXY_TYPE_URL:
-                from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
-
                 tcp = tcp_proxy_pb2.TcpProxy()
                 f.typed_config.Unpack(tcp)
                 refs.clusters.update(c for c in [tcp.cluster, *(w.name for w in tcp.weighted_clusters.clusters)] if c)
@@ -194,8 +194,6 @@ def _wasm_entry(entry: Any, kind: str, type_url: str, filters: Mapping[str, Wasm
 
 
 def _cluster(cluster: Any, refs: References) -> None:
-    from envoy.config.cluster.v3 import cluster_pb2
-
     if cluster.HasField("type") and cluster.type == cluster_pb2.Cluster.EDS:
         eds = cluster.eds_cluster_config
         refs.endpoints.add(eds.service_name or cluster.name)
