@@ -385,3 +385,16 @@ def test_network_wasm_filter_by_name_gets_ecds() -> None:
     assert refs.filters == {"counter"} and not refs.problems and refs.clusters == {"backend"}
     (_, _, refs), = serve_all([tcp], {"counter": WasmFilterRef("http")})[("listeners", "tcp")]
     assert refs.problems == ["network filter 'counter' names a http wasm filter"]
+
+
+def test_specs_of_one_filter_share_their_route_rules(tmp_path: Path) -> None:
+    doc = document(tmp_path)
+    first = {**doc["filters"][0], "selector": {"node_id": "a-*"},
+             "routes": [{"route": "x", "disabled": True}]}
+    second = {**doc["filters"][0], "selector": {"node_id": "b-*"}}
+    doc["filters"] = [first, second]
+    assert "filters[1].routes: differs from filters[0].routes for filter 'hdr'" in error_of(doc)
+    second["routes"] = [{"route": "x", "disabled": True}]
+    assert len(parse_config(doc, where="t").filters) == 2
+    second["routes"] = [{"route": "x", "disabled": True, "configuration": "c"}]
+    assert "filters[1].routes[0]: needs exactly one of disabled: true or configuration" in error_of(doc)

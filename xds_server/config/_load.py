@@ -243,10 +243,18 @@ def _route_rules(data: Any, where: str, path: str) -> tuple[RouteRule, ...]:
 
 
 def check_overlaps(specs: tuple[FilterSpec, ...] | list[FilterSpec], where: str) -> None:
-    """Refuse two specs of one name whose selectors may match the same node."""
+    """Refuse two specs of one name whose selectors may match the same node, or whose
+    per-route rules differ."""
     for i, a in enumerate(specs):
         for j in range(i + 1, len(specs)):
             b = specs[j]
+            if a.name == b.name and a.routes != b.routes:
+                raise ConfigError(
+                    where, f"filters[{j}].routes",
+                    f"differs from filters[{i}].routes for filter {a.name!r}: per-route rules "
+                    "shape the route configurations, which are not per spec; give every spec "
+                    "of a name the same rules",
+                )
             if a.name == b.name and selectors_overlap(a.selector, b.selector):
                 raise ConfigError(
                     where, f"filters[{j}].selector",
