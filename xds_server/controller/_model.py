@@ -58,6 +58,8 @@ class FilterState:
     pending: tuple[FilterSpec, ...] = ()  # config specs not applied yet (retried)
     pending_key: str | None = None
     acks_unchecked: bool = False
+    previous_digests: tuple[str, ...] = ()  # modules of the content served before (a rollback target)
+    good_digests: tuple[str, ...] = ()  # modules of `good_revision`
 
     def refresh_good(self, acked_everywhere: Callable[[str, list[str]], bool]) -> int | None:
         """Update and return `good_revision`: the current revision once every connected
@@ -67,6 +69,7 @@ class FilterState:
             self.acks_unchecked = False
             if acked_everywhere(self.name, self.all_versions):
                 self.good_revision = self.revision.revision
+                self.good_digests = tuple(self.revision.digests)
         return self.good_revision
 
     @property

@@ -66,7 +66,13 @@ class ReplicaSync:
             raise
         old = self.ctx.filters.get(rev.filter)
         if old is not None:
-            new.good_revision = old.good_revision
+            new.good_revision, new.good_digests = old.good_revision, old.good_digests
+            new.previous_digests = (tuple(d.module.sha256 for d in old.deployed)
+                                    if old.deployed and old.versions != new.versions else old.previous_digests)
+        else:  # a restart: the rollback target is the newest earlier content
+            new.previous_digests = next((tuple(r.digests) for r in await self.ctx.state.history(rev.filter, 50)
+                                         if r.revision < rev.revision and not r.deleted
+                                         and r.versions != rev.versions), ())
         self.ctx.filters[rev.filter] = new
         self.builder.publish(rev.filter, new.deployed, new.base)
         self.ctx.emit(FilterEvent("deployed", rev.filter, rev.revision, rev.action, rev.author, rev.summary))
