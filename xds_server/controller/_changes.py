@@ -15,7 +15,14 @@ from xds_server.config import FilterSpec
 from xds_server.controller._build import Builder
 from xds_server.controller._context import Context
 from xds_server.controller._metrics import FILTER_CHANGES
-from xds_server.controller._model import Deployed, FilterError, FilterEvent, FilterState, specs_of
+from xds_server.controller._model import (
+    Deployed,
+    FilterError,
+    FilterEvent,
+    FilterState,
+    remember_previous,
+    specs_of,
+)
 from xds_server.controller._sync import ReplicaSync
 from xds_server.state import ANY_REVISION, Conflict, Revision, StateError
 
@@ -126,7 +133,8 @@ class Changes:
         """Make a recorded revision the served one."""
         name, action = state.name, revision.action
         if state.deployed and [d.resource.version for d in deployed] != state.versions:
-            state.previous_digests = tuple(d.module.sha256 for d in state.deployed)
+            state.previous_digests = remember_previous(state.previous_digests,
+                                                       tuple(d.module.sha256 for d in state.deployed))
         state.revision, state.deployed, state.base = revision, deployed, base
         state.error = state.error_at = None
         state.remote_forms = {}
