@@ -1,0 +1,190 @@
+"""Health-gated rollouts end to end (issue 13, "Done means"): real Envoys with the
+generated `--telemetry` bootstrap and real traffic.
+
+* A canary that traps on every second request, deployed with `analysis`, is rolled back
+  by the server itself; the baseline Envoy never runs it; history shows `auto-rollback`
+  with the numbers; `logs --follow` shows entries with the revision; `health` shows the
+  failing revision's 5xx. A healthy canary is then promoted by itself (`auto-promote`).
+* A filter deployed without a canary, with `on_runtime_failure: rollback`, that fails
+  at run time is rolled back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from tests.fixtures import wasm_filters as wf
+from tests.fixtures.envoy import EnvoyProcess, free_port, wait_for
+from tests.fixtures.server import running_server, server_bootstrap, write_config
+from tests.test_health_envoy import traffic
+from xds_server.runtime import XdsServerApp
+
+ANALYSIS = {"interval": "2s", "min_requests": 5, "max_error_rate": 0.05, "intervals": 3}
+
+
+async def _json(http: aiohttp.ClientSession, method: str, url: str, body: Any = None) -> Any:
+    async with http.request(method, url, json=body) as r:
+        text = await r.text()
+        assert r.status < 300, f"{method} {url}: {r.status} {text}"
+        return json.loads(text)
+
+
+def _envoy(app: XdsServerApp, tmp_path: Path, node_id: str, port: int) -> EnvoyProcess:
+    boot = server_bootstrap(app, node_id=node_id, filters=["hdr"], listen_port=port,
+                            telemetry=True, telemetry_interval="1s")
+    return EnvoyProcess(boot, tmp_path / node_id)
+
+
+@contextlib.asynccontextmanager
+async def follow_logs(base: str) -> AsyncIterator[list[dict[str, Any]]]:
+    """`xds-server logs hdr --follow --output json` in a subprocess; yields its entries."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "xds_server", "logs", "hdr", "--follow", "--output", "json",
+        "--server", base, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    entries: list[dict[str, Any]] = []
+
+    async def read() -> None:
+        assert proc.stdout is not None
+        async for line in proc.stdout:
+            if line.strip():
+                entries.append(json.loads(line))
+
+    task = asyncio.create_task(read())
+    try:
+        yield entries
+    finally:
+        proc.terminate()
+        await proc.wait()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_canary_rolled_back_by_analysis_then_healthy_canary_promoted(tmp_path: Path) -> None:
+    good = tmp_path / "good.wasm"
+    good.write_bytes(wf.debug_state_filter("A"))
+    trapping = tmp_path / "trap.wasm"
+    trapping.write_bytes(wf.debug_state_filter("B", trap_every=2))
+    healthy = tmp_path / "healthy.wasm"
+    healthy.write_bytes(wf.debug_state_filter("C"))
+    cfg = write_config(tmp_path / "config.yaml", [{"name": "hdr", "source": {"file": str(good)}}],
+                       health_bucket_seconds=1)
+    base_port, canary_port = free_port(), free_port()
+    async with (running_server(cfg) as app, aiohttp.ClientSession() as http,
+                _envoy(app, tmp_path, "base-1", base_port) as base_envoy,
+                _envoy(app, tmp_path, "canary-1", canary_port) as canary_envoy):
+        api = f"http://127.0.0.1:{app.admin_port}"
+        await base_envoy.wait_live()
+        await canary_envoy.wait_live()
+        async with (traffic(f"http://127.0.0.1:{base_port}/") as base_statuses,
+                    traffic(f"http://127.0.0.1:{canary_port}/") as canary_statuses,
+                    follow_logs(api) as followed):
+            # Revision 2 traps on every second response; served to canary-1 only.
+            view = await _json(http, "PUT", f"{api}/api/v1/filters/hdr", {
+                "source": {"file": str(trapping)}, "canary": {"node_id": "canary-1"}, "analysis": ANALYSIS})
+            assert view["revision"] == 2 and view["canary"]
+
+            async def rolled_back() -> dict[str, Any] | None:
+                h = (await _json(http, "GET", f"{api}/api/v1/filters/hdr/history"))["history"]
+                return h[0] if h[0]["action"] == "auto-rollback" else None
+
+            decision = await wait_for(rolled_back, 90, interval=0.5, what="the server rolls the canary back")
+            numbers = decision["details"]["analysis"]
+            assert decision["revision"] == 3 and decision["author"] == "system:analysis"
+            assert decision["details"]["from_revision"] == 2
+            assert numbers["verdict"] == "fail" and numbers["canary"]["requests"] >= 5
+            assert numbers["canary"]["error_rate"] > 0.05
+            # (the baseline's few errors: canary-1's first trapped requests, which started
+            # before its ACK arrived, count for the revision it ran before: README, Telemetry)
+            assert numbers["baseline"]["requests"] > 0
+            assert numbers["baseline"]["error_rate"] < numbers["canary"]["error_rate"]
+            assert "error rate" in decision["summary"] and "baseline" in decision["summary"]
+            view = await _json(http, "GET", f"{api}/api/v1/filters/hdr")
+            assert view["analysis"]["phase"] == "rolled-back" and view["analysis"]["revision"] == 2
+            assert view["analysis"]["last"]["canary"]["error_rate"] > 0.05
+
+            # The baseline never ran revision 2: every entry it logged is revision 1 or 3,
+            # and all its requests succeeded.
+            logs = await _json(http, "GET", f"{api}/api/v1/logs?filter=hdr&node=base-1&limit=2000")
+            assert logs["entries"] and {e["revision"] for e in logs["entries"]} <= {1, 3}
+            assert set(base_statuses) == {200}
+            assert 503 in canary_statuses
+
+            # `logs --follow` showed the canary's entries with their revision.
+            await wait_for(lambda: any(e.get("revision") == 2 and e.get("canary") for e in followed), 20,
+                           what="logs --follow shows revision 2 entries")
+            trapped = [e for e in followed if e.get("revision") == 2 and e["status"] == 503]
+            assert trapped and trapped[0]["node_id"] == "canary-1"
+
+            # `health` shows the failing revision's 5xx.
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "xds_server", "health", "hdr", "--server", api, "--output", "json",
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            out, err = await proc.communicate()
+            assert proc.returncode == 0, err.decode()
+            two = [e for e in json.loads(out)["revisions"] if e["revision"] == 2]
+            assert two and two[0]["canary"] and two[0]["errors_5xx"] > 0
+
+            async with http.get(f"{api}/metrics") as r:
+                metrics = await r.text()
+            assert 'xds_server_filter_auto_rollbacks_total{filter="hdr",reason="analysis"} 1.0' in metrics
+
+            # A healthy canary passes three intervals in a row and is promoted by itself.
+            await _json(http, "PUT", f"{api}/api/v1/filters/hdr", {
+                "source": {"file": str(healthy)}, "canary": {"node_id": "canary-1"}, "analysis": ANALYSIS})
+
+            async def promoted() -> dict[str, Any] | None:
+                h = (await _json(http, "GET", f"{api}/api/v1/filters/hdr/history"))["history"]
+                return h[0] if h[0]["action"] == "auto-promote" else None
+
+            promotion = await wait_for(promoted, 90, interval=0.5, what="the server promotes the canary")
+            assert promotion["revision"] == 5 and promotion["details"]["analysis"]["passed"] == 3
+            assert promotion["details"]["analysis"]["canary"]["error_rate"] <= 0.05
+            version_5 = app.controller.filters["hdr"].versions[0]
+            await wait_for(lambda: app.status.proxies["base-1"].resources["hdr"].acked == version_5, 20,
+                           what="the baseline runs the promoted revision")
+            async with http.get(f"{api}/metrics") as r:
+                assert 'xds_server_filter_auto_promotions_total{filter="hdr"} 1.0' in await r.text()
+
+
+async def test_runtime_failure_without_canary_rolls_back(tmp_path: Path) -> None:
+    good = tmp_path / "good.wasm"
+    good.write_bytes(wf.debug_state_filter("A"))
+    trapping = tmp_path / "trap.wasm"
+    trapping.write_bytes(wf.debug_state_filter("B", trap_every=2))
+    cfg = write_config(tmp_path / "config.yaml", [{"name": "hdr", "source": {"file": str(good)}}],
+                       health_bucket_seconds=1)
+    port = free_port()
+    async with (running_server(cfg) as app, aiohttp.ClientSession() as http,
+                _envoy(app, tmp_path, "e1", port) as envoy):
+        api = f"http://127.0.0.1:{app.admin_port}"
+        await envoy.wait_live()
+        async with traffic(f"http://127.0.0.1:{port}/") as statuses:
+            await _json(http, "PUT", f"{api}/api/v1/filters/hdr", {
+                "source": {"file": str(trapping)}, "on_runtime_failure": "rollback"})
+
+            async def rolled_back() -> dict[str, Any] | None:
+                h = (await _json(http, "GET", f"{api}/api/v1/filters/hdr/history"))["history"]
+                return h[0] if h[0]["action"] == "auto-rollback" else None
+
+            decision = await wait_for(rolled_back, 60, interval=0.5, what="the server rolls back revision 2")
+            failure = decision["details"]["runtime_failure"]
+            assert decision["revision"] == 3 and failure["revision"] == 2 and failure["vm_failures"] > 0
+            assert decision["details"]["cause"] == "runtime_failure"
+            assert "wasm VM failures" in decision["summary"]
+            version_3 = app.controller.filters["hdr"].versions[0]
+            assert app.controller.filters["hdr"].deployed[0].module.sha256 == decision["digests"][0]
+            await wait_for(lambda: app.status.proxies["e1"].resources["hdr"].acked == version_3, 20,
+                           what="e1 runs revision 3")
+            assert 503 in statuses
+            count = len(statuses)
+            await wait_for(lambda: len(statuses) >= count + 10, 20, what="more traffic")
+            assert set(statuses[-5:]) == {200}
