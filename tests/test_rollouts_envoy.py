@@ -208,56 +208,55 @@ async def test_debug_override_for_one_node_reverts_by_itself_across_a_restart(tm
             node_id=node_id, filters=["hdr"], xds_addresses=[f"127.0.0.1:{xds_port}"],
             listen=f"127.0.0.1:{port}", admin="127.0.0.1:0"))
 
-    async with running_server(cfg) as app:
-        async with EnvoyProcess(boot("e1", p1), tmp_path / "e1") as e1, \
+    async with running_server(cfg) as app, EnvoyProcess(boot("e1", p1), tmp_path / "e1") as e1, \
                 EnvoyProcess(boot("e2", p2), tmp_path / "e2") as e2:
-            await e1.wait_live()
-            await e2.wait_live()
-            for port in (p1, p2):
-                await wait_for_header(f"http://127.0.0.1:{port}/", "x-wasm-config", "normal", 20)
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "xds_server", "debug", "hdr", "--node", "e2", "--config", "verbose",
-                "--for", "15s", "--server", api, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-            out, err = await proc.communicate()
-            assert proc.returncode == 0, err.decode()
-            assert "debug override for nodes 'e2'" in out.decode()
-            await wait_for_header(f"http://127.0.0.1:{p2}/", "x-wasm-config", "verbose", 20)
+        await e1.wait_live()
+        await e2.wait_live()
+        for port in (p1, p2):
+            await wait_for_header(f"http://127.0.0.1:{port}/", "x-wasm-config", "normal", 20)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "xds_server", "debug", "hdr", "--node", "e2", "--config", "verbose",
+            "--for", "15s", "--server", api, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await proc.communicate()
+        assert proc.returncode == 0, err.decode()
+        assert "debug override for nodes 'e2'" in out.decode()
+        await wait_for_header(f"http://127.0.0.1:{p2}/", "x-wasm-config", "verbose", 20)
+        assert (await http_get(f"http://127.0.0.1:{p1}/"))[1]["x-wasm-config"] == "normal"
+        debug_revision = app.controller.filters["hdr"].revision
+        assert debug_revision is not None and debug_revision.action == "debug"
+
+        await app.stop(0)  # the server goes away while the override runs ...
+        await app.cleanup()
+        async with running_server(cfg) as again:  # ... and a new one takes over
+            restarted_at = time.time()
+            assert again.controller.filters["hdr"].revision == debug_revision
+            view = await _json_get(f"{api}/api/v1/filters/hdr")
+            assert view["debug"]["node"] == "e2" and view["debug"]["configuration"] == "verbose"
+            assert (await http_get(f"http://127.0.0.1:{p2}/"))[1]["x-wasm-config"] == "verbose"
+
+            await wait_for_header(f"http://127.0.0.1:{p2}/", "x-wasm-config", "normal", 40)
+            history = (await _json_get(f"{api}/api/v1/filters/hdr/history"))["history"]
+            assert [h["action"] for h in history[:2]] == ["debug-end", "debug"]
+            assert history[0]["author"] == "system:debug" and history[0]["created_at"] > restarted_at
+            assert history[0]["details"]["debug_end"] == {"revision": debug_revision.revision,
+                                                          "reason": "expired"}
             assert (await http_get(f"http://127.0.0.1:{p1}/"))[1]["x-wasm-config"] == "normal"
-            debug_revision = app.controller.filters["hdr"].revision
-            assert debug_revision is not None and debug_revision.action == "debug"
 
-            await app.stop(0)  # the server goes away while the override runs ...
-            await app.cleanup()
-            async with running_server(cfg) as again:  # ... and a new one takes over
-                restarted_at = time.time()
-                assert again.controller.filters["hdr"].revision == debug_revision
-                view = await _json_get(f"{api}/api/v1/filters/hdr")
-                assert view["debug"]["node"] == "e2" and view["debug"]["configuration"] == "verbose"
-                assert (await http_get(f"http://127.0.0.1:{p2}/"))[1]["x-wasm-config"] == "verbose"
-
-                await wait_for_header(f"http://127.0.0.1:{p2}/", "x-wasm-config", "normal", 40)
-                history = (await _json_get(f"{api}/api/v1/filters/hdr/history"))["history"]
-                assert [h["action"] for h in history[:2]] == ["debug-end", "debug"]
-                assert history[0]["author"] == "system:debug" and history[0]["created_at"] > restarted_at
-                assert history[0]["details"]["debug_end"] == {"revision": debug_revision.revision,
-                                                              "reason": "expired"}
-                assert (await http_get(f"http://127.0.0.1:{p1}/"))[1]["x-wasm-config"] == "normal"
-
-                # Over HTTP, and ended early with DELETE.
-                async with aiohttp.ClientSession() as http:
-                    view = await _json(http, "POST", f"{api}/api/v1/filters/hdr/debug",
-                                       {"node": "e1", "configuration": {"level": "debug"}, "for": "10m"})
-                    assert view["debug"]["configuration"] == '{"level":"debug"}'
-                    await wait_for_header(f"http://127.0.0.1:{p1}/", "x-wasm-config", '{"level":"debug"}', 20)
-                    async with http.post(f"{api}/api/v1/filters/hdr/promote") as r:
-                        assert r.status == 409  # an override is not a canary
-                    await _json(http, "DELETE", f"{api}/api/v1/filters/hdr/debug")
-                    await wait_for_header(f"http://127.0.0.1:{p1}/", "x-wasm-config", "normal", 20)
-                    async with http.delete(f"{api}/api/v1/filters/hdr/debug") as r:
-                        assert r.status == 409
-                    history = (await _json(http, "GET", f"{api}/api/v1/filters/hdr/history"))["history"]
-                    assert history[0]["action"] == "debug-end"
-                    assert history[0]["details"]["debug_end"]["reason"] == "ended early"
+            # Over HTTP, and ended early with DELETE.
+            async with aiohttp.ClientSession() as http:
+                view = await _json(http, "POST", f"{api}/api/v1/filters/hdr/debug",
+                                   {"node": "e1", "configuration": {"level": "debug"}, "for": "10m"})
+                assert view["debug"]["configuration"] == '{"level":"debug"}'
+                await wait_for_header(f"http://127.0.0.1:{p1}/", "x-wasm-config", '{"level":"debug"}', 20)
+                async with http.post(f"{api}/api/v1/filters/hdr/promote") as r:
+                    assert r.status == 409  # an override is not a canary
+                await _json(http, "DELETE", f"{api}/api/v1/filters/hdr/debug")
+                await wait_for_header(f"http://127.0.0.1:{p1}/", "x-wasm-config", "normal", 20)
+                async with http.delete(f"{api}/api/v1/filters/hdr/debug") as r:
+                    assert r.status == 409
+                history = (await _json(http, "GET", f"{api}/api/v1/filters/hdr/history"))["history"]
+                assert history[0]["action"] == "debug-end"
+                assert history[0]["details"]["debug_end"]["reason"] == "ended early"
 
 
 async def _json_get(url: str) -> Any:
