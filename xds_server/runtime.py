@@ -159,6 +159,7 @@ class XdsServerApp:
         self.health = HealthWindows(self.state, replica_id=self.replica_id,
                                     limits=HealthLimits(bucket_seconds=self.config.server.health_bucket_seconds))
         self.telemetry.subscribe(self.health)
+        self.controller.attach_health(self.health, bucket_seconds=self.health.limits.bucket_seconds)
         self.revisions = RevisionIndex(self.controller)
         self.telemetry_receiver = TelemetryReceiver(
             self.telemetry, AckAttribution(self.status, self.revisions.lookup),
@@ -226,8 +227,7 @@ class XdsServerApp:
         self._replica_task = asyncio.create_task(self._replica_loop()) if self.shared else None
         self._health_task = asyncio.create_task(self.health.run())
         # rollouts: analysis, runtime-failure rollback and debug expiry read the health windows
-        self._analysis_task = asyncio.create_task(self.controller.analyze_forever(
-            self.health, bucket_seconds=self.health.limits.bucket_seconds))
+        self._analysis_task = asyncio.create_task(self.controller.analyze_forever())
         if self.config.source_path is not None and self.config.server.watch_config:
             self._config_mtime = _mtime(self.config.source_path)
             self._reload_task = asyncio.create_task(self._watch_config(self.config.source_path))

@@ -152,7 +152,8 @@ def verdict(spec: AnalysisSpec, canary: Rates, baseline: Rates | None) -> str:
 class Analysis:
     """Runs every filter's analysis, runtime-failure policy and debug expiry on a timer.
 
-    `run(health, bucket_seconds=...)` loops until cancelled; `tick()` is one round.
+    `attach(health, ...)` gives it the health to read; `run()` loops until cancelled;
+    `tick()` is one round.
     `view(name)` is the live state of a filter's analysis. Intervals are aligned to
     multiples of their width (the interval rounded up to whole health buckets), the
     same on every replica; an interval is evaluated `settle` seconds after it ends, so
@@ -180,10 +181,13 @@ class Analysis:
             return None
         return run.to_dict()
 
-    async def run(self, health: HealthReader, *, bucket_seconds: int = 10, tick: float = 1.0,
-                  settle: float = 3.0) -> None:
-        """Tick every `tick` seconds until cancelled; errors are logged, never raised."""
+    def attach(self, health: HealthReader, *, bucket_seconds: int = 10, settle: float = 3.0) -> None:
+        """Read health from `health`, whose buckets are `bucket_seconds` wide; evaluate
+        an interval `settle` seconds after it ends. Without it only debug expiry runs."""
         self.health, self.bucket_seconds, self.settle = health, bucket_seconds, settle
+
+    async def run(self, tick: float = 1.0) -> None:
+        """Tick every `tick` seconds until cancelled; errors are logged, never raised."""
         while True:
             await asyncio.sleep(tick)
             await self.tick()

@@ -73,11 +73,15 @@ class Controller:
         self.analysis = Analysis(ctx, changes, debug)
         self.analysis_tick, self.analysis_view = self.analysis.tick, self.analysis.view
 
-    async def analyze_forever(self, health: HealthReader, *, bucket_seconds: int = 10,
-                              tick: float = 1.0, settle: float = 3.0) -> None:
+    def attach_health(self, health: HealthReader, *, bucket_seconds: int = 10, settle: float = 3.0) -> None:
+        """Base analyses and the runtime-failure policy on `health` (buckets
+        `bucket_seconds` wide; an interval is judged `settle` seconds after its end)."""
+        self.analysis.attach(health, bucket_seconds=bucket_seconds, settle=settle)
+
+    async def analyze_forever(self, tick: float = 1.0) -> None:
         """Run analyses, the runtime-failure policy and debug expiry every `tick`
-        seconds from `health` (buckets `bucket_seconds` wide) until cancelled."""
-        await self.analysis.run(health, bucket_seconds=bucket_seconds, tick=tick, settle=settle)
+        seconds until cancelled."""
+        await self.analysis.run(tick)
 
     def debug_view(self, name: str) -> dict[str, Any] | None:
         """The debug override the filter runs (node, configuration, expires_at), or None."""
