@@ -59,7 +59,7 @@ def test_on_runtime_failure_choices_and_bucket_setting(tmp_path: Path) -> None:
         parse_filter_spec(_spec(on_runtime_failure="panic"), where="t")
     cfg = write_config(tmp_path / "c.yaml", [], health_bucket_seconds=2)
     assert load_config(cfg).server.health_bucket_seconds == 2
-    with pytest.raises(ConfigError, match="server.health_bucket_seconds: must be 1 to 60"):
+    with pytest.raises(ConfigError, match=r"server\.health_bucket_seconds: must be 1 to 60"):
         load_config(write_config(tmp_path / "d.yaml", [], health_bucket_seconds=600))
 
 
