@@ -23,11 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from playwright.async_api import async_playwright, expect
 
 from tests.fixtures import wasm_filters as wf
 from tests.fixtures.envoy import EnvoyProcess, free_port, http_get, wait_for, wait_for_header
 from tests.fixtures.server import running_server, server_bootstrap, write_config
 from tests.test_health_envoy import traffic
+from tests.test_status_page import CHROMIUM, CHROMIUM_ARGS
 from xds_server.bootstrap import BootstrapOptions, bootstrap_yaml
 from xds_server.runtime import XdsServerApp
 
@@ -114,6 +116,7 @@ async def test_canary_rolled_back_by_analysis_then_healthy_canary_promoted(tmp_p
             view = await _json(http, "GET", f"{api}/api/v1/filters/hdr")
             assert view["analysis"]["phase"] == "rolled-back" and view["analysis"]["revision"] == 2
             assert view["analysis"]["last"]["canary"]["error_rate"] > 0.05
+            await _page_shows_analysis(api, "rolled-back")
 
             # The baseline never ran revision 2: every entry it logged is revision 1 or 3,
             # and all its requests succeeded.
@@ -257,6 +260,21 @@ async def test_debug_override_for_one_node_reverts_by_itself_across_a_restart(tm
                 history = (await _json(http, "GET", f"{api}/api/v1/filters/hdr/history"))["history"]
                 assert history[0]["action"] == "debug-end"
                 assert history[0]["details"]["debug_end"]["reason"] == "ended early"
+
+
+async def _page_shows_analysis(base: str, phase: str) -> None:
+    """The status page shows the filter's analysis live: its phase and last rates."""
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=20_000)
+        try:
+            page = await browser.new_page()
+            await page.goto(base + "/")
+            facts = page.locator('article[data-filter="hdr"] span.analysis')
+            await expect(facts).to_have_attribute("data-phase", phase, timeout=15_000)
+            await expect(facts).to_contain_text("analysis of rev 2")
+            await expect(facts).to_contain_text("last: fail, errors ")
+        finally:
+            await browser.close()
 
 
 async def _json_get(url: str) -> Any:
