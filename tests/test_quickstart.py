@@ -18,11 +18,11 @@ import signal
 import sys
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from tests.fixtures.devkit import local_envoy
-from tests.fixtures.envoy import free_port, wait_for, wait_for_header
+from tests.fixtures.envoy import wait_for, wait_for_header
+from tests.fixtures.net import free_port, wait_ready
 
 pytestmark = pytest.mark.envoy
 
@@ -63,11 +63,6 @@ def _example_config(tmp_path: Path, xds: int, admin: int) -> Path:
     return path
 
 
-async def _ready(api: str) -> bool:
-    async with aiohttp.ClientSession() as session, session.get(f"{api}/readyz") as resp:
-        return resp.status == 200
-
-
 async def _spawn(*args: str, log: Path, cwd: Path) -> asyncio.subprocess.Process:
     with log.open("wb") as sink:
         return await asyncio.create_subprocess_exec(
@@ -102,7 +97,7 @@ async def test_quickstart(tmp_path: Path, as_node_modules: Path) -> None:
     config = _example_config(tmp_path, xds, admin)
     server = await _spawn(*serve_args, log=tmp_path / "server.log", cwd=config.parent.parent)
     try:
-        await wait_for(lambda: _ready(api), 30, interval=0.1, what="make run's server ready")
+        await wait_ready(f"{api}/readyz", 30)  # make run's server
         # 2. xds-server envoy (in a second terminal)
         assert shlex.split(steps[1])[1:] == ["envoy"]
         async with local_envoy(tmp_path, xds_port=xds, admin_port=admin, node_id="local") as envoy:

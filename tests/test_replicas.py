@@ -14,7 +14,8 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.fixtures.envoy import EnvoyProcess, free_port, http_get, wait_for, wait_for_header
+from tests.fixtures.envoy import EnvoyProcess, wait_for, wait_for_header
+from tests.fixtures.net import free_port, wait_ready
 from tests.fixtures.registry import RegistryProcess
 from tests.fixtures.server import write_config
 from tests.fixtures.wasm_filters import failing_filter, header_filter
@@ -43,15 +44,7 @@ class Replica:
             sys.executable, "-m", "xds_server", "serve", "--config", str(self.config),
             "--log-format", "json", stdout=asyncio.subprocess.DEVNULL,
             stderr=open(self.config.with_suffix(".log"), "ab"))  # noqa: SIM115, ASYNC230
-
-        async def ready() -> bool | None:
-            try:
-                status, _, _ = await http_get(f"http://127.0.0.1:{self.admin}/readyz")
-            except OSError:
-                return None
-            return True if status == 200 else None
-
-        await wait_for(ready, 30, what=f"replica {self.name} ready")
+        await wait_ready(f"http://127.0.0.1:{self.admin}/readyz", 30)
 
     async def kill(self) -> None:
         assert self.proc is not None

@@ -19,7 +19,8 @@ import aiohttp
 import pytest
 import yaml
 
-from tests.fixtures.envoy import EnvoyProcess, free_port, http_get, validate_bootstrap
+from tests.fixtures.envoy import EnvoyProcess, http_get, validate_bootstrap
+from tests.fixtures.net import free_port
 from tests.fixtures.pki import make_pki
 from tests.fixtures.server import running_server, server_bootstrap, write_config
 from tests.fixtures.wasm_filters import debug_state_filter
