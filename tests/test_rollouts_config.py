@@ -4,11 +4,14 @@ rule, and the debug body: validation errors name the field."""
 from __future__ import annotations
 
 import argparse
+import asyncio
+import sys
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 
 from tests.fixtures.server import running_server, write_config
 from tests.fixtures.wasm_filters import header_filter
@@ -117,3 +120,16 @@ async def test_api_accepts_analysis_refuses_bad_ones_and_round_trips(tmp_path: P
             assert r.status == 200, await r.text()
             spec = (await r.json())["specs"][0]
         assert spec["on_runtime_failure"] == "rollback" and "analysis" not in spec
+
+        # `apply -f` takes the config file's schema, analysis included.
+        doc = tmp_path / "filters.yaml"
+        doc.write_text(yaml.safe_dump({"filters": [{
+            "name": "hdr", "source": {"file": "m.wasm"},
+            "analysis": {"interval": "20s", "min_requests": 50, "max_error_rate": 0.01, "intervals": 5}}]}))
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "xds_server", "apply", "-f", str(doc), "--server",
+            f"http://127.0.0.1:{app.admin_port}", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        _, err = await proc.communicate()
+        assert proc.returncode == 0, err.decode()
+        spec = app.controller.filters["hdr"].deployed[0].spec
+        assert spec.analysis == AnalysisSpec(interval=20.0, min_requests=50, max_error_rate=0.01, intervals=5)
