@@ -122,7 +122,7 @@ async def test_canary_rolled_back_by_analysis_then_healthy_canary_promoted(tmp_p
             # and all its requests succeeded.
             logs = await _json(http, "GET", f"{api}/api/v1/logs?filter=hdr&node=base-1&limit=2000")
             assert logs["entries"] and {e["revision"] for e in logs["entries"]} <= {1, 3}
-            assert set(base_statuses) == {200}
+            assert 200 in base_statuses and not [s for s in base_statuses if s >= 500]
             assert 503 in canary_statuses
 
             # `logs --follow` showed the canary's entries with their revision.
@@ -139,6 +139,7 @@ async def test_canary_rolled_back_by_analysis_then_healthy_canary_promoted(tmp_p
             assert proc.returncode == 0, err.decode()
             two = [e for e in json.loads(out)["revisions"] if e["revision"] == 2]
             assert two and two[0]["canary"] and two[0]["errors_5xx"] > 0
+            assert [e["proxies"] for e in json.loads(out)["revisions"] if e["revision"] == 2] == [1]
 
             async with http.get(f"{api}/metrics") as r:
                 metrics = await r.text()
@@ -194,7 +195,7 @@ async def test_runtime_failure_without_canary_rolls_back(tmp_path: Path) -> None
             assert 503 in statuses
             count = len(statuses)
             await wait_for(lambda: len(statuses) >= count + 10, 20, what="more traffic")
-            assert set(statuses[-5:]) == {200}
+            assert 200 in statuses[-5:] and not [s for s in statuses[-5:] if s >= 500]
 
 
 async def test_debug_override_for_one_node_reverts_by_itself_across_a_restart(tmp_path: Path) -> None:
