@@ -169,7 +169,7 @@ class Analysis:
         self.settle = 3.0
         self.clock: Callable[[], float] = time.time
         self._runs: dict[str, RunState] = {}
-        self._given_up: set[tuple[str, int]] = set()
+        self._acted: dict[str, int] = {}  # filter -> revision the runtime policy acted on
 
     def view(self, name: str) -> dict[str, Any] | None:
         """The analysis of the filter's current revision, or None."""
@@ -303,7 +303,7 @@ class Analysis:
 
     async def _runtime(self, state: FilterState, rev: Revision, now: float) -> None:
         assert self.health is not None
-        if (state.name, rev.revision) in self._given_up:
+        if self._acted.get(state.name) == rev.revision:
             return
         since = max(rev.created_at, now - _FAILING_SECONDS)
         if not await self.health.failing(state.name, rev.revision, since=since):
@@ -316,7 +316,7 @@ class Analysis:
                                        "requests": t.requests, "errors_5xx": t.errors_5xx,
                                        "vm_failures": t.vm_failures, "vm_reloads": t.vm_reloads}}
         target = rev.base_revision if state.canary else await self.last_good(state.name, rev)
-        self._given_up.add((state.name, rev.revision))
+        self._acted[state.name] = rev.revision  # once per revision, whatever the outcome
         await self._decide_rollback(state.name, rev, target, reason, details,
                                     author=RUNTIME_AUTHOR, cause="runtime_failure")
 
