@@ -172,7 +172,8 @@ class Analysis:
         self._acted: dict[str, int] = {}  # filter -> revision the runtime policy acted on
 
     def view(self, name: str) -> dict[str, Any] | None:
-        """The analysis of the filter's current revision, or None."""
+        """The analysis of the filter's current revision; else the last one that ended
+        (rolled back, promoted, verified: it shows what decided); else None."""
         state = self.ctx.filters.get(name)
         run = self._runs.get(name)
         if run is None or state is None or state.revision is None:
