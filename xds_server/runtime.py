@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import ipaddress
 import json
 import os
@@ -40,6 +41,26 @@ from xds_server.telemetry import (
 from xds_server.xds import StreamLimits, XdsService
 
 log = structlog.get_logger("xds_server.runtime")
+
+GC_THRESHOLDS = (50_000, 20, 10)
+"""Collector thresholds for a server process (CPython's default: 700, 10, 10)."""
+
+
+def tune_gc() -> None:
+    """Make the cyclic garbage collector fit a server holding many streams.
+
+    With 10,000 streams the heap holds about a million tracked objects, and at the default
+    thresholds a full collection (which walks all of them) ran every few pushes: the
+    benchmarks measured it as most of what the server cost per proxy per push above a bare
+    grpc.aio server. Raising the young threshold makes every collection rarer; freezing
+    what exists once the server has started (modules, config, the app: never garbage)
+    keeps it out of every later walk. Memory held by garbage cycles waits at most
+    ~50,000 allocations longer. Call once, after start-up.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
 
 GRPC_OPTIONS = [
     ("grpc.max_concurrent_streams", 100_000),

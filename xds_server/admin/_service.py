@@ -17,8 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from xds_server.admin._auth import TokenStore, redact_spec
+from xds_server.admin._fleet import add_health, fleet_summary
+from xds_server.admin._fleet_feed import FleetFeed
 from xds_server.admin._specs import FilterRequest
 from xds_server.controller import Controller, FilterError, FilterEvent, FilterState
+from xds_server.proxy_index import ProxyQuery
 from xds_server.status import StatusEvent, StatusTracker
 from xds_server.telemetry import HealthWindows, LogBuffer
 
@@ -102,6 +105,8 @@ class AdminService:
         self.health = health
         self.loaded = False
         self.draining = False
+        self.fleet_feed = FleetFeed(status, controller)
+        """Coalesced proxy changes for the status page (`subscribe_fleet`)."""
 
     @property
     def tracker(self) -> StatusTracker:
@@ -178,10 +183,33 @@ class AdminService:
         return views
 
     def proxies(self, node_id: str = "") -> list[dict[str, Any]]:
-        """Every known proxy's view (or only `node_id`'s, if known), by node id."""
-        proxies = self._status.proxies
-        ids = [node_id] if node_id else sorted(proxies)
-        return [proxies[n].to_dict() for n in ids if n in proxies]
+        """Every known proxy's view (or only `node_id`'s, if known), in natural node
+        order (`fleet-2` before `fleet-10`)."""
+        if node_id:
+            p = self._status.proxy(node_id)
+            return [] if p is None else [self._view(p.node.id, p.to_dict())]
+        views: list[dict[str, Any]] = self.query_proxies(ProxyQuery())["proxies"]
+        return views
+
+    def _view(self, node_id: str, view: dict[str, Any]) -> dict[str, Any]:
+        view["seq"] = self._status.index.node_seq(node_id)
+        return view
+
+    def query_proxies(self, query: ProxyQuery) -> dict[str, Any]:
+        """The proxies `query` selects, one page in natural node order:
+        `{"proxies": [view + "seq"], "total": all that match, "next_cursor": the cursor
+        of the next page or None}`. Only the page is serialized."""
+        page, total, cursor = self._status.query(query)
+        return {"proxies": [self._view(p.node.id, p.to_dict()) for p in page], "total": total,
+                "next_cursor": cursor or None}
+
+    def summary_now(self) -> dict[str, Any]:
+        """The fleet summary without health (counters only; see `_fleet`)."""
+        return fleet_summary(self._controller.filters, self._status)
+
+    async def summary(self, *, window: float = 300.0) -> dict[str, Any]:
+        """The fleet summary with health per revision over `window` seconds."""
+        return await add_health(self.summary_now(), self.health, window=window)
 
     # -- changes ----------------------------------------------------------------------
 
@@ -230,6 +258,10 @@ class AdminService:
     def subscribe_proxies(self, listener: Callable[[Event], None]) -> Unsubscribe:
         """Call `listener` on every proxy event (connect, disconnect, ack, nack)."""
         return self._status.subscribe(listener)
+
+    def subscribe_fleet(self, listener: Callable[[dict[str, Any]], None]) -> Unsubscribe:
+        """Call `listener` with every coalesced fleet tick (see `_fleet_feed`)."""
+        return self.fleet_feed.subscribe(listener)
 
     def subscribe_filters(self, listener: Callable[[Event], None]) -> Unsubscribe:
         """Call `listener` on every filter change (deployed, deleted, rejected)."""

@@ -179,9 +179,16 @@ class AdminClient:
         query = {} if window is None else {"window": f"{window:g}"}
         return await self.request("GET", _filter_path(name, "health"), query=query)
 
-    async def list_proxies(self) -> JSONObject:
-        """``GET /api/v1/proxies`` -> ``{"proxies": [...]}``."""
-        return await self.request("GET", "/api/v1/proxies")
+    async def list_proxies(self, query: dict[str, str] | None = None) -> JSONObject:
+        """``GET /api/v1/proxies`` -> ``{"proxies": [...], "total", "next_cursor"}``;
+        ``query``: ``node``, ``cluster``, ``filter``, ``state``, ``version``, ``limit``,
+        ``cursor`` (none: every proxy)."""
+        return await self.request("GET", "/api/v1/proxies", query=query or {})
+
+    async def summary(self) -> JSONObject:
+        """``GET /api/v1/summary``: per filter, versions by state and cluster, NACK
+        groups, health per revision."""
+        return await self.request("GET", "/api/v1/summary")
 
     async def logs(self, filter_name: str, *, node: str = "*", limit: int = 100) -> JSONObject:
         """``GET /api/v1/logs?filter=NAME`` -> ``{"filter", "node", "entries": [...]}``,

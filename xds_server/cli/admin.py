@@ -30,6 +30,7 @@ from xds_server.cli._client import (
     JSONObject,
     default_actor,
 )
+from xds_server.cli._summary import summary_report
 from xds_server.cli._table import RED, Column, render_table, truncate
 from xds_server.config import (
     DELIVERY_MODES,
@@ -275,8 +276,19 @@ def _add_reads(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=run_history)
 
     p = subparsers.add_parser(
-        "status", parents=[common], help="which proxy runs which filter version; NACKs",
+        "status", parents=[common],
+        help="the fleet per filter: versions by state, NACKs grouped by message, health; "
+             "--proxies lists proxies",
     )
+    p.add_argument("--proxies", action="store_true",
+                   help="list proxies (with the filters below) instead of the summary")
+    for flag, what in (("--node", "node id glob (no wildcard: ids containing it)"),
+                       ("--cluster", "cluster glob"), ("--filter", "proxies that know this filter"),
+                       ("--state", "ACKED, NACKED, STALE or REQUESTED"),
+                       ("--version", "an xDS version sent or ACKed"),
+                       ("--cursor", "next_cursor of the previous page")):
+        p.add_argument(flag, default="", help=what)
+    p.add_argument("--limit", type=_positive_int, default=None, help="at most N proxies (a page)")
     p.set_defaults(func=run_status)
 
 
@@ -736,16 +748,33 @@ def filters_table(filters: list[JSONObject]) -> str:
     return render_table(columns, rows, max_width=TABLE_WIDTH)
 
 
+def _proxy_query(args: argparse.Namespace) -> dict[str, str]:
+    query = {k: getattr(args, k) for k in ("node", "cluster", "filter", "state", "version", "cursor")}
+    if args.limit is not None:
+        query["limit"] = str(args.limit)
+    return {k: v for k, v in query.items() if v}
+
+
 def run_status(args: argparse.Namespace) -> int:
-    """``status``: proxies by filter and version, NACKs marked, then a summary per filter."""
+    """``status``: the fleet summary; ``--proxies``: the proxies the filters select, by
+    filter and version, NACKs marked, then a line per filter. ``--output json``: the
+    summary, the filters and the proxies (all of them, or the page asked for)."""
 
     async def work(client: AdminClient) -> int:
-        filters, proxies = await asyncio.gather(client.list_filters(), client.list_proxies())
+        query = _proxy_query(args)
         if args.output == "json":
-            _print_json({**filters, **proxies})
-            return 0
-        print(status_report(filters.get("filters") or [], proxies.get("proxies") or [],
-                            color=_use_color(sys.stdout)))
+            filters, proxies, summary = await asyncio.gather(
+                client.list_filters(), client.list_proxies(query), client.summary())
+            _print_json({**filters, **proxies, "summary": summary})
+        elif args.proxies or query:
+            filters, proxies = await asyncio.gather(client.list_filters(), client.list_proxies(query))
+            print(status_report(filters.get("filters") or [], proxies.get("proxies") or [],
+                                color=_use_color(sys.stdout)))
+            listed, total = len(proxies.get("proxies") or []), proxies.get("total")
+            if isinstance(total, int) and total > listed:
+                print(f"{listed} of {total} proxies; next page: --cursor {proxies.get('next_cursor')}")
+        else:
+            print(summary_report(await client.summary(), width=TABLE_WIDTH, color=_use_color(sys.stdout)))
         return 0
 
     return _call(args, work)
