@@ -138,9 +138,9 @@ class AdminService:
     def filters(self, *, redact: bool = False) -> list[dict[str, Any]]:
         """Every served filter's view, by name."""
         filters = self._controller.filters
-        return [self._view(filters[n], redact=redact) for n in sorted(filters)]
+        return [self._filter_view(filters[n], redact=redact) for n in sorted(filters)]
 
-    def _view(self, state: FilterState, *, redact: bool = False) -> dict[str, Any]:
+    def _filter_view(self, state: FilterState, *, redact: bool = False) -> dict[str, Any]:
         return filter_to_dict(state, self._status, redact=redact,
                               analysis=self._controller.analysis_view(state.name))
 
@@ -149,7 +149,7 @@ class AdminService:
         state = self._controller.filters.get(name)
         if state is None:
             raise FilterError(name, f"no filter named {name!r}", status=404)
-        return self._view(state, redact=redact)
+        return self._filter_view(state, redact=redact)
 
     def exists(self, name: str) -> bool:
         """True when `name` is a served (or desired) filter."""
@@ -218,7 +218,7 @@ class AdminService:
         created = not self.exists(name)
         state = await self._controller.deploy(name, change.specs, author=author, action="deploy",
                                               expect_revision=change.expect_revision)
-        return self._view(state), created
+        return self._filter_view(state), created
 
     async def delete(self, name: str, *, author: str) -> int:
         """Stop serving `name`; returns the revision that records it."""
@@ -227,21 +227,21 @@ class AdminService:
     async def rollback(self, name: str, *, author: str, to: int | str | None = None) -> dict[str, Any]:
         """Serve revision `to` (a number or an xDS version; default: the previous
         content) again, as a new revision."""
-        return self._view(await self._controller.rollback(name, author=author, to=to))
+        return self._filter_view(await self._controller.rollback(name, author=author, to=to))
 
     async def promote(self, name: str, *, author: str) -> dict[str, Any]:
         """Widen a canary to its full selector."""
-        return self._view(await self._controller.promote(name, author=author))
+        return self._filter_view(await self._controller.promote(name, author=author))
 
     async def debug(self, name: str, *, node: str, configuration: str, seconds: float,
                     author: str) -> dict[str, Any]:
         """Start a time-boxed debug override (see `Controller.debug`)."""
-        return self._view(await self._controller.debug(name, node=node, configuration=configuration,
+        return self._filter_view(await self._controller.debug(name, node=node, configuration=configuration,
                                                        seconds=seconds, author=author))
 
     async def end_debug(self, name: str, *, author: str) -> dict[str, Any]:
         """End the filter's debug override early."""
-        return self._view(await self._controller.end_debug(name, author=author, reason="ended early"))
+        return self._filter_view(await self._controller.end_debug(name, author=author, reason="ended early"))
 
     # -- modules ----------------------------------------------------------------------
 
