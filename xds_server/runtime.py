@@ -33,6 +33,7 @@ from xds_server.state import SqliteStateStore, open_state_store
 from xds_server.status import StatusEvent, StatusTracker
 from xds_server.telemetry import (
     AckAttribution,
+    HealthLimits,
     HealthWindows,
     LogBuffer,
     TelemetryHub,
@@ -107,6 +108,7 @@ class XdsServerApp:
         self._refresh_task: asyncio.Task[None] | None = None
         self._replica_task: asyncio.Task[None] | None = None
         self._health_task: asyncio.Task[None] | None = None
+        self._analysis_task: asyncio.Task[None] | None = None
         self._published = ""
         self._config_mtime: float | None = None
         self._background: set[asyncio.Future[list[str]]] = set()
@@ -183,8 +185,10 @@ class XdsServerApp:
         self.logs = LogBuffer()
         self.telemetry.subscribe(self.logs)
         # Health per filter revision, shared with the other replicas through the store.
-        self.health = HealthWindows(self.state, replica_id=self.replica_id)
+        self.health = HealthWindows(self.state, replica_id=self.replica_id,
+                                    limits=HealthLimits(bucket_seconds=self.config.server.health_bucket_seconds))
         self.telemetry.subscribe(self.health)
+        self.controller.attach_health(self.health, bucket_seconds=self.health.limits.bucket_seconds)
         self.revisions = RevisionIndex(self.controller)
         self.telemetry_receiver = TelemetryReceiver(
             self.telemetry, AckAttribution(self.status, self.revisions.lookup),
@@ -253,6 +257,8 @@ class XdsServerApp:
             self.controller.refresh_forever(self.config.server.resolve_interval))
         self._replica_task = asyncio.create_task(self._replica_loop()) if self.shared else None
         self._health_task = asyncio.create_task(self.health.run())
+        # rollouts: analysis, runtime-failure rollback and debug expiry read the health windows
+        self._analysis_task = asyncio.create_task(self.controller.analyze_forever())
         if self.config.source_path is not None and self.config.server.watch_config:
             self._config_mtime = _mtime(self.config.source_path)
             self._reload_task = asyncio.create_task(self._watch_config(self.config.source_path))
@@ -360,7 +366,8 @@ class XdsServerApp:
         self.admin.draining = True
         await self.grpc_services.begin_shutdown()  # grpc: health NOT_SERVING, watches end
         self.logs.close_all()  # telemetry: end `logs --follow` streams
-        for task in (self._reload_task, self._refresh_task, self._replica_task, self._health_task):
+        for task in (self._reload_task, self._refresh_task, self._replica_task, self._analysis_task,
+                     self._health_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -23,7 +23,12 @@ from xds_server.admin._filter_health import WindowError, add_filter_health_route
 from xds_server.admin._logs import get_logs
 from xds_server.admin._page import static_file, status_page
 from xds_server.admin._service import AdminService
-from xds_server.admin._specs import parse_filter_body, parse_promote_body, parse_rollback_body
+from xds_server.admin._specs import (
+    parse_debug_body,
+    parse_filter_body,
+    parse_promote_body,
+    parse_rollback_body,
+)
 from xds_server.controller import FilterError
 from xds_server.proxy_index import ProxyQuery, QueryError
 
@@ -167,6 +172,22 @@ async def promote_filter(request: web.Request) -> web.Response:
     return web.json_response(view)
 
 
+async def debug_filter(request: web.Request) -> web.Response:
+    """POST /api/v1/filters/{name}/debug, body {"node", "configuration", "for"}: a
+    time-boxed configuration override for the matching proxies."""
+    name = request.match_info["name"]
+    node, configuration, seconds = parse_debug_body(name, await _json_body(request))
+    view = await request.app[SERVICE].debug(name, node=node, configuration=configuration,
+                                            seconds=seconds, author=_actor(request))
+    return web.json_response(view)
+
+
+async def end_debug(request: web.Request) -> web.Response:
+    """DELETE /api/v1/filters/{name}/debug: end the override now (409 without one)."""
+    name = request.match_info["name"]
+    return web.json_response(await request.app[SERVICE].end_debug(name, author=_actor(request)))
+
+
 async def list_proxies(request: web.Request) -> web.Response:
     """GET /api/v1/proxies[?node=&cluster=&filter=&state=&version=&limit=&cursor=]:
     known Envoys with per-resource versions and NACKs, in natural node order, one page
@@ -219,6 +240,8 @@ def build_admin_app(service: AdminService, *, extensions: Sequence[AppExtension]
     app.router.add_get("/api/v1/filters/{name}/history", filter_history)
     app.router.add_post("/api/v1/filters/{name}/rollback", rollback_filter)
     app.router.add_post("/api/v1/filters/{name}/promote", promote_filter)
+    app.router.add_post("/api/v1/filters/{name}/debug", debug_filter)
+    app.router.add_delete("/api/v1/filters/{name}/debug", end_debug)
     app.router.add_get("/api/v1/proxies", list_proxies)
     app.router.add_get("/api/v1/summary", get_summary)
 

@@ -34,10 +34,15 @@ Event = StatusEvent | FilterEvent
 Unsubscribe = Callable[[], None]
 
 
-def filter_to_dict(state: FilterState, status: StatusTracker, *, redact: bool = False) -> dict[str, Any]:
+def filter_to_dict(state: FilterState, status: StatusTracker, *, redact: bool = False,
+                   analysis: dict[str, Any] | None = None) -> dict[str, Any]:
     """JSON form of one filter (the API's FilterView). With `redact`, plugin
-    configuration and env values are hidden (read-only callers)."""
+    configuration and env values are hidden (read-only callers). `analysis` is the live
+    state of its health-gated rollout; `debug` the override it runs (or None)."""
     rev = state.revision
+    debug = rev.details.get("debug") if rev is not None and rev.action == "debug" else None
+    if redact and isinstance(debug, dict):
+        debug = redact_spec(debug)
     return {
         "name": state.name,
         "revision": rev.revision if rev else 0,
@@ -67,6 +72,8 @@ def filter_to_dict(state: FilterState, status: StatusTracker, *, redact: bool = 
         ],
         "proxies": status.counts(state.name),
         "rollout": status.rollout(state.name),
+        "analysis": analysis,
+        "debug": debug,
     }
 
 
@@ -131,14 +138,18 @@ class AdminService:
     def filters(self, *, redact: bool = False) -> list[dict[str, Any]]:
         """Every served filter's view, by name."""
         filters = self._controller.filters
-        return [filter_to_dict(filters[n], self._status, redact=redact) for n in sorted(filters)]
+        return [self._filter_view(filters[n], redact=redact) for n in sorted(filters)]
+
+    def _filter_view(self, state: FilterState, *, redact: bool = False) -> dict[str, Any]:
+        return filter_to_dict(state, self._status, redact=redact,
+                              analysis=self._controller.analysis_view(state.name))
 
     def filter(self, name: str, *, redact: bool = False) -> dict[str, Any]:
         """One filter's view; `FilterError` 404 when it is not served."""
         state = self._controller.filters.get(name)
         if state is None:
             raise FilterError(name, f"no filter named {name!r}", status=404)
-        return filter_to_dict(state, self._status, redact=redact)
+        return self._filter_view(state, redact=redact)
 
     def exists(self, name: str) -> bool:
         """True when `name` is a served (or desired) filter."""
@@ -166,6 +177,8 @@ class AdminService:
             d = r.to_dict()
             if redact:
                 d["specs"] = [redact_spec(spec) for spec in d["specs"]]
+                if isinstance(d["details"].get("debug"), dict):  # an override's configuration
+                    d["details"] = {**d["details"], "debug": redact_spec(d["details"]["debug"])}
             views.append(d)
         return views
 
@@ -205,7 +218,7 @@ class AdminService:
         created = not self.exists(name)
         state = await self._controller.deploy(name, change.specs, author=author, action="deploy",
                                               expect_revision=change.expect_revision)
-        return filter_to_dict(state, self._status), created
+        return self._filter_view(state), created
 
     async def delete(self, name: str, *, author: str) -> int:
         """Stop serving `name`; returns the revision that records it."""
@@ -214,11 +227,21 @@ class AdminService:
     async def rollback(self, name: str, *, author: str, to: int | str | None = None) -> dict[str, Any]:
         """Serve revision `to` (a number or an xDS version; default: the previous
         content) again, as a new revision."""
-        return filter_to_dict(await self._controller.rollback(name, author=author, to=to), self._status)
+        return self._filter_view(await self._controller.rollback(name, author=author, to=to))
 
     async def promote(self, name: str, *, author: str) -> dict[str, Any]:
         """Widen a canary to its full selector."""
-        return filter_to_dict(await self._controller.promote(name, author=author), self._status)
+        return self._filter_view(await self._controller.promote(name, author=author))
+
+    async def debug(self, name: str, *, node: str, configuration: str, seconds: float,
+                    author: str) -> dict[str, Any]:
+        """Start a time-boxed debug override (see `Controller.debug`)."""
+        return self._filter_view(await self._controller.debug(name, node=node, configuration=configuration,
+                                                       seconds=seconds, author=author))
+
+    async def end_debug(self, name: str, *, author: str) -> dict[str, Any]:
+        """End the filter's debug override early."""
+        return self._filter_view(await self._controller.end_debug(name, author=author, reason="ended early"))
 
     # -- modules ----------------------------------------------------------------------
 

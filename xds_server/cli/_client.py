@@ -171,6 +171,16 @@ class AdminClient:
         """``POST /api/v1/filters/{name}/promote``: widen a canary to the full selector."""
         return await self.request("POST", _filter_path(name, "promote"), {})
 
+    async def debug(self, name: str, *, node: str, configuration: Any, seconds: float) -> JSONObject:
+        """``POST /api/v1/filters/{name}/debug``: serve ``configuration`` to the nodes
+        matching ``node`` for ``seconds``; returns the FilterView."""
+        body: JSONObject = {"node": node, "configuration": configuration, "for": seconds}
+        return await self.request("POST", _filter_path(name, "debug"), body)
+
+    async def end_debug(self, name: str) -> JSONObject:
+        """``DELETE /api/v1/filters/{name}/debug``: end the override now."""
+        return await self.request("DELETE", _filter_path(name, "debug"))
+
     async def filter_health(self, name: str, *, window: float | None = None) -> JSONObject:
         """``GET /api/v1/filters/{name}/health`` -> health per revision over ``window`` seconds."""
         query = {} if window is None else {"window": f"{window:g}"}

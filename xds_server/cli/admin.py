@@ -37,7 +37,9 @@ from xds_server.config import (
     FAILURE_POLICIES,
     FILTER_TYPES,
     ON_NACK_POLICIES,
+    ON_RUNTIME_FAILURE_POLICIES,
     PULL_POLICIES,
+    parse_duration,
 )
 
 __all__ = ["parse_selector", "register"]
@@ -78,6 +80,19 @@ def parse_selector(text: str) -> JSONObject:
         target[key] = value
     if metadata:
         out["metadata"] = metadata
+    return out
+
+
+def _analysis(text: str) -> JSONObject:
+    """``interval=10s,min_requests=20`` -> ``{"interval": "10s", "min_requests": 20}``
+    (numbers as numbers; the server validates the rest)."""
+    out: JSONObject = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, value = _key_value(part)
+        try:
+            out[key.strip()] = json.loads(value) if key.strip() != "interval" else value
+        except ValueError:
+            out[key.strip()] = value
     return out
 
 
@@ -196,6 +211,13 @@ def _add_deploy(subparsers: Subparsers, common: argparse.ArgumentParser) -> None
     p.add_argument("--delivery", choices=DELIVERY_MODES)
     p.add_argument("--pull-policy", choices=PULL_POLICIES)
     p.add_argument("--on-nack", choices=ON_NACK_POLICIES)
+    p.add_argument("--on-runtime-failure", choices=ON_RUNTIME_FAILURE_POLICIES,
+                   help="without --analysis: roll back when the filter fails at run time")
+    p.add_argument(
+        "--analysis", metavar="K=V,...", type=_analysis,
+        help="promote or roll back by itself on health, e.g. "
+        "interval=10s,min_requests=20,max_error_rate=0.05,intervals=3",
+    )
     p.add_argument("--type", choices=FILTER_TYPES)
     p.set_defaults(func=run_deploy)
 
@@ -233,6 +255,19 @@ def _add_changes(subparsers: Subparsers, common: argparse.ArgumentParser) -> Non
     )
     p.add_argument("name", metavar="NAME")
     p.set_defaults(func=run_promote)
+
+    p = subparsers.add_parser(
+        "debug", parents=[common], help="override a filter's configuration on some proxies for a while",
+        description="Serve another plugin configuration (e.g. a debug log level) to the proxies "
+        "whose node id matches --node, for --for; it reverts by itself (also after a server "
+        "restart) and is recorded in history (debug, debug-end). --end ends it now.",
+    )
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--node", metavar="GLOB", help="node ids to serve the override to")
+    p.add_argument("--config", metavar="JSON_OR_STRING", help="the plugin configuration to serve")
+    p.add_argument("--for", dest="duration", metavar="DURATION", help="how long: 30s, 10m, 1h")
+    p.add_argument("--end", action="store_true", help="end the running override now")
+    p.set_defaults(func=run_debug)
 
 
 def _add_reads(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
@@ -358,6 +393,16 @@ def _describe_filter(view: JSONObject) -> str:
         if spec.get("canary") is not None:
             line += f", canary {_describe_selector(spec.get('canary'))}"
         lines.append(line)
+    debug = view.get("debug")
+    if isinstance(debug, dict):
+        lines.append(f"  debug override for nodes {debug.get('node')!r} until {_when(debug.get('expires_at'))}")
+    analysis = view.get("analysis")
+    if isinstance(analysis, dict):
+        last = analysis.get("last") or {}
+        rate = (last.get("canary") or {}).get("error_rate")
+        lines.append(f"  analysis of revision {analysis.get('revision')}: {analysis.get('phase')}, "
+                     f"interval {analysis.get('interval')} of {analysis.get('intervals')} passed"
+                     + (f", last error rate {rate}" if rate is not None else ""))
     if view.get("error"):
         lines.append(f"  error: {view['error']}")
     return "\n".join(lines)
@@ -395,7 +440,7 @@ def build_deploy_spec(args: argparse.Namespace) -> JSONObject:
     optional = {
         "root_id": args.root_id, "vm_id": args.vm_id, "failure_policy": args.failure_policy,
         "delivery": args.delivery, "pull_policy": args.pull_policy, "on_nack": args.on_nack,
-        "type": args.type,
+        "type": args.type, "analysis": args.analysis, "on_runtime_failure": args.on_runtime_failure,
     }
     spec.update({k: v for k, v in optional.items() if v is not None})
     if args.env:
@@ -616,6 +661,32 @@ def run_promote(args: argparse.Namespace) -> int:
 
     async def work(client: AdminClient) -> int:
         _print_view(args, await client.promote(args.name))
+        return 0
+
+    return _call(args, work)
+
+
+def run_debug(args: argparse.Namespace) -> int:
+    """``debug NAME --node GLOB --config JSON --for DURATION`` or ``debug NAME --end``."""
+    if not args.end:
+        missing = [f for f, v in (("--node", args.node), ("--config", args.config),
+                                  ("--for", args.duration)) if v is None]
+        if missing:
+            _error(f"debug needs {', '.join(missing)} (or --end)")
+            return 2
+        try:
+            seconds = parse_duration(args.duration)
+        except ValueError as exc:
+            _error(f"--for {exc}")
+            return 2
+
+    async def work(client: AdminClient) -> int:
+        if args.end:
+            view = await client.end_debug(args.name)
+        else:
+            view = await client.debug(args.name, node=args.node, configuration=_configuration(args.config),
+                                      seconds=seconds)
+        _print_view(args, view)
         return 0
 
     return _call(args, work)

@@ -246,9 +246,24 @@
           ? el("b", {className: "warn"}, "staged, waiting for promote") : el("b", {}, "none")),
         f.canary && f.base_versions.length ? el("span", {}, "other nodes keep: ",
           f.base_versions.map((v) => versionLabel(index, f.name, v))) : "",
-        prev ? "" : el("span", {}, "no previous revision")),
+        prev ? "" : el("span", {}, "no previous revision"),
+        analysisFacts(f.analysis),
+        f.debug ? el("span", {className: "debug", data: {node: f.debug.node}}, "debug override: nodes ",
+          el("b", {className: "warn"}, f.debug.node), ` until ${when(f.debug.expires_at)}`) : ""),
       el("div", {className: "health", data: {healthFor: f.name}},
         el("h4", {}, `Health, last ${HEALTH_WINDOW_S / 60} minutes (all proxies)`), renderHealth(health)));
+  }
+
+  // The live state of a health-gated rollout: phase, interval n of m, last rates.
+  function analysisFacts(a) {
+    if (!a) return "";
+    const kind = {"rolled-back": "bad", "failed": "bad", "promoted": "ok", "verified": "ok"}[a.phase] || "warn";
+    const last = a.last;
+    const rate = (side) => side ? `${(side.error_rate * 100).toFixed(1)}% of ${side.requests}` : "-";
+    return el("span", {className: "analysis", data: {phase: a.phase}}, `analysis of rev ${a.revision}: `,
+      el("b", {className: kind}, a.phase), ` · interval ${a.interval} of ${a.intervals} passed (${a.interval_seconds}s each)`,
+      last ? ` · last: ${last.verdict}, errors ${rate(last.canary)}` +
+        (last.baseline ? `, baseline ${rate(last.baseline)}` : "") : "");
   }
 
   function renderResource(name, r, index) {
