@@ -10,7 +10,14 @@ controller, admin, runtime, state or cli.
 """
 
 from xds_server.config._errors import ConfigError
-from xds_server.config._load import check_overlaps, load_config, parse_config, parse_filter_spec
+from xds_server.config._load import (
+    check_overlaps,
+    configuration_text,
+    load_config,
+    parse_config,
+    parse_duration,
+    parse_filter_spec,
+)
 from xds_server.config._model import (
     DELIVERY_MODES,
     FAILURE_POLICIES,
@@ -18,7 +25,9 @@ from xds_server.config._model import (
     LOG_FORMATS,
     LOG_LEVELS,
     ON_NACK_POLICIES,
+    ON_RUNTIME_FAILURE_POLICIES,
     PULL_POLICIES,
+    AnalysisSpec,
     Config,
     FilterSpec,
     IdentityRule,
@@ -36,7 +45,9 @@ __all__ = [
     "LOG_FORMATS",
     "LOG_LEVELS",
     "ON_NACK_POLICIES",
+    "ON_RUNTIME_FAILURE_POLICIES",
     "PULL_POLICIES",
+    "AnalysisSpec",
     "Config",
     "ConfigError",
     "FilterSpec",
@@ -47,7 +58,9 @@ __all__ = [
     "SourceSpec",
     "TlsConfig",
     "check_overlaps",
+    "configuration_text",
     "load_config",
     "parse_config",
+    "parse_duration",
     "parse_filter_spec",
 ]
