@@ -43,7 +43,8 @@ from xds_server.wasm import (
     parse_reference,
 )
 from xds_server.wasm._archive import extract_plugin
-from xds_server.wasm.layouts import choose_index_entry, detect_layout, wasme_root_ids
+from xds_server.wasm.image_layout import wasme_root_ids
+from xds_server.wasm.layouts import choose_index_entry, detect_layout
 from xds_server.wasm.registry import parse_manifest
 from xds_server.xds import XdsService
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from xds_server.config import ServerConfig
 from xds_server.controller import HTTP_WASM_TYPE_URL, MODULE_CLUSTER, NETWORK_WASM_TYPE_URL
 from xds_server.telemetry import DEFAULT_FILTER_STATE, add_telemetry
 
@@ -18,6 +19,8 @@ XDS_CLUSTER = "xds_server"
 HCM_TYPE = (
     "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 )
+
+_SERVER = ServerConfig()  # the server's default addresses: their one home is the config
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,13 +45,13 @@ class BootstrapOptions:
     node_id: str
     filters: Sequence[str]
     cluster: str = "xds-server-fleet"
-    xds_addresses: Sequence[str] = ("127.0.0.1:18000",)
+    xds_addresses: Sequence[str] = (_SERVER.xds_address,)
     ads: bool = False
     delta: bool = False
     listen: str = "127.0.0.1:10000"
     admin: str = "127.0.0.1:9901"
     upstream: str | None = None
-    module_server: str | None = "127.0.0.1:18080"
+    module_server: str | None = _SERVER.admin_address
     initial_fetch_timeout: str = "0s"
     metadata: dict[str, str] = field(default_factory=dict)
     tls_ca: str | None = None

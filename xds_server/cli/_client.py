@@ -25,6 +25,8 @@ from urllib.parse import quote
 import aiohttp
 from yarl import URL
 
+from xds_server.config import ServerConfig
+
 __all__ = [
     "DEFAULT_SERVER_URL",
     "AdminClient",
@@ -35,7 +37,8 @@ __all__ = [
     "default_actor",
 ]
 
-DEFAULT_SERVER_URL = "http://127.0.0.1:18080"
+DEFAULT_SERVER_URL = f"http://{ServerConfig().admin_address}"
+"""The admin API of a server started with the default config."""
 
 JSONObject = dict[str, Any]
 """A decoded JSON object, as the server sent it."""

@@ -18,6 +18,8 @@ from xds_server.config._model import (
     DELIVERY_MODES,
     FAILURE_POLICIES,
     FILTER_TYPES,
+    LOG_FORMATS,
+    LOG_LEVELS,
     ON_NACK_POLICIES,
     ON_RUNTIME_FAILURE_POLICIES,
     PULL_POLICIES,
@@ -345,8 +347,8 @@ def _log_levels(r: _Reader) -> dict[str, str]:
         raise r.error("log_levels", f"must be a mapping of logger name to level, got {_kind(raw_levels)}")
     log_levels = {}
     for name, lvl in raw_levels.items():
-        if lvl not in ("debug", "info", "warning", "error"):
-            raise r.error(f"log_levels.{name}", f"must be one of debug, info, warning, error (got {lvl!r})")
+        if lvl not in LOG_LEVELS:
+            raise r.error(f"log_levels.{name}", f"must be one of {', '.join(LOG_LEVELS)} (got {lvl!r})")
         log_levels[str(name)] = lvl
     return log_levels
 
@@ -423,8 +425,8 @@ def _server(data: Any, where: str, base_dir: Path | None) -> ServerConfig:
         public_url=r.text("public_url", ""),
         module_dir=module_path,
         envoy_module_dir=r.opt_str("envoy_module_dir"),
-        log_level=r.text("log_level", "info", choices=("debug", "info", "warning", "error")),
-        log_format=r.text("log_format", "auto", choices=("auto", "json", "console")),
+        log_level=r.text("log_level", d.log_level, choices=LOG_LEVELS),
+        log_format=r.text("log_format", d.log_format, choices=LOG_FORMATS),
         log_levels=log_levels,
         max_module_bytes=int(r.number("max_module_bytes", d.max_module_bytes, minimum=8) or 0),
         max_store_bytes=None if max_store is None else int(max_store),
@@ -432,7 +434,7 @@ def _server(data: Any, where: str, base_dir: Path | None) -> ServerConfig:
         fetch_timeout=float(r.number("fetch_timeout", d.fetch_timeout, minimum=0.1) or 0),
         fetch_retries=int(r.number("fetch_retries", d.fetch_retries, minimum=0) or 0),
         docker_config=Path(docker_config) if docker_config else None,
-        watch_config=r.bool("watch_config", True),
+        watch_config=r.bool("watch_config", d.watch_config),
         xds_tls=xds_tls,
         admin_tls=_tls(r, "admin_tls", where, base_dir),
         node_identity=rules,
@@ -460,17 +462,18 @@ def _registries(data: Any, where: str) -> tuple[RegistryConfig, ...]:
     out = []
     for i, item in enumerate(data):
         r = _Reader(item, where, f"registries[{i}]")
+        d = RegistryConfig(host="")
         host = r.text("host")
         if not host:
             raise r.error("host", "is required (host[:port] of the registry)")
         out.append(RegistryConfig(
             host=host,
-            plain_http=r.bool("plain_http", False),
+            plain_http=r.bool("plain_http", d.plain_http),
             ca_file=r.opt_str("ca_file"),
             username=r.opt_str("username"),
             password=r.opt_str("password"),
-            allow_private=r.bool("allow_private", False),
-            allow_loopback=r.bool("allow_loopback", True),
+            allow_private=r.bool("allow_private", d.allow_private),
+            allow_loopback=r.bool("allow_loopback", d.allow_loopback),
         ))
         r.done()
     return tuple(out)
