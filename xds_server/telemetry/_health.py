@@ -37,7 +37,7 @@ from typing import Any
 import structlog
 
 from xds_server.state import HealthRow, StateStore
-from xds_server.telemetry._histogram import LatencyHistogram
+from xds_server.telemetry._histogram import LatencyHistogram, bucket_of
 from xds_server.telemetry._metrics import FILTER_METRICS
 from xds_server.telemetry._model import FilterRun, RequestRecord, StatRecord
 
@@ -158,6 +158,18 @@ class _Cell:
         )
 
 
+class _Group:
+    """Access-log entries of one batch with the same bucket and runs, summed."""
+
+    __slots__ = ("durations", "errors", "failed", "nodes", "requests", "runs")
+
+    def __init__(self, runs: tuple[FilterRun, ...]) -> None:
+        self.runs = runs
+        self.requests = self.errors = self.failed = 0
+        self.durations: dict[float, int] = {}
+        self.nodes: dict[str, None] = {}  # a set in arrival order
+
+
 class HealthWindows:
     """Health per filter revision (see the module docstring). A `TelemetryConsumer`.
 
@@ -189,25 +201,62 @@ class HealthWindows:
     # -- consumer --------------------------------------------------------------------
 
     def on_requests(self, records: Sequence[RequestRecord]) -> None:
-        """Count access-log entries against every filter revision their node ran."""
+        """Count access-log entries against every filter revision their node ran.
+
+        The batch is first summed per (bucket, runs) group: in one export every entry
+        comes from one node and, between two ACKs, with the same runs, so the cells,
+        the revision bookkeeping and the running totals are touched once per group and
+        filter, not once per entry and filter. Latency is summed per distinct duration
+        (Envoy logs whole milliseconds) before it is put into histogram buckets."""
         now = self.clock()
+        lo = now - self.limits.open_seconds
+        step = self.limits.bucket_seconds
+        groups: dict[tuple[int, int], _Group] = {}
+        late = 0
         for rec in records:
-            start = self._bucket(rec.time, now)
-            if start is None:
-                continue
-            failed = rec.details == WASM_FAIL_DETAILS
-            error = 500 <= rec.status <= 599
-            for run in rec.runs:
-                cell = self._cell(run, start)
+            at = rec.time
+            if not lo <= at <= now:  # also NaN; `_bucket` decides (future = now, or late)
+                if not math.isfinite(at) or at > now:
+                    at = now
+                elif at < lo:
+                    late += 1
+                    continue
+            runs = rec.runs
+            key = (int(at // step) * step, id(runs))
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = _Group(runs)
+            group.requests += 1
+            status = rec.status
+            if 500 <= status <= 599:
+                group.errors += 1
+            if rec.details == WASM_FAIL_DETAILS:
+                group.failed += 1
+            ms = rec.duration_ms
+            durations = group.durations
+            durations[ms] = durations.get(ms, 0) + 1
+            group.nodes[rec.node_id] = None
+        if late:
+            self.dropped["late"] += late
+        for (start, _), group in groups.items():
+            histogram: dict[int, int] | None = None
+            for run in group.runs:
+                cell = self._cell(run, start, group.requests)
                 if cell is None:
                     continue
-                self._see(cell, rec.node_id)
-                cell.requests += 1
-                cell.errors_5xx += error
-                cell.vm_failures += failed
-                cell.latency.add(rec.duration_ms)
+                for node_id in group.nodes:
+                    self._see(cell, node_id)
+                cell.requests += group.requests
+                cell.errors_5xx += group.errors
+                cell.vm_failures += group.failed
+                if histogram is None:
+                    histogram = {}
+                    for ms, n in group.durations.items():
+                        i = bucket_of(ms)
+                        histogram[i] = histogram.get(i, 0) + n
+                cell.latency.merge(histogram)
                 cell.dirty = True
-                self._local(run, now, 1, int(error), int(failed))
+                self._local(run, now, group.requests, group.errors, group.failed)
 
     def on_stats(self, records: Sequence[StatRecord]) -> None:
         """Turn cumulative counters into per-bucket deltas per node (a counter that went
@@ -331,11 +380,13 @@ class HealthWindows:
         step = self.limits.bucket_seconds
         return int(at // step) * step
 
-    def _cell(self, run: FilterRun, start: int) -> _Cell | None:
+    def _cell(self, run: FilterRun, start: int, records: int = 1) -> _Cell | None:
+        """The cell of `run` in the bucket at `start`; None when the filter or the
+        revision is beyond the limits (`records` are counted as dropped)."""
         revisions = self._revisions.get(run.filter)
         if revisions is None:
             if len(self._revisions) >= self.limits.max_filters:
-                self.dropped["filters"] += 1
+                self.dropped["filters"] += records
                 return None
             revisions = self._revisions[run.filter] = set()
         self._filter_seen[run.filter] = start
@@ -343,7 +394,7 @@ class HealthWindows:
             if len(revisions) >= self.limits.max_revisions:
                 oldest = min(revisions)
                 if run.revision < oldest:
-                    self.dropped["revisions"] += 1
+                    self.dropped["revisions"] += records
                     return None
                 revisions.discard(oldest)
                 self.dropped["revisions"] += 1
