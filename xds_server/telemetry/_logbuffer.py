@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 from xds_server.telemetry._model import FilterRun, RequestRecord, StatRecord
@@ -79,17 +80,17 @@ class LogFollower:
 
 class _Chunk:
     """Consecutive entries of one filter from one batch, all with the same run: the
-    records (shared between the filters they ran), their sizes, and how many of the
-    oldest were dropped already (`first`)."""
+    records (shared between the filters they ran), the bytes of those still kept (a
+    partial drop frees its share), and how many of the oldest were dropped already
+    (`first`)."""
 
-    __slots__ = ("bytes", "first", "records", "run", "sizes")
+    __slots__ = ("bytes", "first", "records", "run")
 
-    def __init__(self, records: list[RequestRecord], sizes: list[int], run: FilterRun) -> None:
+    def __init__(self, records: list[RequestRecord], size: int, run: FilterRun) -> None:
         self.records = records
-        self.sizes = sizes
         self.run = run
         self.first = 0
-        self.bytes = sum(sizes)
+        self.bytes = size
 
     def __len__(self) -> int:
         return len(self.records) - self.first
@@ -118,9 +119,8 @@ class _FilterLog:
                 self.count -= left
                 n -= left
                 continue
-            first = chunk.first
-            size = sum(chunk.sizes[first:first + n])
-            chunk.first = first + n
+            size = chunk.bytes * n // left
+            chunk.first += n
             chunk.bytes -= size
             freed += size
             self.count -= n
@@ -129,16 +129,25 @@ class _FilterLog:
         return freed
 
 
-def _size(r: RequestRecord) -> int:
-    """Approximate bytes one entry holds (object overhead plus its strings)."""
-    n = (240 + len(r.node_id) + len(r.cluster) + len(r.method) + len(r.path) + len(r.authority)
-         + len(r.details) + len(r.flags) + len(r.upstream_host))
-    if r.filter_state:
-        for k, v in r.filter_state.items():
-            n += 100 + len(k) + len(v)
-    if r.metadata:
-        for k, v in r.metadata.items():
-            n += 100 + len(k) + len(v)
+_STRINGS = tuple(attrgetter(f) for f in ("node_id", "cluster", "method", "path", "authority",
+                                          "details", "flags", "upstream_host"))
+_EXTRAS = (attrgetter("filter_state"), attrgetter("metadata"))
+
+
+def _sizes(records: Sequence[RequestRecord]) -> int:
+    """Approximate bytes `records` hold as entries (per entry: object overhead plus its
+    strings), summed by columns (C loops, not a Python call per record)."""
+    n = 240 * len(records)
+    for field in _STRINGS:
+        n += sum(map(len, map(field, records)))
+    for extra in _EXTRAS:
+        last: Mapping[str, str] | None = None
+        size = 0
+        for mapping in filter(None, map(extra, records)):
+            if mapping is not last:  # records of one export often share them
+                last = mapping
+                size = 100 * len(mapping) + sum(map(len, mapping)) + sum(map(len, mapping.values()))
+            n += size
     return n
 
 
@@ -183,18 +192,18 @@ class LogBuffer:
         logs = self._logs
         touched: dict[str, _FilterLog] = {}
         start, runs = 0, records[0].runs
-        sizes = [_size(r) for r in records]
         for i in range(1, len(records) + 1):
             if i < len(records) and records[i].runs is runs:
                 continue
-            group, group_sizes = list(records[start:i]), sizes[start:i]
+            group = list(records[start:i])
+            size = _sizes(group)
             for run in runs:
                 log = logs.get(run.filter)
                 if log is None:
                     if len(logs) >= self.max_filters:
                         continue
                     log = logs[run.filter] = _FilterLog()
-                chunk = _Chunk(group, group_sizes, run)
+                chunk = _Chunk(group, size, run)
                 log.chunks.append(chunk)
                 log.count += len(group)
                 log.bytes += chunk.bytes

@@ -210,7 +210,9 @@ def decode_logs(resources: Iterable[Any], node_id: str, cluster: str,
 
     The hot path of telemetry ingestion (one iteration per access-log entry): the
     compact body's common case (nine fields, values within the limit) is read inline,
-    runs are looked up once per distinct start time, and records are built as tuples
+    records with the same filter state and metadata items as the one before share its
+    (read-only) mappings, runs are looked up once per distinct start time, and records
+    are built as tuples
     (`RequestRecord` is a named tuple) without a Python-level constructor call.
     """
     out = Decoded([], [])
@@ -218,6 +220,8 @@ def decode_logs(resources: Iterable[Any], node_id: str, cluster: str,
     limit = limits.max_value_chars
     last_at = -1.0
     runs: tuple[FilterRun, ...] = ()
+    last_items: list[str] = []
+    last_extras = (_EMPTY, _EMPTY)
     for resource_logs in resources:
         for scope_logs in resource_logs.scope_logs:
             for record in scope_logs.log_records:
@@ -243,7 +247,13 @@ def decode_logs(resources: Iterable[Any], node_id: str, cluster: str,
                     if "-" in fixed:
                         fixed = ["" if p == "-" else p for p in fixed]
                     method, path, authority, details, flags, upstream = fixed
-                    state, meta = _extras(parts) if len(parts) > 9 else (_EMPTY, _EMPTY)
+                    if len(parts) == 9:
+                        state = meta = _EMPTY
+                    elif parts[9:] != last_items:  # else the previous record's (shared)
+                        last_items = parts[9:]
+                        state, meta = last_extras = _extras(parts)
+                    else:
+                        state, meta = last_extras
                 if not 0 <= code < 1000 or not 0.0 <= ms < 1e10:
                     out.bad += 1
                     continue
