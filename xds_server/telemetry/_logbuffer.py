@@ -193,7 +193,7 @@ class LogBuffer:
         touched: dict[str, _FilterLog] = {}
         start, runs = 0, records[0].runs
         for i in range(1, len(records) + 1):
-            if i < len(records) and records[i].runs is runs:
+            if i < len(records) and records[i].runs == runs:
                 continue
             group = list(records[start:i])
             size = _sizes(group)

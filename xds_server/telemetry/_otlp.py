@@ -244,8 +244,8 @@ def decode_logs(resources: Iterable[Any], node_id: str, cluster: str,
                     code, ms, (_, _, (method, path, authority, details, flags, upstream), state, meta) = got
                 else:  # the compact body's common case, inline (`_from_body`)
                     fixed = parts[3:9]
-                    if "-" in fixed:
-                        fixed = ["" if p == "-" else p for p in fixed]
+                    while "-" in fixed:  # Envoy's "absent" (flags, upstream host): usually one
+                        fixed[fixed.index("-")] = ""
                     method, path, authority, details, flags, upstream = fixed
                     if len(parts) == 9:
                         state = meta = _EMPTY

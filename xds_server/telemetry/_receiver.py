@@ -36,6 +36,9 @@ NODE_HEADER = "x-xds-node-id"
 bootstrap). Envoy's stats sink sends no node in the message, so it is required for
 metrics; for access logs the resource's `node_name` is used when it is absent."""
 
+_EMPTY_RESPONSE = b""
+"""Both services' `Export` response without `partial_success`: an empty message."""
+
 NodeAuthorizer = Callable[[NodeInfo, Mapping[str, Sequence[bytes]]], "str | None"]
 """The xDS streams' authorizer (mTLS binding of certificate SANs to node ids): None to
 allow, or the reason to refuse."""
@@ -102,10 +105,11 @@ class TelemetryReceiver:
         out = _otlp.decode_logs(mine, node.id, cluster, timeline.at, limits, granted)
         rejected = self._count(node.id, total, granted, out, mismatched, "request", len(out.requests))
         self.consumer.on_requests(out.requests)
+        if not rejected:
+            return _EMPTY_RESPONSE
         response = logs_service_pb2.ExportLogsServiceResponse()
-        if rejected:
-            response.partial_success.rejected_log_records = rejected
-            response.partial_success.error_message = _why(rejected, limits)
+        response.partial_success.rejected_log_records = rejected
+        response.partial_success.error_message = _why(rejected, limits)
         return response.SerializeToString()
 
     async def _export_metrics(self, data: bytes, context: grpc.aio.ServicerContext) -> bytes:
@@ -124,10 +128,11 @@ class TelemetryReceiver:
         out = _otlp.decode_metrics(request, node.id, node.cluster, timeline.at, limits, granted)
         rejected = self._count(node.id, total, granted, out, 0, "stat", len(out.stats))
         self.consumer.on_stats(out.stats)
+        if not rejected:
+            return _EMPTY_RESPONSE
         response = metrics_service_pb2.ExportMetricsServiceResponse()
-        if rejected:
-            response.partial_success.rejected_data_points = rejected
-            response.partial_success.error_message = _why(rejected, limits)
+        response.partial_success.rejected_data_points = rejected
+        response.partial_success.error_message = _why(rejected, limits)
         return response.SerializeToString()
 
     # -- the edge -------------------------------------------------------------------
