@@ -20,7 +20,7 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+def atomic_write(path: Path, data: bytes | bytearray, *, mode: int = 0o644) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
     directory = path.parent
     directory.mkdir(parents=True, exist_ok=True)
@@ -56,7 +56,7 @@ def replace(path: Path, data: bytes, *, mode: int = 0o644) -> None:
         raise
 
 
-def write_temp(directory: Path, data: bytes) -> Path:
+def write_temp(directory: Path, data: bytes | bytearray) -> Path:
     """Write ``data`` to a new temp file in ``directory`` and fsync it; return its path.
     Complete it with :func:`install` (or unlink it)."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -71,6 +71,15 @@ def write_temp(directory: Path, data: bytes) -> Path:
             os.unlink(temp_name)
         raise
     return Path(temp_name)
+
+
+def fsync_file(path: Path) -> None:
+    """fsync a complete file (a temp file written without it) before :func:`install`."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def remove_stale_temp_files(directory: Path) -> int:
