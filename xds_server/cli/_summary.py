@@ -21,17 +21,19 @@ _STATES = ("ACKED", "NACKED", "STALE", "REQUESTED")
 _RESET = "\x1b[0m"
 
 
+def _proxy_counts(t: JSONObject) -> list[str]:
+    """``A/C connected ACKED``, then NACKED, waiting and disconnected when there are any."""
+    parts = [f"{t.get('ACKED', 0)}/{t.get('connected', 0)} connected ACKED"]
+    for key, label in (("NACKED", "NACKED"), ("STALE", "waiting"), ("disconnected", "disconnected")):
+        if t.get(key):
+            parts.append(f"{t[key]} {label}")
+    return parts
+
+
 def _head(f: JSONObject) -> str:
-    t = f.get("totals") or {}
     parts = [f"{f.get('name')}:",
              f"revision {f.get('revision')}" if f.get("served") else "not served",
-             f"{t.get('ACKED', 0)}/{t.get('connected', 0)} connected ACKED"]
-    if t.get("NACKED"):
-        parts.append(f"{t['NACKED']} NACKED")
-    if t.get("STALE"):
-        parts.append(f"{t['STALE']} waiting")
-    if t.get("disconnected"):
-        parts.append(f"{t['disconnected']} disconnected")
+             *_proxy_counts(f.get("totals") or {})]
     if f.get("failing"):
         parts.append("FAILING AT RUNTIME")
     if f.get("canary"):
@@ -68,14 +70,7 @@ def _resource_line(r: JSONObject) -> str:
     current = ",".join(str(v)[:16] for v in r.get("current_versions") or []) or "-"
     head = (f"{r.get('kind')}/{r.get('name')}: "
             + (f"revision {r.get('revision')}, version {current}" if r.get("served") else "not served"))
-    parts = [f"{t.get('ACKED', 0)}/{t.get('connected', 0)} connected ACKED"]
-    if t.get("NACKED"):
-        parts.append(f"{t['NACKED']} NACKED")
-    if t.get("STALE"):
-        parts.append(f"{t['STALE']} waiting")
-    if t.get("disconnected"):
-        parts.append(f"{t['disconnected']} disconnected")
-    return head + ", " + ", ".join(parts)
+    return head + ", " + ", ".join(_proxy_counts(t))
 
 
 def _filter_lines(f: JSONObject, *, width: int, color: bool) -> list[str]:
