@@ -194,6 +194,11 @@ async def test_resources_in_summary_status_and_cli(tmp_path: Path) -> None:
             assert "revision 1" in line and "1/2 connected ACKED, 1 NACKED" in line, out
             assert "1 proxy NACKED" in out and "port 10000 in use" in out
             assert "hdr: not served" not in out and "listeners/web: not served" not in out
+            out = (await xs("status", "--proxies", "--filter", "listeners/web", *server_args)).out
+            rows = [x for x in out.splitlines() if "listeners/web" in x]
+            assert len(rows) == 2, out
+            assert any(x.startswith("!") and "edge-2" in x and "NACKED" in x and "port 10000" in x for x in rows)
+            assert any("edge-1" in x and "ACKED" in x for x in rows)
             assert all(not s.done.is_set() for s in streams)  # both proxies stayed connected
         finally:
             await client.close()

@@ -846,7 +846,8 @@ def status_report(
     filters: list[JSONObject], proxies: list[JSONObject], *, color: bool = False,
     now: float | None = None,
 ) -> str:
-    """The ``status`` text: the proxy table (``!`` marks NACKed rows), then per-filter lines."""
+    """The ``status`` text: the proxy table (``!`` marks NACKed rows; filters and Envoy
+    resources, as ``kind/name``), then per-filter lines."""
     now = time.time() if now is None else now
     views = {str(v.get("name")): v for v in filters}
     rows: list[tuple[tuple[str, str, str], list[str], bool]] = []
@@ -855,7 +856,8 @@ def status_report(
         for name, res in sorted((proxy.get("resources") or {}).items()):
             if not isinstance(res, dict):
                 continue
-            if name not in views and "TypedExtensionConfig" not in str(res.get("type_url", "")):
+            if (name not in views and "TypedExtensionConfig" not in str(res.get("type_url", ""))
+                    and resource_target(name) is None):
                 continue
             subscribed.setdefault(name, []).append((proxy, res))
             state = str(res.get("state") or "-")
@@ -884,7 +886,7 @@ def status_report(
     else:
         out.append("no proxies subscribe to any filter")
     out.append("")
-    for name in sorted(set(views) | set(subscribed)):
+    for name in sorted(set(views) | {n for n in subscribed if n in views or resource_target(n) is None}):
         out.append(truncate(_summary(name, views.get(name), subscribed.get(name, [])),
                             TABLE_WIDTH))
     return "\n".join(out)
