@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import _devloop, _real, _replicas, _scenarios, _telemetry
+from benchmarks import _devloop, _real, _replicas, _scenarios, _status_page, _telemetry
 from benchmarks._harness import ratio
 from benchmarks._proc import raise_fd_limit
 
@@ -21,10 +21,10 @@ RESULTS = Path(__file__).parent / "results"
 
 FULL = {"sizes": [1000, 5000, 10000], "pushes": 3, "inline": [1000, 5000], "proxies": 1000,
         "slow_n": 1000, "slow_pushes": 10, "swaps": 100, "oci_repeats": 5, "loops_n": 2000,
-        "replicas_n": 10000, "telemetry_n": 1000, "edits": 5}
+        "replicas_n": 10000, "telemetry_n": 1000, "edits": 5, "page_n": 10000}
 QUICK = {"sizes": [500, 1000], "pushes": 2, "inline": [200], "proxies": 400,
          "slow_n": 200, "slow_pushes": 4, "swaps": 20, "oci_repeats": 2, "loops_n": 500,
-         "replicas_n": 600, "telemetry_n": 300, "edits": 2}
+         "replicas_n": 600, "telemetry_n": 300, "edits": 2, "page_n": 1000}
 
 
 def machine() -> dict[str, Any]:
@@ -90,6 +90,7 @@ def scenarios(p: dict[str, Any]) -> dict[str, tuple[Callable[[], dict[str, Any]]
         "replicas": (lambda: _replicas.replicas(p["replicas_n"]), _replicas.replicas_table),
         "telemetry": (lambda: _telemetry.telemetry(p["telemetry_n"]), _telemetry.telemetry_table),
         "edit_to_live": (lambda: _devloop.edit_to_live(p["edits"]), _devloop.edit_to_live_table),
+        "status_page": (lambda: _status_page.status_page(p["page_n"]), _status_page.status_page_table),
     }
 
 
@@ -117,6 +118,7 @@ def summary(results: dict[str, Any]) -> list[list[Any]]:
     reps = results.get("replicas")
     tel = results.get("telemetry")
     dev = results.get("edit_to_live")
+    page = results.get("status_page")
     rows: list[list[Any]] = []
 
     def add(what: str, target: str, value: Any, floor: Any, ok: bool | None) -> None:
@@ -190,6 +192,17 @@ def summary(results: dict[str, Any]) -> list[list[Any]]:
         add(f"edit-to-live, {t['language']} template (issue 14)", "reported",
             f"{fmt(t['edit_to_live_s_p50'])} s = build {fmt(t['build_s_p50'])} + validate "
             f"{fmt(t['validate_s_p50'])} + deploy+swap {fmt(t['deploy_swap_s_p50'])}", "-", None)
+    if page:
+        new, old = page["after"], page["before"]
+        add(f"status page, first paint of the summary (N={page['n']})", "<= 1 s",
+            f"{fmt(new['first_paint_s'])} s", f"{fmt(old['first_paint_s'])} s (full table)",
+            new["first_paint_s"] <= 1)
+        add(f"status page, all ACKed after the last ACK (N={page['n']})", "<= 1 s",
+            f"{fmt(new['lag_after_last_ack_s'])} s", f"{fmt(old['lag_after_last_ack_s'])} s (full refetch)",
+            new["lag_after_last_ack_s"] <= 1)
+        add(f"status page, bytes received during a rollout (N={page['n']})", "less than full refetch",
+            f"{new['rollout_bytes'] / 2**20:.2f} MiB", f"{old['rollout_bytes'] / 2**20:.2f} MiB (full refetch)",
+            new["rollout_bytes"] < old["rollout_bytes"])
     return rows
 
 

@@ -27,10 +27,12 @@ from xds_server.cache import ResourceCache, default_types
 from xds_server.config import Config, ConfigError, load_config
 from xds_server.controller import Controller, Delivery, ModuleProvider, RevisionIndex
 from xds_server.identity import make_authorizer
+from xds_server.resources import ResourceManager, WasmFilterRef, is_resource_key
 from xds_server.state import SqliteStateStore, open_state_store
 from xds_server.status import StatusEvent, StatusTracker
 from xds_server.telemetry import (
     AckAttribution,
+    HealthLimits,
     HealthWindows,
     LogBuffer,
     TelemetryHub,
@@ -105,8 +107,10 @@ class XdsServerApp:
         self._refresh_task: asyncio.Task[None] | None = None
         self._replica_task: asyncio.Task[None] | None = None
         self._health_task: asyncio.Task[None] | None = None
+        self._analysis_task: asyncio.Task[None] | None = None
         self._published = ""
         self._config_mtime: float | None = None
+        self._background: set[asyncio.Future[list[str]]] = set()
 
     def _expect(self, *stages: str, action: str) -> None:
         if self._stage not in stages:
@@ -148,11 +152,15 @@ class XdsServerApp:
             module_base_url=s.public_url or "",
         ))
         self.status.subscribe(self._on_status)
+        # Standalone fleets (issue 15): listeners, routes, clusters, endpoints.
+        self.resources = ResourceManager(self.cache, self.state, self._filter_types)
+        self.controller.subscribe(lambda _event: self.resources.refresh())
+        self.controller.delete_guards.append(self.resources.filter_users)
         self._setup_telemetry()
         self.admin = AdminService(
             self.controller, self.status, module_path=self._modules.module_path,
             tokens=load_tokens(s.admin_tokens_file, os.environ.get("XDS_SERVER_ADMIN_TOKENS")),
-            logs=self.logs, health=self.health,
+            logs=self.logs, health=self.health, resources=self.resources,
         )
         self.grpc_server = grpc.aio.server(
             options=[*GRPC_OPTIONS, ("grpc.max_receive_message_length", lim.max_request_bytes)])
@@ -162,7 +170,8 @@ class XdsServerApp:
         self.grpc_services = register_grpc_services(
             self.grpc_server, self.admin, self.cache,
             [*self.xds.service_names, *self.telemetry_receiver.service_names])
-        self._admin_runner = web.AppRunner(build_admin_app(self.admin), access_log=None)
+        self._admin_runner = web.AppRunner(
+            build_admin_app(self.admin), access_log=None)
         await self._admin_runner.setup()
         self._stage = "setup"
 
@@ -175,8 +184,10 @@ class XdsServerApp:
         self.logs = LogBuffer()
         self.telemetry.subscribe(self.logs)
         # Health per filter revision, shared with the other replicas through the store.
-        self.health = HealthWindows(self.state, replica_id=self.replica_id)
+        self.health = HealthWindows(self.state, replica_id=self.replica_id,
+                                    limits=HealthLimits(bucket_seconds=self.config.server.health_bucket_seconds))
         self.telemetry.subscribe(self.health)
+        self.controller.attach_health(self.health, bucket_seconds=self.health.limits.bucket_seconds)
         self.revisions = RevisionIndex(self.controller)
         self.telemetry_receiver = TelemetryReceiver(
             self.telemetry, AckAttribution(self.status, self.revisions.lookup),
@@ -230,12 +241,14 @@ class XdsServerApp:
                  admin_auth="tokens" if self.admin.tokens.enabled else "loopback-only")
         self.advertise_url = self.config.server.advertise_url or (
             f"{'https' if self.config.server.admin_tls else 'http'}://{host}:{self.admin_port}")
-        self.state.listen(self.controller.on_store_change)
+        self.state.listen(self._on_store_change)
         self.shared = not isinstance(self.state, SqliteStateStore)
         if self.shared:
             await self._share_status()
         for e in await self.controller.restore():
             log.error("filter_not_restored", filter=e.name, error=e.message)
+        for problem in await self.resources.restore():
+            log.error("resources_not_restored", error=problem)
         await self.apply(self.config)
         self.admin.loaded = True
         await self.grpc_services.health.refresh()  # grpc: SERVING once every filter is ready
@@ -243,6 +256,8 @@ class XdsServerApp:
             self.controller.refresh_forever(self.config.server.resolve_interval))
         self._replica_task = asyncio.create_task(self._replica_loop()) if self.shared else None
         self._health_task = asyncio.create_task(self.health.run())
+        # rollouts: analysis, runtime-failure rollback and debug expiry read the health windows
+        self._analysis_task = asyncio.create_task(self.controller.analyze_forever())
         if self.config.source_path is not None and self.config.server.watch_config:
             self._config_mtime = _mtime(self.config.source_path)
             self._reload_task = asyncio.create_task(self._watch_config(self.config.source_path))
@@ -267,8 +282,28 @@ class XdsServerApp:
                 await self._share_status()
                 if rounds % reconcile_every == 0:
                     await self.controller.reconcile()
+                    await self.resources.reconcile()
             except Exception as exc:  # the database may be away for a while: keep serving
                 log.warning("replica_sync_failed", error=str(exc), replica=self.replica_id)
+
+    def _filter_types(self) -> dict[str, WasmFilterRef]:
+        """This server's wasm filters by name, for the listeners and routes that name
+        them: the type and the per-route rules (of the first spec)."""
+        out: dict[str, WasmFilterRef] = {}
+        for name, state in self.controller.filters.items():
+            specs = [d.spec for d in state.deployed] or list(state.pending)
+            if specs:
+                out[name] = WasmFilterRef(specs[0].type, specs[0].routes)
+        return out
+
+    def _on_store_change(self, name: str, revision: int) -> None:
+        """A replica recorded a revision: filters catch up; resources are re-read."""
+        if is_resource_key(name):
+            task = asyncio.ensure_future(self.resources.restore())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        else:
+            self.controller.on_store_change(name, revision)
 
     def _running(self, node_id: str, name: str) -> str:
         proxy = self.status.proxies.get(node_id)
@@ -276,6 +311,9 @@ class XdsServerApp:
         return r.acked if r is not None else ""
 
     def _on_status(self, event: StatusEvent) -> None:
+        if event.kind == "nack":
+            self.resources.on_nack(event.node_id, event.resources,
+                                   lambda key: self._running(event.node_id, key))
         if event.kind in ("ack", "nack"):
             self.controller.on_proxy_report(event.kind, event.node_id, dict(event.resources),
                                             event.message, self.status.all_acked, self._running)
@@ -286,6 +324,8 @@ class XdsServerApp:
         errors = await self.controller.apply_config(config, author=author)
         for e in errors:
             log.error("filter_not_applied", filter=e.name, error=e.message)
+        for problem in await self.resources.apply_config(config.resources, author=author):
+            log.error("resources_not_applied", error=problem)
         self.config = config
 
     async def reload(self) -> bool:
@@ -325,7 +365,8 @@ class XdsServerApp:
         self.admin.draining = True
         await self.grpc_services.begin_shutdown()  # grpc: health NOT_SERVING, watches end
         self.logs.close_all()  # telemetry: end `logs --follow` streams
-        for task in (self._reload_task, self._refresh_task, self._replica_task, self._health_task):
+        for task in (self._reload_task, self._refresh_task, self._replica_task, self._analysis_task,
+                     self._health_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -25,6 +25,8 @@ from urllib.parse import quote
 import aiohttp
 from yarl import URL
 
+from xds_server.config import ServerConfig
+
 __all__ = [
     "DEFAULT_SERVER_URL",
     "AdminClient",
@@ -35,7 +37,8 @@ __all__ = [
     "default_actor",
 ]
 
-DEFAULT_SERVER_URL = "http://127.0.0.1:18080"
+DEFAULT_SERVER_URL = f"http://{ServerConfig().admin_address}"
+"""The admin API of a server started with the default config."""
 
 JSONObject = dict[str, Any]
 """A decoded JSON object, as the server sent it."""
@@ -145,6 +148,34 @@ class AdminClient:
         body: JSONObject = {"specs": specs} if isinstance(specs, list) else specs
         return await self.request("PUT", _filter_path(name), body)
 
+    async def put_resource(self, kind: str, name: str, body: JSONObject) -> JSONObject:
+        """``PUT /api/v1/resources/{kind}/{name}`` with one Envoy resource or
+        ``{"specs": [...]}``; returns the resource's view (409 when it would leave a
+        reference unsatisfied)."""
+        return await self.request("PUT", _resource_path(kind, name), body)
+
+    async def get_resource(self, kind: str, name: str) -> JSONObject:
+        """``GET /api/v1/resources/{kind}/{name}`` -> ``{"kind", "name", "revision",
+        "specs", "versions"}``."""
+        return await self.request("GET", _resource_path(kind, name))
+
+    async def delete_resource(self, kind: str, name: str) -> JSONObject:
+        """``DELETE /api/v1/resources/{kind}/{name}`` -> ``{"deleted": "kind/name",
+        "revision": N}`` (409 while another resource refers to it)."""
+        return await self.request("DELETE", _resource_path(kind, name))
+
+    async def resource_history(self, kind: str, name: str, *, limit: int | None = None) -> JSONObject:
+        """``GET /api/v1/resources/{kind}/{name}/history`` -> ``{"kind", "name",
+        "history": [...]}``, newest first."""
+        query = {} if limit is None else {"limit": str(limit)}
+        return await self.request("GET", _resource_path(kind, name, "history"), query=query)
+
+    async def rollback_resource(self, kind: str, name: str, *, to: int | None = None) -> JSONObject:
+        """``POST /api/v1/resources/{kind}/{name}/rollback`` to the newest earlier
+        revision with other content, or revision ``to``."""
+        body: JSONObject = {} if to is None else {"to": to}
+        return await self.request("POST", _resource_path(kind, name, "rollback"), body)
+
     async def delete_filter(self, name: str) -> JSONObject:
         """``DELETE /api/v1/filters/{name}`` -> ``{"deleted": name, "revision": N}``."""
         return await self.request("DELETE", _filter_path(name))
@@ -164,14 +195,31 @@ class AdminClient:
         """``POST /api/v1/filters/{name}/promote``: widen a canary to the full selector."""
         return await self.request("POST", _filter_path(name, "promote"), {})
 
+    async def debug(self, name: str, *, node: str, configuration: Any, seconds: float) -> JSONObject:
+        """``POST /api/v1/filters/{name}/debug``: serve ``configuration`` to the nodes
+        matching ``node`` for ``seconds``; returns the FilterView."""
+        body: JSONObject = {"node": node, "configuration": configuration, "for": seconds}
+        return await self.request("POST", _filter_path(name, "debug"), body)
+
+    async def end_debug(self, name: str) -> JSONObject:
+        """``DELETE /api/v1/filters/{name}/debug``: end the override now."""
+        return await self.request("DELETE", _filter_path(name, "debug"))
+
     async def filter_health(self, name: str, *, window: float | None = None) -> JSONObject:
         """``GET /api/v1/filters/{name}/health`` -> health per revision over ``window`` seconds."""
         query = {} if window is None else {"window": f"{window:g}"}
         return await self.request("GET", _filter_path(name, "health"), query=query)
 
-    async def list_proxies(self) -> JSONObject:
-        """``GET /api/v1/proxies`` -> ``{"proxies": [...]}``."""
-        return await self.request("GET", "/api/v1/proxies")
+    async def list_proxies(self, query: dict[str, str] | None = None) -> JSONObject:
+        """``GET /api/v1/proxies`` -> ``{"proxies": [...], "total", "next_cursor"}``;
+        ``query``: ``node``, ``cluster``, ``filter``, ``state``, ``version``, ``limit``,
+        ``cursor`` (none: every proxy)."""
+        return await self.request("GET", "/api/v1/proxies", query=query or {})
+
+    async def summary(self) -> JSONObject:
+        """``GET /api/v1/summary``: per filter, versions by state and cluster, NACK
+        groups, health per revision."""
+        return await self.request("GET", "/api/v1/summary")
 
     async def logs(self, filter_name: str, *, node: str = "*", limit: int = 100) -> JSONObject:
         """``GET /api/v1/logs?filter=NAME`` -> ``{"filter", "node", "entries": [...]}``,
@@ -246,6 +294,11 @@ class AdminClient:
 def _filter_path(name: str, action: str | None = None) -> str:
     # Names may contain '/', so it is escaped: one path segment per name.
     path = f"/api/v1/filters/{quote(name, safe='')}"
+    return f"{path}/{action}" if action else path
+
+
+def _resource_path(kind: str, name: str, action: str | None = None) -> str:
+    path = f"/api/v1/resources/{quote(kind, safe='')}/{quote(name, safe='')}"
     return f"{path}/{action}" if action else path
 
 

@@ -18,34 +18,47 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from xds_server.cli._client import (
-    DEFAULT_SERVER_URL,
     AdminClient,
     AdminError,
     AdminHTTPError,
     JSONObject,
     default_actor,
 )
-from xds_server.cli._table import RED, Column, render_table, truncate
+from xds_server.cli._common import add_server_options, call, error, print_json, use_color
+from xds_server.cli._summary import summary_report
+from xds_server.cli._table import RED, TABLE_WIDTH, Column, render_table, truncate
 from xds_server.config import (
     DELIVERY_MODES,
     FAILURE_POLICIES,
     FILTER_TYPES,
     ON_NACK_POLICIES,
+    ON_RUNTIME_FAILURE_POLICIES,
     PULL_POLICIES,
+    parse_duration,
 )
 
 __all__ = ["parse_selector", "register"]
 
-SERVER_ENV = "XDS_SERVER_URL"
-TOKEN_ENV = "XDS_SERVER_TOKEN"
-TABLE_WIDTH = 100
 
 _GLOB_KEYS = ("node_id", "cluster")
+
+RESOURCE_KINDS = ("listeners", "routes", "clusters", "endpoints")
+"""The Envoy resource kinds of `KIND/NAME` arguments (the API's path segment)."""
+_TARGET_HELP = ("a filter name, or KIND/NAME for an Envoy resource "
+                f"(KIND: {', '.join(RESOURCE_KINDS)}; e.g. listeners/main)")
+
+
+def resource_target(text: str) -> tuple[str, str] | None:
+    """``listeners/main`` -> ``("listeners", "main")``: an argument whose first segment
+    is a resource kind names an Envoy resource (the rest is its name, '/' included);
+    anything else is a filter name (None)."""
+    kind, sep, name = text.partition("/")
+    return (kind, name) if sep and name and kind in RESOURCE_KINDS else None
 
 
 # -- argument types -------------------------------------------------------------------------
@@ -77,6 +90,19 @@ def parse_selector(text: str) -> JSONObject:
         target[key] = value
     if metadata:
         out["metadata"] = metadata
+    return out
+
+
+def _analysis(text: str) -> JSONObject:
+    """``interval=10s,min_requests=20`` -> ``{"interval": "10s", "min_requests": 20}``
+    (numbers as numbers; the server validates the rest)."""
+    out: JSONObject = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, value = _key_value(part)
+        try:
+            out[key.strip()] = json.loads(value) if key.strip() != "interval" else value
+        except ValueError:
+            out[key.strip()] = value
     return out
 
 
@@ -121,35 +147,25 @@ def register(subparsers: Subparsers) -> None:
     _add_apply(subparsers, common)
     _add_changes(subparsers, common)
     _add_reads(subparsers, common)
-    p = subparsers.add_parser("delete", parents=[common], help="stop serving a filter")
-    p.add_argument("name", metavar="NAME")
+    p = subparsers.add_parser("delete", parents=[common], help="stop serving a filter or an Envoy resource")
+    p.add_argument("name", metavar="NAME", help=_TARGET_HELP)
     p.set_defaults(func=run_delete)
     p = subparsers.add_parser("filters", parents=[common], help="list the served filters")
     p.set_defaults(func=run_filters)
     p = subparsers.add_parser(
-        "get", parents=[common], help="one filter; `-o json` output can be edited and applied",
-        description="GET one filter. Its JSON (`-o json`) can be edited and given back to "
-        "`apply -f`: derived members are ignored, `revision` guards against a concurrent change.",
+        "get", parents=[common], help="one filter or Envoy resource; `-o json` output can be edited and applied",
+        description="GET one filter (NAME) or Envoy resource (KIND/NAME, e.g. listeners/main). "
+        "A filter's JSON (`-o json`) can be edited and given back to `apply -f`: derived "
+        "members are ignored, `revision` guards against a concurrent change.",
     )
-    p.add_argument("name", metavar="NAME")
+    p.add_argument("name", metavar="NAME", help=_TARGET_HELP)
     p.set_defaults(func=run_get)
 
 
 def _common_options() -> argparse.ArgumentParser:
     """``--server``, ``--token``, ``--output``: the parent parser of every command."""
     common = argparse.ArgumentParser(add_help=False)
-    group = common.add_argument_group("server")
-    group.add_argument(
-        "--server", metavar="URL", default=None,
-        help=f"admin API of the xds-server (default ${SERVER_ENV} or {DEFAULT_SERVER_URL})",
-    )
-    group.add_argument(
-        "--token", default=None, help=f"bearer token for the admin API (default ${TOKEN_ENV})"
-    )
-    group.add_argument(
-        "--output", "-o", choices=("table", "json"), default="table",
-        help="table for people (default), json for scripts",
-    )
+    add_server_options(common.add_argument_group("server"))
     return common
 
 
@@ -195,17 +211,27 @@ def _add_deploy(subparsers: Subparsers, common: argparse.ArgumentParser) -> None
     p.add_argument("--delivery", choices=DELIVERY_MODES)
     p.add_argument("--pull-policy", choices=PULL_POLICIES)
     p.add_argument("--on-nack", choices=ON_NACK_POLICIES)
+    p.add_argument("--on-runtime-failure", choices=ON_RUNTIME_FAILURE_POLICIES,
+                   help="without --analysis: roll back when the filter fails at run time")
+    p.add_argument(
+        "--analysis", metavar="K=V,...", type=_analysis,
+        help="promote or roll back by itself on health, e.g. "
+        "interval=10s,min_requests=20,max_error_rate=0.05,intervals=3",
+    )
     p.add_argument("--type", choices=FILTER_TYPES)
     p.set_defaults(func=run_deploy)
 
 
 def _add_apply(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
     p = subparsers.add_parser(
-        "apply", parents=[common], help="deploy the filters of a YAML or JSON file",
-        description="FILE holds one spec, a list of specs, or `filters: [...]` like the "
-        "server's config file. Specs are grouped by name; each name is PUT with all of "
+        "apply", parents=[common], help="deploy the filters and resources of a YAML or JSON file",
+        description="FILE holds one spec, a list of specs, or `filters: [...]` and/or "
+        "`resources: {listeners, routes, clusters, endpoints}` like the server's config file. "
+        "Specs are grouped by name; each name is PUT with all of "
         "its specs. Relative `source.file` paths are taken relative to FILE. A filter as "
-        "the server shows it (saved from `filters -o json`, edited) is PUT as it is.",
+        "the server shows it (saved from `filters -o json`, edited) is PUT as it is. "
+        "Filters go first, then resources in dependency order (endpoints, clusters, routes, "
+        "listeners), so each one's references exist when it arrives.",
     )
     p.add_argument("-f", "--filename", dest="file", required=True, metavar="FILE",
                    help="YAML or JSON file, or - for stdin")
@@ -216,9 +242,10 @@ def _add_changes(subparsers: Subparsers, common: argparse.ArgumentParser) -> Non
     """rollback, promote."""
     p = subparsers.add_parser(
         "rollback", parents=[common], help="go back to the previous or a given revision",
-        description="Creates a new revision whose content equals the old one.",
+        description="Creates a new revision whose content equals the old one. NAME is a "
+        "filter, or KIND/NAME an Envoy resource (e.g. routes/main; --to takes a revision number).",
     )
-    p.add_argument("name", metavar="NAME")
+    p.add_argument("name", metavar="NAME", help=_TARGET_HELP)
     p.add_argument("--to", metavar="REVISION", type=_revision_or_version,
                    help="revision to return to (a number, `v3`, or an xDS version from `history`; "
                         "default: the previous one)")
@@ -230,18 +257,42 @@ def _add_changes(subparsers: Subparsers, common: argparse.ArgumentParser) -> Non
     p.add_argument("name", metavar="NAME")
     p.set_defaults(func=run_promote)
 
+    p = subparsers.add_parser(
+        "debug", parents=[common], help="override a filter's configuration on some proxies for a while",
+        description="Serve another plugin configuration (e.g. a debug log level) to the proxies "
+        "whose node id matches --node, for --for; it reverts by itself (also after a server "
+        "restart) and is recorded in history (debug, debug-end). --end ends it now.",
+    )
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--node", metavar="GLOB", help="node ids to serve the override to")
+    p.add_argument("--config", metavar="JSON_OR_STRING", help="the plugin configuration to serve")
+    p.add_argument("--for", dest="duration", metavar="DURATION", help="how long: 30s, 10m, 1h")
+    p.add_argument("--end", action="store_true", help="end the running override now")
+    p.set_defaults(func=run_debug)
+
 
 def _add_reads(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
     """history, status."""
-    p = subparsers.add_parser("history", parents=[common], help="revisions of a filter")
-    p.add_argument("name", metavar="NAME")
+    p = subparsers.add_parser("history", parents=[common], help="revisions of a filter or an Envoy resource")
+    p.add_argument("name", metavar="NAME", help=_TARGET_HELP)
     p.add_argument("--limit", metavar="N", type=_positive_int, default=None,
                    help="show the N newest revisions")
     p.set_defaults(func=run_history)
 
     p = subparsers.add_parser(
-        "status", parents=[common], help="which proxy runs which filter version; NACKs",
+        "status", parents=[common],
+        help="the fleet per filter: versions by state, NACKs grouped by message, health; "
+             "--proxies lists proxies",
     )
+    p.add_argument("--proxies", action="store_true",
+                   help="list proxies (with the filters below) instead of the summary")
+    for flag, what in (("--node", "node id glob (no wildcard: ids containing it)"),
+                       ("--cluster", "cluster glob"), ("--filter", "proxies that know this filter"),
+                       ("--state", "ACKED, NACKED, STALE or REQUESTED"),
+                       ("--version", "an xDS version sent or ACKed"),
+                       ("--cursor", "next_cursor of the previous page")):
+        p.add_argument(flag, default="", help=what)
+    p.add_argument("--limit", type=_positive_int, default=None, help="at most N proxies (a page)")
     p.set_defaults(func=run_status)
 
 
@@ -249,31 +300,8 @@ def _add_reads(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
 
 
 def _call(args: argparse.Namespace, work: Callable[[AdminClient], Awaitable[int]]) -> int:
-    """Run ``work`` with a client for ``args``; an API error is one line on stderr, exit 1."""
-    server = args.server or os.environ.get(SERVER_ENV) or DEFAULT_SERVER_URL
-    token = args.token or os.environ.get(TOKEN_ENV) or None
-
-    async def main() -> int:
-        async with AdminClient(server, token=token, actor=default_actor()) as client:
-            return await work(client)
-
-    try:
-        return asyncio.run(main())
-    except AdminError as exc:
-        _error(str(exc))
-        return 1
-
-
-def _error(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
-
-
-def _print_json(doc: Any) -> None:
-    print(json.dumps(doc, indent=2))
-
-
-def _use_color(stream: TextIO) -> bool:
-    return stream.isatty() and not os.environ.get("NO_COLOR")
+    """Run ``work`` with a client for ``args`` whose changes carry this user as actor."""
+    return call(args, work, actor=default_actor())
 
 
 def _when(ts: Any) -> str:
@@ -343,14 +371,40 @@ def _describe_filter(view: JSONObject) -> str:
         if spec.get("canary") is not None:
             line += f", canary {_describe_selector(spec.get('canary'))}"
         lines.append(line)
+    debug = view.get("debug")
+    if isinstance(debug, dict):
+        lines.append(f"  debug override for nodes {debug.get('node')!r} until {_when(debug.get('expires_at'))}")
+    analysis = view.get("analysis")
+    if isinstance(analysis, dict):
+        last = analysis.get("last") or {}
+        rate = (last.get("canary") or {}).get("error_rate")
+        lines.append(f"  analysis of revision {analysis.get('revision')}: {analysis.get('phase')}, "
+                     f"interval {analysis.get('interval')} of {analysis.get('intervals')} passed"
+                     + (f", last error rate {rate}" if rate is not None else ""))
     if view.get("error"):
         lines.append(f"  error: {view['error']}")
     return "\n".join(lines)
 
 
+def _describe_resource(view: JSONObject) -> str:
+    """``kind/name: revision N, version V[,W]``, then one line per spec selector."""
+    versions = ",".join(view.get("versions") or []) or "-"
+    lines = [f"{view.get('kind', '?')}/{view.get('name', '?')}: revision {view.get('revision') or '-'}, "
+             f"version {versions}"]
+    lines += [f"  spec for {_describe_selector(spec.get('selector'))}" for spec in view.get("specs") or []]
+    return "\n".join(lines)
+
+
+def _print_resource(args: argparse.Namespace, view: JSONObject) -> None:
+    if args.output == "json":
+        print_json(view)
+    else:
+        print(_describe_resource(view))
+
+
 def _print_view(args: argparse.Namespace, view: JSONObject) -> None:
     if args.output == "json":
-        _print_json(view)
+        print_json(view)
     else:
         print(_describe_filter(view))
 
@@ -380,7 +434,7 @@ def build_deploy_spec(args: argparse.Namespace) -> JSONObject:
     optional = {
         "root_id": args.root_id, "vm_id": args.vm_id, "failure_policy": args.failure_policy,
         "delivery": args.delivery, "pull_policy": args.pull_policy, "on_nack": args.on_nack,
-        "type": args.type,
+        "type": args.type, "analysis": args.analysis, "on_runtime_failure": args.on_runtime_failure,
     }
     spec.update({k: v for k, v in optional.items() if v is not None})
     if args.env:
@@ -402,7 +456,7 @@ def run_deploy(args: argparse.Namespace) -> int:
     try:
         spec = build_deploy_spec(args)
     except AdminError as exc:
-        _error(str(exc))
+        error(str(exc))
         return 1
 
     async def work(client: AdminClient) -> int:
@@ -496,12 +550,49 @@ def _resolve_file(spec: JSONObject, base: Path) -> JSONObject:
     return spec
 
 
-def run_apply(args: argparse.Namespace) -> int:
-    """``apply -f FILE``: PUT every filter of the file; one line per filter."""
+RESOURCE_APPLY_ORDER = tuple(reversed(RESOURCE_KINDS))
+"""Dependencies first: what a resource refers to exists when it is PUT."""
+_NAME_FIELD = {"endpoints": "cluster_name"}
+
+
+def load_resources(path: str) -> list[tuple[str, str, JSONObject]]:
+    """The `resources` section of an apply file as (kind, name, body) in dependency
+    order; several entries of one kind and name become one ``{"specs": [...]}``."""
+    if path == "-":
+        return []  # stdin was read by load_specs; resources come from files
     try:
-        grouped = load_specs(args.file)
+        doc = _parse_document(Path(path).read_text(), path)
+    except OSError as exc:
+        raise AdminError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    section = doc.get("resources") if isinstance(doc, dict) else None
+    if section is None:
+        return []
+    if not isinstance(section, dict) or set(section) - set(RESOURCE_APPLY_ORDER):
+        raise AdminError(f"{path}: resources: must map listeners, routes, clusters, endpoints to lists")
+    out: list[tuple[str, str, JSONObject]] = []
+    for kind in RESOURCE_APPLY_ORDER:
+        grouped: dict[str, list[JSONObject]] = {}
+        for i, item in enumerate(section.get(kind) or []):
+            name = item.get(_NAME_FIELD.get(kind, "name")) if isinstance(item, dict) else None
+            if not isinstance(name, str) or not name:
+                raise AdminError(f"{path}: resources.{kind}[{i}].{_NAME_FIELD.get(kind, 'name')}: is required")
+            grouped.setdefault(name, []).append(item)
+        out += [(kind, n, {"specs": specs}) for n, specs in grouped.items()]
+    return out
+
+
+def run_apply(args: argparse.Namespace) -> int:
+    """``apply -f FILE``: PUT every filter of the file, then every resource; one line each."""
+    try:
+        resources = load_resources(args.file)
+        try:
+            grouped = load_specs(args.file)
+        except AdminError:
+            if not resources:
+                raise
+            grouped = {}
     except AdminError as exc:
-        _error(str(exc))
+        error(str(exc))
         return 1
 
     async def work(client: AdminClient) -> int:
@@ -511,15 +602,27 @@ def run_apply(args: argparse.Namespace) -> int:
             try:
                 view = await client.put_filter(name, specs)
             except AdminHTTPError as exc:  # this filter refused; unreachable stops all
-                _error(f"{name}: {exc}")
+                error(f"{name}: {exc}")
                 failed += 1
                 continue
             views.append(view)
             if args.output == "table":
                 count = len(specs) if isinstance(specs, list) else len(view.get("specs") or [])
                 print(_apply_line(name, count, view))
+        resource_views: list[JSONObject] = []
+        for kind, rname, body in resources:
+            try:
+                rview = await client.put_resource(kind, rname, body)
+            except AdminHTTPError as exc:
+                error(f"{kind}/{rname}: {exc}")
+                failed += 1
+                continue
+            resource_views.append(rview)
+            if args.output == "table":
+                print(f"{kind}/{rname}: revision {rview.get('revision', '?')}, "
+                      f"version {','.join(rview.get('versions') or []) or '-'}")
         if args.output == "json":
-            _print_json({"filters": views})
+            print_json({"filters": views, "resources": resource_views})
         return 1 if failed else 0
 
     return _call(args, work)
@@ -538,10 +641,18 @@ def _apply_line(name: str, count: int, view: JSONObject) -> str:
 
 
 def run_rollback(args: argparse.Namespace) -> int:
-    """``rollback NAME [--to REVISION]``."""
+    """``rollback NAME|KIND/NAME [--to REVISION]``."""
+    target = resource_target(args.name)
+    if target is not None and isinstance(args.to, str):
+        error(f"--to {args.to}: a resource is rolled back to a revision number")
+        return 2
 
     async def work(client: AdminClient) -> int:
-        _print_view(args, await client.rollback(args.name, to=args.to))
+        if target is not None:
+            to = args.to if isinstance(args.to, int) else None
+            _print_resource(args, await client.rollback_resource(*target, to=to))
+        else:
+            _print_view(args, await client.rollback(args.name, to=args.to))
         return 0
 
     return _call(args, work)
@@ -557,13 +668,40 @@ def run_promote(args: argparse.Namespace) -> int:
     return _call(args, work)
 
 
-def run_delete(args: argparse.Namespace) -> int:
-    """``delete NAME``."""
+def run_debug(args: argparse.Namespace) -> int:
+    """``debug NAME --node GLOB --config JSON --for DURATION`` or ``debug NAME --end``."""
+    if not args.end:
+        missing = [f for f, v in (("--node", args.node), ("--config", args.config),
+                                  ("--for", args.duration)) if v is None]
+        if missing:
+            error(f"debug needs {', '.join(missing)} (or --end)")
+            return 2
+        try:
+            seconds = parse_duration(args.duration)
+        except ValueError as exc:
+            error(f"--for {exc}")
+            return 2
 
     async def work(client: AdminClient) -> int:
-        doc = await client.delete_filter(args.name)
+        if args.end:
+            view = await client.end_debug(args.name)
+        else:
+            view = await client.debug(args.name, node=args.node, configuration=_configuration(args.config),
+                                      seconds=seconds)
+        _print_view(args, view)
+        return 0
+
+    return _call(args, work)
+
+
+def run_delete(args: argparse.Namespace) -> int:
+    """``delete NAME|KIND/NAME``."""
+    target = resource_target(args.name)
+
+    async def work(client: AdminClient) -> int:
+        doc = await (client.delete_resource(*target) if target else client.delete_filter(args.name))
         if args.output == "json":
-            _print_json(doc)
+            print_json(doc)
         else:
             print(f"{doc.get('deleted', args.name)}: deleted (revision {doc.get('revision', '?')})")
         return 0
@@ -575,12 +713,14 @@ def run_delete(args: argparse.Namespace) -> int:
 
 
 def run_history(args: argparse.Namespace) -> int:
-    """``history NAME [--limit N]``: newest revision first."""
+    """``history NAME|KIND/NAME [--limit N]``: newest revision first."""
+    target = resource_target(args.name)
 
     async def work(client: AdminClient) -> int:
-        doc = await client.history(args.name, limit=args.limit)
+        doc = await (client.resource_history(*target, limit=args.limit) if target
+                     else client.history(args.name, limit=args.limit))
         if args.output == "json":
-            _print_json(doc)
+            print_json(doc)
             return 0
         history = doc.get("history") or []
         print(history_table(history) if history else f"{args.name}: no history")
@@ -616,10 +756,15 @@ def history_table(history: list[JSONObject]) -> str:
 
 
 def run_get(args: argparse.Namespace) -> int:
-    """``get NAME``: one filter, as ``deploy`` prints it (or its JSON view)."""
+    """``get NAME``: one filter, as ``deploy`` prints it (or its JSON view);
+    ``get KIND/NAME``: one Envoy resource."""
+    target = resource_target(args.name)
 
     async def work(client: AdminClient) -> int:
-        _print_view(args, await client.get_filter(args.name))
+        if target is not None:
+            _print_resource(args, await client.get_resource(*target))
+        else:
+            _print_view(args, await client.get_filter(args.name))
         return 0
 
     return _call(args, work)
@@ -631,7 +776,7 @@ def run_filters(args: argparse.Namespace) -> int:
     async def work(client: AdminClient) -> int:
         doc = await client.list_filters()
         if args.output == "json":
-            _print_json(doc)
+            print_json(doc)
             return 0
         filters = doc.get("filters") or []
         print(filters_table(filters) if filters else "no filters")
@@ -665,16 +810,33 @@ def filters_table(filters: list[JSONObject]) -> str:
     return render_table(columns, rows, max_width=TABLE_WIDTH)
 
 
+def _proxy_query(args: argparse.Namespace) -> dict[str, str]:
+    query = {k: getattr(args, k) for k in ("node", "cluster", "filter", "state", "version", "cursor")}
+    if args.limit is not None:
+        query["limit"] = str(args.limit)
+    return {k: v for k, v in query.items() if v}
+
+
 def run_status(args: argparse.Namespace) -> int:
-    """``status``: proxies by filter and version, NACKs marked, then a summary per filter."""
+    """``status``: the fleet summary; ``--proxies``: the proxies the filters select, by
+    filter and version, NACKs marked, then a line per filter. ``--output json``: the
+    summary, the filters and the proxies (all of them, or the page asked for)."""
 
     async def work(client: AdminClient) -> int:
-        filters, proxies = await asyncio.gather(client.list_filters(), client.list_proxies())
+        query = _proxy_query(args)
         if args.output == "json":
-            _print_json({**filters, **proxies})
-            return 0
-        print(status_report(filters.get("filters") or [], proxies.get("proxies") or [],
-                            color=_use_color(sys.stdout)))
+            filters, proxies, summary = await asyncio.gather(
+                client.list_filters(), client.list_proxies(query), client.summary())
+            print_json({**filters, **proxies, "summary": summary})
+        elif args.proxies or query:
+            filters, proxies = await asyncio.gather(client.list_filters(), client.list_proxies(query))
+            print(status_report(filters.get("filters") or [], proxies.get("proxies") or [],
+                                color=use_color(sys.stdout)))
+            listed, total = len(proxies.get("proxies") or []), proxies.get("total")
+            if isinstance(total, int) and total > listed:
+                print(f"{listed} of {total} proxies; next page: --cursor {proxies.get('next_cursor')}")
+        else:
+            print(summary_report(await client.summary(), width=TABLE_WIDTH, color=use_color(sys.stdout)))
         return 0
 
     return _call(args, work)
@@ -684,7 +846,8 @@ def status_report(
     filters: list[JSONObject], proxies: list[JSONObject], *, color: bool = False,
     now: float | None = None,
 ) -> str:
-    """The ``status`` text: the proxy table (``!`` marks NACKed rows), then per-filter lines."""
+    """The ``status`` text: the proxy table (``!`` marks NACKed rows; filters and Envoy
+    resources, as ``kind/name``), then per-filter lines."""
     now = time.time() if now is None else now
     views = {str(v.get("name")): v for v in filters}
     rows: list[tuple[tuple[str, str, str], list[str], bool]] = []
@@ -693,7 +856,8 @@ def status_report(
         for name, res in sorted((proxy.get("resources") or {}).items()):
             if not isinstance(res, dict):
                 continue
-            if name not in views and "TypedExtensionConfig" not in str(res.get("type_url", "")):
+            if (name not in views and "TypedExtensionConfig" not in str(res.get("type_url", ""))
+                    and resource_target(name) is None):
                 continue
             subscribed.setdefault(name, []).append((proxy, res))
             state = str(res.get("state") or "-")
@@ -722,7 +886,7 @@ def status_report(
     else:
         out.append("no proxies subscribe to any filter")
     out.append("")
-    for name in sorted(set(views) | set(subscribed)):
+    for name in sorted(set(views) | {n for n in subscribed if n in views or resource_target(n) is None}):
         out.append(truncate(_summary(name, views.get(name), subscribed.get(name, [])),
                             TABLE_WIDTH))
     return "\n".join(out)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -17,8 +18,12 @@ from xds_server.config._model import (
     DELIVERY_MODES,
     FAILURE_POLICIES,
     FILTER_TYPES,
+    LOG_FORMATS,
+    LOG_LEVELS,
     ON_NACK_POLICIES,
+    ON_RUNTIME_FAILURE_POLICIES,
     PULL_POLICIES,
+    AnalysisSpec,
     Config,
     FilterSpec,
     IdentityRule,
@@ -29,9 +34,22 @@ from xds_server.config._model import (
     TlsConfig,
 )
 from xds_server.nodes import NodeSelector, selectors_overlap
+from xds_server.resources import (
+    KINDS,
+    ResourceError,
+    ResourceSpec,
+    RouteRule,
+    WasmFilterRef,
+    check_consistent,
+    check_selectors,
+    parse_resource,
+    serve_all,
+)
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/]{0,252}$")
 _SHA256 = re.compile(r"^(sha256:)?[0-9a-f]{64}$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _ADDRESS = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+):\d{1,5}$")
 
 
@@ -158,14 +176,65 @@ def _strip(sha: str | None) -> str | None:
     return sha.removeprefix("sha256:") if sha else None
 
 
-def _configuration(value: Any, where: str, path: str) -> str:
+def configuration_text(value: Any) -> str:
+    """A plugin configuration as Envoy gets it: a string as it is, a mapping or list
+    as compact JSON with sorted keys, nothing as "". `ValueError` for anything else."""
     if value is None:
         return ""
     if isinstance(value, str):
         return value
     if isinstance(value, Mapping | list | int | float | bool):
         return json.dumps(value, sort_keys=True, separators=(",", ":"))
-    raise ConfigError(where, path, f"must be a string or a mapping, got {_kind(value)}")
+    raise ValueError(f"must be a string or a mapping, got {_kind(value)}")
+
+
+def _configuration(value: Any, where: str, path: str) -> str:
+    try:
+        return configuration_text(value)
+    except ValueError as exc:
+        raise ConfigError(where, path, str(exc)) from None
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a duration: a number of seconds, or a string such as "10s", "1.5m",
+    "500ms", "2h" (a bare number in a string means seconds). Raises `ValueError` saying
+    what is accepted."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        seconds = float(m.group(1)) * _UNITS[m.group(2) or "s"]
+    else:
+        raise ValueError(f"must be a duration such as \"10s\", \"2m\" or a number of seconds "
+                         f"(got {value!r})")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"must be a positive duration (got {value!r})")
+    return seconds
+
+
+def _analysis(data: Any, where: str, path: str) -> AnalysisSpec | None:
+    """The `analysis` member: {interval, min_requests, max_error_rate, intervals}."""
+    if data is None:
+        return None
+    r = _Reader(data, where, path)
+    d = AnalysisSpec()
+    try:
+        interval = parse_duration(r.get("interval", f"{d.interval:g}s"))
+    except ValueError as exc:
+        raise r.error("interval", str(exc)) from None
+    if not 1.0 <= interval <= 3600.0:
+        raise r.error("interval", f"must be between 1s and 1h (got {interval:g}s)")
+    min_requests = r.number("min_requests", d.min_requests, minimum=1)
+    max_rate = r.number("max_error_rate", d.max_error_rate, minimum=0)
+    intervals = r.number("intervals", d.intervals, minimum=1)
+    for key, value in (("min_requests", min_requests), ("intervals", intervals)):
+        if value is not None and value != int(value):
+            raise r.error(key, f"must be a whole number (got {value})")
+    if max_rate is not None and max_rate > 1:
+        raise r.error("max_error_rate", f"must be a fraction between 0 and 1 (got {max_rate})")
+    r.done()
+    return AnalysisSpec(interval=interval, min_requests=int(min_requests or d.min_requests),
+                        max_error_rate=float(d.max_error_rate if max_rate is None else max_rate),
+                        intervals=int(intervals or d.intervals))
 
 
 def parse_filter_spec(data: Any, *, where: str, path: str = "", base_dir: Path | None = None) -> FilterSpec:
@@ -203,16 +272,49 @@ def parse_filter_spec(data: Any, *, where: str, path: str = "", base_dir: Path |
         on_nack=r.text("on_nack", "keep", choices=ON_NACK_POLICIES),
         selector=_selector(r.get("selector"), where, r.at("selector")),
         canary=None if canary_raw is None else _selector(canary_raw, where, r.at("canary")),
+        analysis=_analysis(r.get("analysis"), where, r.at("analysis")),
+        on_runtime_failure=r.text("on_runtime_failure", "keep", choices=ON_RUNTIME_FAILURE_POLICIES),
+        routes=_route_rules(r.get("routes"), where, r.at("routes")),
     )
     r.done()
     return spec
 
 
+def _route_rules(data: Any, where: str, path: str) -> tuple[RouteRule, ...]:
+    """`routes: [{virtual_host: GLOB, route: GLOB, disabled: true | configuration: X}]`."""
+    if data is None:
+        return ()
+    if not isinstance(data, list):
+        raise ConfigError(where, path, f"must be a list of rules, got {_kind(data)}")
+    rules = []
+    for i, item in enumerate(data):
+        r = _Reader(item, where, f"{path}[{i}]")
+        vh, route = r.text("virtual_host", "*") or "*", r.text("route", "*") or "*"
+        disabled = r.bool("disabled", False)
+        raw = r.get("configuration")
+        configuration = None if raw is None else _configuration(raw, where, r.at("configuration"))
+        if disabled == (configuration is not None):
+            raise ConfigError(where, f"{path}[{i}]",
+                              "needs exactly one of disabled: true or configuration")
+        r.done()
+        rules.append(RouteRule(virtual_host=vh, route=route, disabled=disabled,
+                               configuration=configuration))
+    return tuple(rules)
+
+
 def check_overlaps(specs: tuple[FilterSpec, ...] | list[FilterSpec], where: str) -> None:
-    """Refuse two specs of one name whose selectors may match the same node."""
+    """Refuse two specs of one name whose selectors may match the same node, or whose
+    per-route rules differ."""
     for i, a in enumerate(specs):
         for j in range(i + 1, len(specs)):
             b = specs[j]
+            if a.name == b.name and a.routes != b.routes:
+                raise ConfigError(
+                    where, f"filters[{j}].routes",
+                    f"differs from filters[{i}].routes for filter {a.name!r}: per-route rules "
+                    "shape the route configurations, which are not per spec; give every spec "
+                    "of a name the same rules",
+                )
             if a.name == b.name and selectors_overlap(a.selector, b.selector):
                 raise ConfigError(
                     where, f"filters[{j}].selector",
@@ -245,8 +347,8 @@ def _log_levels(r: _Reader) -> dict[str, str]:
         raise r.error("log_levels", f"must be a mapping of logger name to level, got {_kind(raw_levels)}")
     log_levels = {}
     for name, lvl in raw_levels.items():
-        if lvl not in ("debug", "info", "warning", "error"):
-            raise r.error(f"log_levels.{name}", f"must be one of debug, info, warning, error (got {lvl!r})")
+        if lvl not in LOG_LEVELS:
+            raise r.error(f"log_levels.{name}", f"must be one of {', '.join(LOG_LEVELS)} (got {lvl!r})")
         log_levels[str(name)] = lvl
     return log_levels
 
@@ -323,8 +425,8 @@ def _server(data: Any, where: str, base_dir: Path | None) -> ServerConfig:
         public_url=r.text("public_url", ""),
         module_dir=module_path,
         envoy_module_dir=r.opt_str("envoy_module_dir"),
-        log_level=r.text("log_level", "info", choices=("debug", "info", "warning", "error")),
-        log_format=r.text("log_format", "auto", choices=("auto", "json", "console")),
+        log_level=r.text("log_level", d.log_level, choices=LOG_LEVELS),
+        log_format=r.text("log_format", d.log_format, choices=LOG_FORMATS),
         log_levels=log_levels,
         max_module_bytes=int(r.number("max_module_bytes", d.max_module_bytes, minimum=8) or 0),
         max_store_bytes=None if max_store is None else int(max_store),
@@ -332,7 +434,7 @@ def _server(data: Any, where: str, base_dir: Path | None) -> ServerConfig:
         fetch_timeout=float(r.number("fetch_timeout", d.fetch_timeout, minimum=0.1) or 0),
         fetch_retries=int(r.number("fetch_retries", d.fetch_retries, minimum=0) or 0),
         docker_config=Path(docker_config) if docker_config else None,
-        watch_config=r.bool("watch_config", True),
+        watch_config=r.bool("watch_config", d.watch_config),
         xds_tls=xds_tls,
         admin_tls=_tls(r, "admin_tls", where, base_dir),
         node_identity=rules,
@@ -341,7 +443,11 @@ def _server(data: Any, where: str, base_dir: Path | None) -> ServerConfig:
         database_url=os.environ.get("XDS_SERVER_DATABASE_URL") or r.text("database_url", ""),
         replica_id=os.environ.get("XDS_SERVER_REPLICA_ID") or r.text("replica_id", ""),
         advertise_url=os.environ.get("XDS_SERVER_ADVERTISE_URL") or r.text("advertise_url", ""),
+        health_bucket_seconds=int(r.number("health_bucket_seconds", d.health_bucket_seconds,
+                                           minimum=1) or d.health_bucket_seconds),
     )
+    if not cfg.health_bucket_seconds <= 60:
+        raise r.error("health_bucket_seconds", f"must be 1 to 60 seconds (got {cfg.health_bucket_seconds})")
     if cfg.database_url and not cfg.database_url.startswith(("sqlite:///", "postgresql://", "postgres://")):
         raise r.error("database_url", "must start with sqlite:/// or postgresql://")
     r.done()
@@ -356,17 +462,18 @@ def _registries(data: Any, where: str) -> tuple[RegistryConfig, ...]:
     out = []
     for i, item in enumerate(data):
         r = _Reader(item, where, f"registries[{i}]")
+        d = RegistryConfig(host="")
         host = r.text("host")
         if not host:
             raise r.error("host", "is required (host[:port] of the registry)")
         out.append(RegistryConfig(
             host=host,
-            plain_http=r.bool("plain_http", False),
+            plain_http=r.bool("plain_http", d.plain_http),
             ca_file=r.opt_str("ca_file"),
             username=r.opt_str("username"),
             password=r.opt_str("password"),
-            allow_private=r.bool("allow_private", False),
-            allow_loopback=r.bool("allow_loopback", True),
+            allow_private=r.bool("allow_private", d.allow_private),
+            allow_loopback=r.bool("allow_loopback", d.allow_loopback),
         ))
         r.done()
     return tuple(out)
@@ -387,8 +494,34 @@ def parse_config(data: Any, *, where: str, base_dir: Path | None = None) -> Conf
         for i, f in enumerate(raw_filters)
     )
     check_overlaps(filters, where)
+    resources = _resources(r.get("resources"), where, filters)
     r.done()
-    return Config(server=server, registries=registries, filters=filters)
+    return Config(server=server, registries=registries, filters=filters, resources=resources)
+
+
+def _resources(data: Any, where: str, filters: tuple[FilterSpec, ...]) -> tuple[ResourceSpec, ...]:
+    """The `resources` section: Envoy v3 `listeners`, `routes`, `clusters`, `endpoints`,
+    consistent with each other and with the wasm filters of the file."""
+    if data is None:
+        return ()
+    r = _Reader(data, where, "resources")
+    out: list[ResourceSpec] = []
+    try:
+        for key, kind in KINDS.items():
+            items = r.get(key, []) or []
+            if not isinstance(items, list):
+                raise r.error(key, f"must be a list, got {_kind(items)}")
+            specs = [parse_resource(kind, d, where=where, path=f"resources.{key}[{i}]")
+                     for i, d in enumerate(items)]
+            check_selectors(specs, where=where, path=f"resources.{key}")
+            out.extend(specs)
+        r.done()
+        problems = check_consistent(serve_all(out, {f.name: WasmFilterRef(f.type, f.routes) for f in filters}))
+    except ResourceError as exc:
+        raise ConfigError(exc.where, exc.path, exc.problem) from exc
+    if problems:
+        raise ConfigError(where, "resources", "inconsistent: " + "; ".join(problems))
+    return tuple(out)
 
 
 def load_config(path: str | Path) -> Config:
@@ -410,4 +543,4 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(where, at, f"invalid YAML: {problem}") from exc
     cfg = parse_config(data, where=where, base_dir=p.resolve().parent)
     return Config(server=cfg.server, registries=cfg.registries, filters=cfg.filters,
-                  source_path=p.resolve())
+                  source_path=p.resolve(), resources=cfg.resources)

@@ -8,6 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from xds_server.nodes import NodeSelector
+from xds_server.resources import ResourceSpec, RouteRule
+from xds_server.telemetry import TelemetryLimits
+from xds_server.wasm import DEFAULT_LIMITS, MAX_MODULE_BYTES, RegistrySettings
+from xds_server.wasm.retry import DEFAULT_RETRY
 from xds_server.xds import StreamLimits
 
 FAILURE_POLICIES = ("FAIL_CLOSED", "FAIL_OPEN", "FAIL_RELOAD")
@@ -15,6 +19,27 @@ DELIVERY_MODES = ("inline", "remote", "file")
 PULL_POLICIES = ("IfNotPresent", "Always")
 FILTER_TYPES = ("http", "network")
 ON_NACK_POLICIES = ("keep", "rollback")
+ON_RUNTIME_FAILURE_POLICIES = ("keep", "rollback")
+
+
+@dataclass(frozen=True, slots=True)
+class AnalysisSpec:
+    """A health-gated rollout (Flagger-like): every `interval` seconds the server
+    compares the revision's error rate over that interval with `max_error_rate` (and,
+    with a canary, with the baseline's rate over the same interval). An interval with
+    fewer than `min_requests` requests neither passes nor fails. One failing interval
+    rolls the filter back; `intervals` passing intervals in a row promote a canary (or,
+    without a canary, end the analysis: the revision is verified)."""
+
+    interval: float = 10.0
+    min_requests: int = 20
+    max_error_rate: float = 0.05
+    intervals: int = 3
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config/API form (`interval` as a duration string such as "10s")."""
+        return {"interval": f"{self.interval:g}s", "min_requests": self.min_requests,
+                "max_error_rate": self.max_error_rate, "intervals": self.intervals}
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +71,8 @@ class FilterSpec:
     mapping/list rendered as compact JSON with sorted keys.
     `sha256` pins the module bytes (not the manifest) wherever the module comes from.
     `canary`, when set, is the narrower selector a staged rollout serves first.
+    `analysis`, when set, makes the server promote or roll back by itself on health;
+    `on_runtime_failure` ("keep" or "rollback") applies to filters without `analysis`.
     """
 
     name: str
@@ -62,6 +89,11 @@ class FilterSpec:
     on_nack: str = "keep"
     selector: NodeSelector = field(default_factory=NodeSelector)
     canary: NodeSelector | None = None
+    analysis: AnalysisSpec | None = None
+    on_runtime_failure: str = "keep"
+    routes: tuple[RouteRule, ...] = ()
+    """Per-route rules (standalone fleets): on matching routes of this server's route
+    configurations the filter is disabled or runs with another configuration."""
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as JSON data, in the same schema the config file and API accept."""
@@ -83,20 +115,19 @@ class FilterSpec:
             out["sha256"] = self.sha256
         if self.canary is not None:
             out["canary"] = self.canary.to_dict()
+        if self.analysis is not None:
+            out["analysis"] = self.analysis.to_dict()
+        if self.on_runtime_failure != "keep":  # the default is left out (stable spec hashes)
+            out["on_runtime_failure"] = self.on_runtime_failure
+        if self.routes:
+            out["routes"] = [r.to_dict() for r in self.routes]
         return out
 
 
-@dataclass(frozen=True, slots=True)
-class RegistryConfig:
-    """Settings for one OCI registry host (`host[:port]`). The password is never shown."""
-
-    host: str
-    plain_http: bool = False
-    ca_file: str | None = None
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    allow_private: bool = False
-    allow_loopback: bool = True
+RegistryConfig = RegistrySettings
+"""Settings for one OCI registry host (`host[:port]`); the password is never shown. The
+module fetcher's own type (`xds_server.wasm.RegistrySettings`): one home for its fields
+and defaults."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,14 +150,16 @@ class IdentityRule:
 
 
 _STREAM = StreamLimits()  # the protocol's defaults: their one home is xds_server.xds
+_TELEMETRY = TelemetryLimits()  # the receivers' defaults: their one home is xds_server.telemetry
 
 
 @dataclass(frozen=True, slots=True)
 class Limits:
     """Protective limits; every one has a default that a healthy fleet never reaches.
 
-    The stream limits default to `xds_server.xds.StreamLimits`'s; `max_request_bytes`
-    (the gRPC server's receive limit) is the server's own.
+    The stream limits default to `xds_server.xds.StreamLimits`'s, the telemetry ones to
+    `xds_server.telemetry.TelemetryLimits`'s; `max_request_bytes` (the gRPC server's
+    receive limit) is the server's own.
     """
 
     max_streams: int = _STREAM.max_streams
@@ -134,9 +167,13 @@ class Limits:
     max_request_bytes: int = 4 * 2**20
     requests_per_second: float = _STREAM.requests_per_second
     request_burst: int = _STREAM.request_burst
-    telemetry_message_bytes: int = 1 * 2**20
-    telemetry_records_per_second: float = 2_000.0
-    telemetry_record_burst: int = 20_000
+    telemetry_message_bytes: int = _TELEMETRY.max_message_bytes
+    telemetry_records_per_second: float = _TELEMETRY.records_per_second
+    telemetry_record_burst: int = _TELEMETRY.record_burst
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("auto", "json", "console")
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,11 +189,11 @@ class ServerConfig:
     log_level: str = "info"
     log_format: str = "auto"
     log_levels: Mapping[str, str] = field(default_factory=dict)
-    max_module_bytes: int = 256 * 2**20
+    max_module_bytes: int = MAX_MODULE_BYTES
     max_store_bytes: int | None = None
     resolve_interval: float = 300.0
-    fetch_timeout: float = 30.0
-    fetch_retries: int = 4
+    fetch_timeout: float = DEFAULT_LIMITS.read_timeout  # connect and per-read: FetchLimits'
+    fetch_retries: int = DEFAULT_RETRY.retries
     docker_config: Path | None = None
     watch_config: bool = True
     xds_tls: TlsConfig | None = None
@@ -167,6 +204,9 @@ class ServerConfig:
     database_url: str = ""
     replica_id: str = ""
     advertise_url: str = ""
+    health_bucket_seconds: int = 10
+    """Width of the health windows' buckets; an analysis interval is rounded up to
+    whole buckets."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,3 +217,5 @@ class Config:
     registries: tuple[RegistryConfig, ...] = ()
     filters: tuple[FilterSpec, ...] = ()
     source_path: Path | None = None
+    resources: tuple[ResourceSpec, ...] = ()
+    """Envoy listeners, route configurations, clusters and endpoints (`resources`)."""

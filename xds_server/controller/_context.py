@@ -34,6 +34,9 @@ class Context:
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._listeners: list[Callable[[FilterEvent], None]] = []
+        self.delete_guards: list[Callable[[str], str | None]] = []
+        """Asked before a filter is deleted: None to allow, or why not (e.g. a listener
+        of this server names it); the delete is then refused with 409."""
 
     def lock(self, name: str) -> asyncio.Lock:
         """The lock serializing changes to filter `name`."""
@@ -60,5 +63,9 @@ class Context:
         task.add_done_callback(self._tasks.discard)
 
     def digests_in_use(self) -> list[str]:
-        """Every module digest a served or base spec runs (never evicted)."""
-        return [d.module.sha256 for f in self.filters.values() for d in (*f.deployed, *f.base)]
+        """Every module digest a served or base spec runs, and the modules of each
+        filter's rollback targets (the last contents served before, the last good revision),
+        so that an automatic rollback never finds its module evicted."""
+        return [*(d.module.sha256 for f in self.filters.values() for d in (*f.deployed, *f.base)),
+                *(h for f in self.filters.values() for prev in f.previous_digests for h in prev),
+                *(h for f in self.filters.values() for h in f.good_digests)]

@@ -29,7 +29,9 @@ class Revision:
     `specs` are filter specs in their JSON form (the config/API schema); an empty list
     means the filter was deleted. `digests` and `versions` give, per spec, the module
     sha256 and the xDS resource version it produced. `base_revision` is the revision
-    that nodes outside a canary keep while this revision is staged.
+    that nodes outside a canary keep while this revision is staged. `details` is
+    structured data about the change (JSON-able; empty for most): an automatic decision's
+    numbers (`analysis`), a debug override's node glob and expiry (`debug`).
     """
 
     filter: str
@@ -42,6 +44,7 @@ class Revision:
     digests: list[str] = field(default_factory=list)
     versions: list[str] = field(default_factory=list)
     base_revision: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def deleted(self) -> bool:
@@ -60,6 +63,7 @@ class Revision:
             "digests": self.digests,
             "versions": self.versions,
             "base_revision": self.base_revision,
+            "details": self.details,
         }
 
 
@@ -88,10 +92,11 @@ class StateStore(Protocol):
         self, filter_name: str, *, author: str, action: str, summary: str,
         specs: list[dict[str, Any]], digests: list[str], versions: list[str],
         base_revision: int | None = None, config_hash: str | None = None,
-        expect_current: int = ANY_REVISION,
+        expect_current: int = ANY_REVISION, details: dict[str, Any] | None = None,
     ) -> Revision:
         """Record a revision and make it current; `Conflict` if `expect_current` (0 = the
-        filter has no revision yet) is not the current revision."""
+        filter has no revision yet) is not the current revision. `details`: see
+        `Revision.details`."""
         ...
 
     async def config_heads(self) -> dict[str, tuple[int, str | None]]:
