@@ -175,6 +175,14 @@ def _resource(proxy: ProxyStatus, name: str, type_url: str) -> ResourceStatus:
     return r
 
 
+def _mark_sent(r: ResourceStatus, version: str, now: float) -> None:
+    r.sent, r.sent_at = version, now
+
+
+def _mark_acked(r: ResourceStatus, version: str, now: float) -> None:
+    r.acked, r.acked_at = version, now
+
+
 class _XdsStats:
     """One tracker's protocol counters as plain integers, read by Prometheus at scrape
     time.
@@ -423,16 +431,11 @@ class StatusTracker:
         """Record the versions sent."""
         self.stats.responses += 1
         resources = _keyed(type_url, resources)
-        removed = [status_key(type_url, n) for n in removed]
-        proxy = self._proxy(stream)
+        proxy = self._record(stream, type_url, resources, _mark_sent)
         if proxy is None:
             return
-        now = time.time()
-        for name, version in resources.items():
-            r = _resource(proxy, name, type_url)
-            r.sent, r.sent_at = version, now
         for name in removed:
-            proxy.resources.pop(name, None)
+            proxy.resources.pop(status_key(type_url, name), None)
         self._touch(proxy.node.id)
 
     def on_ack(
@@ -441,13 +444,9 @@ class StatusTracker:
         """Record the versions the proxy accepted."""
         self.stats.acks += 1
         resources = _keyed(type_url, resources)
-        proxy = self._proxy(stream)
+        proxy = self._record(stream, type_url, resources, _mark_acked)
         if proxy is None:
             return
-        now = time.time()
-        for name, version in resources.items():
-            r = _resource(proxy, name, type_url)
-            r.acked, r.acked_at = version, now
         self._touch(proxy.node.id)
         self._emit(StatusEvent("ack", proxy.node.id, dict(resources)))
 
@@ -459,13 +458,13 @@ class StatusTracker:
         resources = _keyed(type_url, resources)
         for name in resources:
             self.stats.nacks[name] += 1
-        proxy = self._proxy(stream)
+
+        def mark(r: ResourceStatus, version: str, now: float) -> None:
+            r.last_nack = Nack(version=version, code=code, message=message, at=now)
+
+        proxy = self._record(stream, type_url, resources, mark)
         if proxy is None:
             return
-        now = time.time()
-        for name, version in resources.items():
-            r = _resource(proxy, name, type_url)
-            r.last_nack = Nack(version=version, code=code, message=message, at=now)
         self._touch(proxy.node.id)
         self._emit(StatusEvent("nack", proxy.node.id, dict(resources), message))
 
@@ -481,3 +480,19 @@ class StatusTracker:
             proxy.disconnected_at = time.time()
             self._touch(proxy.node.id)
             self._emit(StatusEvent("disconnect", proxy.node.id))
+
+    def _record(
+        self, stream: StreamInfo, type_url: str, resources: Mapping[str, str],
+        mark: Callable[[ResourceStatus, str, float], None],
+    ) -> ProxyStatus | None:
+        """The stream's proxy (None before its node is known), after `mark(status,
+        version, now)` on its status record of each of `resources` (status keys; a
+        record is created on first use). The caller touches the index once it has
+        changed all it changes."""
+        proxy = self._proxy(stream)
+        if proxy is None:
+            return None
+        now = time.time()
+        for name, version in resources.items():
+            mark(_resource(proxy, name, type_url), version, now)
+        return proxy

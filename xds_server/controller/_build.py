@@ -16,11 +16,11 @@ from xds_server.controller._context import Context
 from xds_server.controller._extension import Code, build_extension_config
 from xds_server.controller._model import Deployed, FilterError
 from xds_server.controller._modules import ResolvedModule
+from xds_server.controller._store import SMALL_MODULE_BYTES
 from xds_server.controller.delivery import DeliveryError, delivery_mode
 from xds_server.nodes import AllOf, NodeIdSet, Selector
 from xds_server.resources import route_instance
 from xds_server.state import StateError
-from xds_server.wasm import SMALL_MODULE_BYTES
 
 log = structlog.get_logger("xds_server.controller")
 

@@ -53,12 +53,17 @@ def _ecds(type_url: str) -> Any:
     return config_source_pb2.ExtensionConfigSource(config_source=source, type_urls=[type_url])
 
 
-def _hcms(listener: Any) -> Iterator[tuple[Any, Any]]:
-    """(network filter entry, its HttpConnectionManager) of every filter chain."""
+def _filter_chains(listener: Any) -> list[Any]:
+    """A listener's filter chains, its default chain (when set) last."""
     chains = list(listener.filter_chains)
     if listener.HasField("default_filter_chain"):
         chains.append(listener.default_filter_chain)
-    for chain in chains:
+    return chains
+
+
+def _hcms(listener: Any) -> Iterator[tuple[Any, Any]]:
+    """(network filter entry, its HttpConnectionManager) of every filter chain."""
+    for chain in _filter_chains(listener):
         for f in chain.filters:
             if f.HasField("typed_config") and f.typed_config.type_url == HCM_TYPE_URL:
                 hcm = hcm_pb2.HttpConnectionManager()
@@ -137,10 +142,7 @@ def served_message(spec: ResourceSpec, filters: Mapping[str, WasmFilterRef], ref
 
 
 def _listener(listener: Any, filters: Mapping[str, WasmFilterRef], refs: References) -> None:
-    chains = list(listener.filter_chains)
-    if listener.HasField("default_filter_chain"):
-        chains.append(listener.default_filter_chain)
-    for chain in chains:
+    for chain in _filter_chains(listener):
         for f in chain.filters:
             if not f.HasField("typed_config") and not f.HasField("config_discovery"):
                 _wasm_entry(f, "network", NETWORK_WASM, filters, refs, "network filter")
