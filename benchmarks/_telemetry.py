@@ -3,10 +3,17 @@ proxies (each on its own connection, also holding an xDS stream) while it pushes
 configs, against a bare grpc.aio OTLP sink in the same run; and config pushes to those
 proxies without telemetry, with Envoy-paced telemetry (one export of `batch` entries per
 proxy per second, the generated bootstrap's flush interval) and with the server
-saturated by telemetry."""
+saturated by telemetry.
+
+Fairness: the bare sink and the server are measured in alternating rounds of one run
+(bare, xds; then xds, bare; ...), both on the same event loop (xds-server's shipped one:
+uvloop when installed) and the same gRPC server options (`_servers._options()`); the
+ratio reported is the median of the rounds' ratios, each round's figures and the
+machine's load average at its start are kept."""
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -37,8 +44,9 @@ def _phase(b: Bench, n: int, v: int, *, seconds: float, batch: int,
     return v, out
 
 
-def _run(kind: str, n: int, *, seconds: float, batch: int, pushes: int) -> dict[str, Any]:
-    b = Bench(kind, n=n, generators=2, telemetry=True, loop=_shipped_loop(kind))
+def _run(kind: str, n: int, *, seconds: float, batch: int, pushes: int,
+         loop: str) -> dict[str, Any]:
+    b = Bench(kind, n=n, generators=2, telemetry=True, loop=loop)
     try:
         b.set(["f0", "f1", "f2"], 0)
         b.connect(n, FIXED3)
@@ -62,19 +70,50 @@ def _run(kind: str, n: int, *, seconds: float, batch: int, pushes: int) -> dict[
         b.close()
 
 
-def telemetry(n: int, *, seconds: float = 5.0, batch: int = 20, pushes: int = 2) -> dict[str, Any]:
-    """Both servers, one after the other, on the same machine and workload."""
-    bare = _run("bare", n, seconds=seconds, batch=batch, pushes=pushes)
-    xds = _run("xds", n, seconds=seconds, batch=batch, pushes=pushes)
+def telemetry(n: int, *, seconds: float = 5.0, batch: int = 20, pushes: int = 2,
+              rounds: int = 4) -> dict[str, Any]:
+    """Bare sink and server in `rounds` alternating rounds on the same loop and options."""
+    loop = _shipped_loop("xds")
+    runs = []
+    for i in range(rounds):
+        load = os.getloadavg()[0]
+        order = ("bare", "xds") if i % 2 == 0 else ("xds", "bare")
+        got = {k: _run(k, n, seconds=seconds, batch=batch, pushes=pushes, loop=loop) for k in order}
+        bare, xds = got["bare"], got["xds"]
+        runs.append({
+            "order": list(order), "load1": load, "load1_end": os.getloadavg()[0],
+            "bare_records_per_s": bare["records_per_s"], "xds_records_per_s": xds["records_per_s"],
+            "ingest_ratio": ratio(xds["records_per_s"], bare["records_per_s"]),
+            "bare_cpu_per_record_us": _per_record_us(bare), "xds_cpu_per_record_us": _per_record_us(xds),
+            "push_ratio": ratio(xds["push_paced_s"], xds["push_quiet_s"]),
+            "push_ratio_saturated": ratio(xds["push_saturated_s"], xds["push_quiet_s"]),
+            "bare": bare, "xds": xds,
+        })
+    last = runs[-1]
+    bare_m = {k: med([r["bare"][k] for r in runs]) for k in ("records_per_s",)}
+    xds_m = {k: med([r["xds"][k] for r in runs]) for k in (
+        "records_per_s", "cpu_idle", "cpu_paced", "cpu_saturated", "rss_growth",
+        "push_quiet_s", "push_paced_s", "push_saturated_s")}
     return {
-        "n": n, "batch": batch, "bare": bare, "xds": xds,
-        "ingest_ratio": ratio(xds["records_per_s"], bare["records_per_s"]),
-        "push_ratio": ratio(xds["push_paced_s"], xds["push_quiet_s"]),
-        "push_ratio_saturated": ratio(xds["push_saturated_s"], xds["push_quiet_s"]),
-        "added_cpu_paced": xds["cpu_paced"] - xds["cpu_idle"],
-        "added_cpu": xds["cpu_saturated"] - xds["cpu_idle"],
-        "added_rss": xds["rss_growth"],
+        "n": n, "batch": batch, "loop": loop, "rounds": rounds,
+        "grpc_options": "benchmarks._servers._options() for both",
+        "bare": {**last["bare"], **bare_m}, "xds": {**last["xds"], **xds_m},
+        "ingest_ratio": med([r["ingest_ratio"] for r in runs]),
+        "ingest_ratios": [r["ingest_ratio"] for r in runs],
+        "push_ratio": med([r["push_ratio"] for r in runs]),
+        "push_ratio_saturated": med([r["push_ratio_saturated"] for r in runs]),
+        "added_cpu_paced": med([r["xds"]["cpu_paced"] - r["xds"]["cpu_idle"] for r in runs]),
+        "added_cpu": med([r["xds"]["cpu_saturated"] - r["xds"]["cpu_idle"] for r in runs]),
+        "added_rss": med([r["xds"]["rss_growth"] for r in runs]),
+        "cpu_per_record_us": {"bare": med([r["bare_cpu_per_record_us"] for r in runs]),
+                              "xds": med([r["xds_cpu_per_record_us"] for r in runs])},
+        "runs": runs,
     }
+
+
+def _per_record_us(r: dict[str, Any]) -> float | None:
+    rate = r["records_per_s"]
+    return (r["cpu_saturated"] / rate * 1e6) if rate else None
 
 
 def telemetry_table(res: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:

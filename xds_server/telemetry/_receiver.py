@@ -77,12 +77,21 @@ class TelemetryReceiver:
         return [LOGS_SERVICE, METRICS_SERVICE]
 
     def register(self, server: grpc.aio.Server) -> None:
-        """Add both services' `Export` handlers to `server` (raw bytes in and out)."""
+        """Add both services' `Export` handlers to `server` (raw bytes in and out: no
+        deserializer, each handler parses once after the size check).
+
+        As registered methods where grpc.aio offers them: a call is then matched by one
+        dict lookup on its path, ahead of the generic handlers the xDS services add (which
+        grpc.aio otherwise asks one after the other, each building a lookup, per call)."""
         for service, handler in ((LOGS_SERVICE, self._export_logs),
                                  (METRICS_SERVICE, self._export_metrics)):
             method = grpc.unary_unary_rpc_method_handler(handler)
-            server.add_generic_rpc_handlers(
-                (grpc.method_handlers_generic_handler(service, {"Export": method}),))
+            add_registered = getattr(server, "add_registered_method_handlers", None)
+            if add_registered is not None:
+                add_registered(service, {"Export": method})
+            else:  # pragma: no cover - grpcio < 1.63
+                server.add_generic_rpc_handlers(
+                    (grpc.method_handlers_generic_handler(service, {"Export": method}),))
 
     # -- handlers -------------------------------------------------------------------
 
