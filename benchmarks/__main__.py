@@ -181,7 +181,8 @@ def summary(results: dict[str, Any]) -> list[list[Any]]:
             f"{fmt(one_r['converged_s'])} s (1 replica, SQLite)", None)
     if tel:
         add(f"telemetry ingestion (N={tel['n']}, access-log entries/s)", ">= 0.7x bare OTLP sink",
-            f"{fmt(tel['xds']['records_per_s'])}/s = {fmt(tel['ingest_ratio'])}x; +{fmt(tel['added_cpu'])} "
+            f"{fmt(tel['xds']['records_per_s'])}/s = {fmt(tel['ingest_ratio'])}x (median of "
+            f"{tel.get('rounds', 1)} alternating rounds, {tel.get('loop', '?')} for both); +{fmt(tel['added_cpu'])} "
             f"cores, +{fmt(tel['added_rss'] / 2**20)} MiB",
             f"{fmt(tel['bare']['records_per_s'])}/s", (tel["ingest_ratio"] or 0) >= 0.7)
         add(f"config push, telemetry flowing at Envoy's pace (N={tel['n']}, 1 export/s each)",
