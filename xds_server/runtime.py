@@ -25,7 +25,13 @@ from xds_server.admin import AdminState, build_admin_app, register_grpc_services
 from xds_server.admin._auth import TokenStore
 from xds_server.cache import ResourceCache, default_types
 from xds_server.config import Config, ConfigError, load_config
-from xds_server.controller import Controller, Delivery, ModuleProvider
+from xds_server.controller import (
+    Controller,
+    Delivery,
+    ModuleProvider,
+    TrustedModules,
+    policies_from_config,
+)
 from xds_server.identity import make_authorizer
 from xds_server.state import SqliteStateStore, open_state_store
 from xds_server.status import StatusEvent, StatusTracker
@@ -71,6 +77,7 @@ class XdsServerApp:
         self.xds_address = xds_address or config.server.xds_address
         self.admin_address = admin_address or config.server.admin_address
         self._modules = modules
+        self._trusted: TrustedModules | None = None
         self._stage = "new"
         self.xds_port = 0
         self.admin_port = 0
@@ -94,7 +101,11 @@ class XdsServerApp:
         if self._modules is None:
             from xds_server.controller import StoreModules
 
-            self._modules = StoreModules.from_config(self.config)
+            store = StoreModules.from_config(self.config)
+            self._trusted = TrustedModules(store, store.store.client,
+                                           state_dir=self.config.server.data_dir / "trust",
+                                           policies=policies_from_config(self.config))
+            self._modules = self._trusted
         await self._modules.start()
         self.cache = ResourceCache()
         self.replica_id = self.config.server.replica_id or socket.gethostname()
@@ -238,6 +249,12 @@ class XdsServerApp:
     async def apply(self, config: Config) -> None:
         """Make `config`'s filters the served ones; failures are logged, not raised."""
         author = f"config {config.source_path}" if config.source_path else "config"
+        if self._trusted is not None:
+            try:
+                self._trusted.set_policies(policies_from_config(config))
+            except ConfigError as exc:
+                log.error("config_rejected", path=str(config.source_path), error=str(exc))
+                return
         errors = await self.controller.apply_config(config, author=author)
         for e in errors:
             log.error("filter_not_applied", filter=e.name, error=e.message)

@@ -81,6 +81,7 @@ def filter_to_dict(state: FilterState, status: StatusTracker, *, redact: bool = 
                     "root_ids": list(d.module.root_ids),
                     "manifest_digest": d.module.manifest_digest,
                 },
+                "verdict": dict(d.module.verdict) if d.module.verdict else None,
             }
             for d in state.deployed
         ],

@@ -187,7 +187,7 @@ def filter_message(view: Mapping[str, Any]) -> admin_pb2.Filter:
     if view["good_revision"] is not None:
         msg.good_revision = view["good_revision"]
     for spec in view["specs"]:
-        rest = {k: v for k, v in spec.items() if k not in ("version", "module")}
+        rest = {k: v for k, v in spec.items() if k not in ("version", "module", "verdict")}
         msg.specs.append(admin_pb2.DeployedSpec(
             spec=_struct(rest), version=spec["version"], module=admin_pb2.Module(**spec["module"]),
         ))

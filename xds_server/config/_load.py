@@ -7,6 +7,7 @@ import json
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +189,7 @@ def parse_filter_spec(data: Any, *, where: str, path: str = "", base_dir: Path |
             raise r.error(f"env.{k}", "must be a plain value")
         env[str(k)] = str(v)
     canary_raw = r.get("canary")
+    from xds_server.config._trust import parse_preflight  # _trust imports this module
     spec = FilterSpec(
         name=name,
         source=source,
@@ -203,6 +205,7 @@ def parse_filter_spec(data: Any, *, where: str, path: str = "", base_dir: Path |
         on_nack=r.text("on_nack", "keep", choices=ON_NACK_POLICIES),
         selector=_selector(r.get("selector"), where, r.at("selector")),
         canary=None if canary_raw is None else _selector(canary_raw, where, r.at("canary")),
+        preflight=parse_preflight(r.get("preflight"), where, r.at("preflight")),
     )
     r.done()
     return spec
@@ -362,8 +365,12 @@ def parse_config(data: Any, *, where: str, base_dir: Path | None = None) -> Conf
         for i, f in enumerate(raw_filters)
     )
     check_overlaps(filters, where)
+    from xds_server.config._trust import parse_preflight, parse_verify
+    verify = parse_verify(r.get("verify"), where, base_dir)
+    preflight = parse_preflight(r.get("preflight"), where, "preflight")
     r.done()
-    return Config(server=server, registries=registries, filters=filters)
+    return Config(server=server, registries=registries, filters=filters, verify=verify,
+                  preflight=preflight)
 
 
 def load_config(path: str | Path) -> Config:
@@ -384,5 +391,4 @@ def load_config(path: str | Path) -> Config:
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(where, at, f"invalid YAML: {problem}") from exc
     cfg = parse_config(data, where=where, base_dir=p.resolve().parent)
-    return Config(server=cfg.server, registries=cfg.registries, filters=cfg.filters,
-                  source_path=p.resolve())
+    return replace(cfg, source_path=p.resolve())

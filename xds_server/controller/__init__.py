@@ -18,6 +18,7 @@ from xds_server.controller._extension import (
 )
 from xds_server.controller._modules import ModuleProvider, ResolvedModule
 from xds_server.controller._store import StoreModules
+from xds_server.controller._trusted import TrustedModules, policies_from_config
 
 __all__ = [
     "HTTP_WASM_TYPE_URL",
@@ -33,6 +34,8 @@ __all__ = [
     "ModuleProvider",
     "ResolvedModule",
     "StoreModules",
+    "TrustedModules",
     "build_extension_config",
+    "policies_from_config",
     "spec_key",
 ]

@@ -371,6 +371,7 @@ class Controller:
                     base_revision=state.revision.revision if base and state.revision else None,
                     config_hash=config_hash,
                     expect_current=expect,
+                    verdicts=[dict(d.module.verdict or {}) for d in deployed],
                 )
             except Conflict as exc:
                 FILTER_CHANGES.labels(action, "conflict").inc()

@@ -27,7 +27,8 @@ class Revision:
     `specs` are filter specs in their JSON form (the config/API schema); an empty list
     means the filter was deleted. `digests` and `versions` give, per spec, the module
     sha256 and the xDS resource version it produced. `base_revision` is the revision
-    that nodes outside a canary keep while this revision is staged.
+    that nodes outside a canary keep while this revision is staged. `verdicts` give, per
+    spec, the signature verdict of its module (`{}` when no verify policy covered it).
     """
 
     filter: str
@@ -40,6 +41,7 @@ class Revision:
     digests: list[str] = field(default_factory=list)
     versions: list[str] = field(default_factory=list)
     base_revision: int | None = None
+    verdicts: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def deleted(self) -> bool:
@@ -58,6 +60,7 @@ class Revision:
             "digests": self.digests,
             "versions": self.versions,
             "base_revision": self.base_revision,
+            "verdicts": self.verdicts,
         }
 
 
@@ -86,10 +89,11 @@ class StateStore(Protocol):
         self, filter_name: str, *, author: str, action: str, summary: str,
         specs: list[dict[str, Any]], digests: list[str], versions: list[str],
         base_revision: int | None = None, config_hash: str | None = None,
-        expect_current: int = ANY_REVISION,
+        expect_current: int = ANY_REVISION, verdicts: list[dict[str, Any]] | None = None,
     ) -> Revision:
         """Record a revision and make it current; `Conflict` if `expect_current` (0 = the
-        filter has no revision yet) is not the current revision."""
+        filter has no revision yet) is not the current revision. `verdicts`: per spec,
+        its module's signature verdict."""
         ...
 
     async def set_config_hash(self, filter_name: str, config_hash: str | None) -> None:

@@ -1,0 +1,222 @@
+"""Issue 16: signed modules. Images in a real registry, signed by code written here from
+cosign's and Sigstore's specs (not by the server's own signing code), deployed through the
+admin API of a real server whose `verify` policy requires a signature."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+from tests.fixtures.registry import RegistryProcess
+from tests.fixtures.server import running_server, write_config
+from tests.fixtures.wasm_filters import header_filter
+from xds_server.wasm import RegistryClient, parse_reference, push
+
+SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
+BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
+EMPTY = "application/vnd.oci.empty.v1+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+Signer = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+
+
+def _digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _desc(media_type: str, data: bytes, **extra: Any) -> dict[str, Any]:
+    return {"mediaType": media_type, "digest": _digest(data), "size": len(data), **extra}
+
+
+def write_public(path: Path, key: Signer) -> Path:
+    path.write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    return path
+
+
+def write_private(path: Path, key: Signer) -> Path:
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    return path
+
+
+def raw_sign(key: Signer, data: bytes) -> bytes:
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return key.sign(data, ec.ECDSA(hashes.SHA256()))
+    return key.sign(data)
+
+
+async def put(client: RegistryClient, ref: str, blobs: list[bytes], manifest: dict[str, Any],
+              media_type: str = OCI_MANIFEST) -> str:
+    target = parse_reference(ref)
+    for blob in blobs:
+        await client.push_blob(target, blob)
+    return await client.push_manifest(target, json.dumps(manifest).encode(), media_type)
+
+
+async def cosign_sign(client: RegistryClient, repo: str, digest: str, key: Signer, *,
+                      payload_digest: str | None = None, corrupt: bool = False) -> None:
+    """A cosign key-pair signature in the tag scheme, following SIGNATURE_SPEC.md:
+    the Go struct order of the simple-signing payload, the base64 signature annotation."""
+    payload = json.dumps({
+        "critical": {"identity": {"docker-reference": repo},
+                     "image": {"docker-manifest-digest": payload_digest or digest},
+                     "type": "cosign container image signature"},
+        "optional": None}).encode()
+    signature = raw_sign(key, payload)
+    if corrupt:
+        signature = raw_sign(key, payload + b" ")  # a real signature, of other bytes
+    config = json.dumps({"architecture": "", "os": "", "config": {},
+                         "rootfs": {"type": "layers", "diff_ids": [_digest(payload)]}}).encode()
+    manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                "config": _desc("application/vnd.oci.image.config.v1+json", config),
+                "layers": [_desc(SIGNING, payload, annotations={
+                    "dev.cosignproject.cosign/signature": base64.b64encode(signature).decode()})]}
+    await put(client, f"{repo}:{digest.replace(':', '-')}.sig", [config, payload], manifest)
+
+
+async def attach_bundle(client: RegistryClient, repo: str, digest: str, manifest_raw: bytes,
+                        bundle: dict[str, Any]) -> None:
+    """A Sigstore bundle as an OCI referrer of `digest`, listed in the referrers tag schema
+    index `sha256-<hex>` (the Debian registry has no referrers API)."""
+    raw = json.dumps(bundle).encode()
+    referrer = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": BUNDLE,
+                "config": _desc(EMPTY, b"{}"), "layers": [_desc(BUNDLE, raw)],
+                "subject": {"mediaType": OCI_MANIFEST, "digest": digest, "size": len(manifest_raw)}}
+    referrer_digest = await put(client, f"{repo}@{_digest(json.dumps(referrer).encode())}",
+                                [b"{}", raw], referrer)
+    index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+        {"mediaType": OCI_MANIFEST, "digest": referrer_digest,
+         "size": len(json.dumps(referrer).encode()), "artifactType": BUNDLE}]}
+    await put(client, f"{repo}:{digest.replace(':', '-')}", [], index, OCI_INDEX)
+
+
+def key_bundle(key: ec.EllipticCurvePrivateKey, manifest_raw: bytes) -> dict[str, Any]:
+    """A v0.3 bundle with a message signature over the manifest bytes and a public key hint
+    (what `cosign sign --key --new-bundle-format` attaches, tlog entries aside)."""
+    return {
+        "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+        "verificationMaterial": {"publicKey": {"hint": "test-key"}, "tlogEntries": []},
+        "messageSignature": {
+            "messageDigest": {"algorithm": "SHA2_256",
+                              "digest": base64.b64encode(hashlib.sha256(manifest_raw).digest()).decode()},
+            "signature": base64.b64encode(key.sign(manifest_raw, ec.ECDSA(hashes.SHA256()))).decode(),
+        },
+    }
+
+
+class Api:
+    def __init__(self, port: int, session: aiohttp.ClientSession) -> None:
+        self.base, self.session = f"http://127.0.0.1:{port}", session
+
+    async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        async with self.session.request(method, self.base + path, json=body,
+                                        headers={"X-Actor": "tester"}) as r:
+            return r.status, await r.json()
+
+
+ROOT = str(Path(__file__).resolve().parents[1])
+
+
+async def _cli(*args: str) -> tuple[int, str, str]:
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "xds_server", *args, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+@pytest.mark.registry
+async def test_required_policy_through_deploy(tmp_path: Path, registry: RegistryProcess) -> None:
+    trusted = ec.generate_private_key(ec.SECP256R1())
+    trusted_ed = ed25519.Ed25519PrivateKey.generate()
+    stranger = ec.generate_private_key(ec.SECP256R1())
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    write_public(keys / "team.pub", trusted)
+    write_public(keys / "team-ed.pub", trusted_ed)
+    write_private(keys / "team-ed.key", trusted_ed)
+    base = f"{registry.host}/trust{os.getpid()}"
+    names = ("unsigned", "wrong", "replayed", "untrusted", "good", "ed", "bundle", "badbundle")
+    digests: dict[str, str] = {}
+    modules: dict[str, str] = {}
+    async with RegistryClient() as client:
+        for name in names:
+            wasm = header_filter("x-signed", name)
+            modules[name] = hashlib.sha256(wasm).hexdigest()
+            digests[name] = (await push(client, f"{base}/{name}:v1", wasm)).manifest_digest
+        repo = {n: f"{base}/{n}" for n in names}
+        await cosign_sign(client, repo["wrong"], digests["wrong"], trusted, corrupt=True)
+        await cosign_sign(client, repo["replayed"], digests["replayed"], trusted,
+                          payload_digest=digests["good"])
+        await cosign_sign(client, repo["untrusted"], digests["untrusted"], stranger)
+        await cosign_sign(client, repo["good"], digests["good"], trusted)
+        for name, key in (("bundle", trusted), ("badbundle", stranger)):
+            raw = (await client.get_manifest(parse_reference(f"{repo[name]}@{digests[name]}"))).raw
+            await attach_bundle(client, repo[name], digests[name], raw, key_bundle(key, raw))
+
+    # `xds-server sign` with an Ed25519 key (the CLI in a subprocess, as a user runs it).
+    code, out, err = await _cli("sign", f"{repo['ed']}:v1", "--key", str(keys / "team-ed.key"))
+    assert code == 0, err
+    assert f"signed {repo['ed']}:v1@{digests['ed']}" in out
+
+    cfg = write_config(tmp_path / "config.yaml", [])
+    doc = yaml.safe_load(cfg.read_text())
+    doc["verify"] = [{"match": f"{base}/*", "keys": ["keys/team.pub", "keys/team-ed.pub"],
+                      "required": True}]
+    cfg.write_text(yaml.safe_dump(doc))
+    async with running_server(cfg) as app, aiohttp.ClientSession() as session:
+        api = Api(app.admin_port, session)
+        refused = {
+            "unsigned": "no signature found (looked for tag sha256-",
+            "wrong": "a cosign signature verifies with none of the policy's keys",
+            "replayed": f"a cosign signature's payload names {digests['good']}, not {digests['replayed']}",
+            "untrusted": "a cosign signature verifies with none of the policy's keys",
+            "badbundle": "bundle signature verifies with none of the policy's keys",
+        }
+        for name, why in refused.items():
+            status, body = await api.call("PUT", f"/api/v1/filters/f-{name}",
+                                          {"source": {"image": f"{repo[name]}:v1"}})
+            assert status == 422, (name, body)
+            message = body["error"]["message"]
+            assert f"image {repo[name]}@{digests[name]}" in message, message
+            assert f"verify policy '{base}/*'" in message, message
+            assert why in message, message
+            # Refused before it is stored or served.
+            assert app._modules is not None and app._modules.module_path(modules[name]) is None
+            assert (await api.call("GET", f"/api/v1/filters/f-{name}"))[0] == 404
+
+        accepted = {"good": ("cosign", "team.pub"), "ed": ("cosign", "team-ed.pub"),
+                    "bundle": ("bundle", "team.pub")}
+        for name, (fmt, key) in accepted.items():
+            status, body = await api.call("PUT", f"/api/v1/filters/f-{name}",
+                                          {"source": {"image": f"{repo[name]}:v1"}})
+            assert status == 201, (name, body)
+            verdict = body["specs"][0]["verdict"]
+            assert verdict["verified"] is True and verdict["format"] == fmt, verdict
+            assert verdict["key"] == str(keys / key) and verdict["digest"] == digests[name]
+            assert body["specs"][0]["module"]["sha256"] == modules[name]
+            status, hist = await api.call("GET", f"/api/v1/filters/f-{name}/history")
+            assert hist["history"][0]["verdicts"][0]["key_fingerprint"] == verdict["key_fingerprint"]
+
+    # `inspect` lists an image's signatures, and which key verifies them.
+    code, out, err = await _cli("inspect", f"{repo['good']}:v1", "--store", str(tmp_path / "cli"),
+                                "--key", str(keys / "team.pub"))
+    assert code == 0, err
+    sigs = json.loads(out)["signatures"]
+    assert [s["format"] for s in sigs] == ["cosign"]
+    assert sigs[0]["verified_by"] == str(keys / "team.pub")
