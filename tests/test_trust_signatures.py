@@ -202,13 +202,13 @@ async def test_required_policy_through_deploy(tmp_path: Path, registry: Registry
 
         accepted = {"good": ("cosign", "team.pub"), "ed": ("cosign", "team-ed.pub"),
                     "bundle": ("bundle", "team.pub")}
-        for name, (fmt, key) in accepted.items():
+        for name, (fmt, key_file) in accepted.items():
             status, body = await api.call("PUT", f"/api/v1/filters/f-{name}",
                                           {"source": {"image": f"{repo[name]}:v1"}})
             assert status == 201, (name, body)
             verdict = body["specs"][0]["verdict"]
             assert verdict["verified"] is True and verdict["format"] == fmt, verdict
-            assert verdict["key"] == str(keys / key) and verdict["digest"] == digests[name]
+            assert verdict["key"] == str(keys / key_file) and verdict["digest"] == digests[name]
             assert body["specs"][0]["module"]["sha256"] == modules[name]
             status, hist = await api.call("GET", f"/api/v1/filters/f-{name}/history")
             assert hist["history"][0]["verdicts"][0]["key_fingerprint"] == verdict["key_fingerprint"]
