@@ -29,10 +29,12 @@ from xds_server.controller import (
     Controller,
     Delivery,
     ModuleProvider,
+    PreflightGate,
     TrustedModules,
     policies_from_config,
 )
 from xds_server.identity import make_authorizer
+from xds_server.preflight import Sandbox
 from xds_server.state import SqliteStateStore, open_state_store
 from xds_server.status import StatusEvent, StatusTracker
 from xds_server.xds import StreamLimits, XdsService
@@ -130,6 +132,9 @@ class XdsServerApp:
             module_dir=s.module_dir, envoy_module_dir=s.envoy_module_dir,
             module_base_url=s.public_url or "",
         ))
+        self.sandbox = Sandbox(s.data_dir / "preflight")  # its Envoy starts on the first dry run
+        self.preflight = PreflightGate(self.sandbox, self.config.preflight)
+        self.controller.preflight = self.preflight
         self.status.subscribe(self._on_status)
         tokens = TokenStore()
         if s.admin_tokens_file is not None:
@@ -255,6 +260,7 @@ class XdsServerApp:
             except ConfigError as exc:
                 log.error("config_rejected", path=str(config.source_path), error=str(exc))
                 return
+        self.preflight.default = config.preflight
         errors = await self.controller.apply_config(config, author=author)
         for e in errors:
             log.error("filter_not_applied", filter=e.name, error=e.message)
@@ -307,6 +313,8 @@ class XdsServerApp:
             await self.stop()
         if self._modules is not None:
             await self._modules.close()
+        if hasattr(self, "sandbox"):
+            await self.sandbox.close()
         if hasattr(self, "state"):
             await self.state.close()
         self._stage = "closed"

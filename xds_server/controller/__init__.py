@@ -17,6 +17,7 @@ from xds_server.controller._extension import (
     build_extension_config,
 )
 from xds_server.controller._modules import ModuleProvider, ResolvedModule
+from xds_server.controller._preflight import PreflightGate
 from xds_server.controller._store import StoreModules
 from xds_server.controller._trusted import TrustedModules, policies_from_config
 
@@ -32,6 +33,7 @@ __all__ = [
     "FilterEvent",
     "FilterState",
     "ModuleProvider",
+    "PreflightGate",
     "ResolvedModule",
     "StoreModules",
     "TrustedModules",

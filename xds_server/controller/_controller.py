@@ -13,7 +13,7 @@ import hashlib
 import json
 import shutil
 import time
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -171,6 +171,8 @@ class Controller:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.remote = RemoteRepush(self._flip_remote_form)
         self._listeners: list[Callable[[FilterEvent], None]] = []
+        # A dry run every change passes before it is recorded or served (FilterError if not).
+        self.preflight: Callable[[Sequence[Deployed]], Awaitable[None]] | None = None
 
     def subscribe(self, listener: Callable[[FilterEvent], None]) -> Callable[[], None]:
         """Call `listener` (synchronously; must not block or raise) on every filter
@@ -329,6 +331,8 @@ class Controller:
             state = self.filters.get(name) or FilterState(name=name)
             try:
                 deployed = await self._build_all(specs, digests)
+                if self.preflight is not None:
+                    await self.preflight(deployed)
             except FilterError as exc:
                 state.error, state.error_at = exc.message, time.time()
                 if action == "config":
