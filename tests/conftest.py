@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.registry",
     "tests.fixtures.server",
     "tests.fixtures.postgres",
+    "tests.fixtures.sigstore_mock",
 ]

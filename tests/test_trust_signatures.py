@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from tests.fixtures.registry import RegistryProcess
 from tests.fixtures.server import running_server, write_config
+from tests.fixtures.sigstore_mock import ISSUER, MockSigstore
 from tests.fixtures.wasm_filters import header_filter
 from xds_server.wasm import RegistryClient, parse_reference, push
 
@@ -220,3 +221,36 @@ async def test_required_policy_through_deploy(tmp_path: Path, registry: Registry
     sigs = json.loads(out)["signatures"]
     assert [s["format"] for s in sigs] == ["cosign"]
     assert sigs[0]["verified_by"] == str(keys / "team.pub")
+
+
+@pytest.mark.registry
+async def test_keyless_bundles_from_the_sigstore_library(
+    tmp_path: Path, registry: RegistryProcess, sigstore_mock: MockSigstore
+) -> None:
+    base = f"{registry.host}/keyless{os.getpid()}"
+    digests: dict[str, str] = {}
+    async with RegistryClient() as client:
+        for name, email in (("ci", "ci@example.com"), ("intruder", "intruder@example.com")):
+            ref = f"{base}/{name}:v1"
+            digests[name] = (await push(client, ref, header_filter("x-keyless", name))).manifest_digest
+            raw = (await client.get_manifest(parse_reference(ref))).raw
+            bundle = sigstore_mock.sign_digest(hashlib.sha256(raw).hexdigest(), email=email)
+            await attach_bundle(client, f"{base}/{name}", digests[name], raw, json.loads(bundle))
+    cfg = write_config(tmp_path / "config.yaml", [])
+    doc = yaml.safe_load(cfg.read_text())
+    doc["verify"] = [{"match": f"{base}/*", "required": True, "keyless": {
+        "issuer": ISSUER, "identity": "ci@example.com", "trusted_root": str(sigstore_mock.trusted_root)}}]
+    cfg.write_text(yaml.safe_dump(doc))
+    async with running_server(cfg) as app, aiohttp.ClientSession() as session:
+        api = Api(app.admin_port, session)
+        status, body = await api.call("PUT", "/api/v1/filters/kl", {"source": {"image": f"{base}/ci:v1"}})
+        assert status == 201, body
+        verdict = body["specs"][0]["verdict"]
+        assert verdict["verified"] is True and verdict["format"] == "bundle"
+        assert verdict["identity"] == "ci@example.com" and verdict["issuer"] == ISSUER
+        status, body = await api.call("PUT", "/api/v1/filters/kl2",
+                                      {"source": {"image": f"{base}/intruder:v1"}})
+        assert status == 422, body
+        message = body["error"]["message"]
+        assert f"image {base}/intruder@{digests['intruder']} is refused by verify policy" in message
+        assert "keyless bundle does not verify" in message, message
