@@ -214,6 +214,15 @@ async def test_required_policy_through_deploy(tmp_path: Path, registry: Registry
             status, hist = await api.call("GET", f"/api/v1/filters/f-{name}/history")
             assert hist["history"][0]["verdicts"][0]["key_fingerprint"] == verdict["key_fingerprint"]
 
+        # `history` and `status` say who signed.
+        server = f"http://127.0.0.1:{app.admin_port}"
+        code, out, err = await _cli("history", "f-ed", "--server", server)
+        assert code == 0 and "signed by te" in out, (out, err)  # the 100-column table cuts it
+        code, out, err = await _cli("history", "f-ed", "--server", server, "-o", "json")
+        assert json.loads(out)["history"][0]["verdicts"][0]["key"] == str(keys / "team-ed.pub")
+        code, out, err = await _cli("status", "--server", server)
+        assert code == 0 and "f-bundle: revision 1" in out and "signed by team.pub" in out, (out, err)
+
     # `inspect` lists an image's signatures, and which key verifies them.
     code, out, err = await _cli("inspect", f"{repo['good']}:v1", "--store", str(tmp_path / "cli"),
                                 "--key", str(keys / "team.pub"))
