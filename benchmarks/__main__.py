@@ -13,17 +13,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import _real, _replicas, _scenarios
+from benchmarks import _preflight, _real, _replicas, _scenarios
 from benchmarks._proc import raise_fd_limit
 
 RESULTS = Path(__file__).parent / "results"
 
 FULL = {"sizes": [1000, 5000, 10000], "pushes": 3, "inline": [1000, 5000], "proxies": 1000,
         "slow_n": 1000, "slow_pushes": 10, "swaps": 100, "oci_repeats": 5, "loops_n": 2000,
-        "replicas_n": 10000}
+        "replicas_n": 10000, "preflight_checks": 20}
 QUICK = {"sizes": [500, 1000], "pushes": 2, "inline": [200], "proxies": 400,
          "slow_n": 200, "slow_pushes": 4, "swaps": 20, "oci_repeats": 2, "loops_n": 500,
-         "replicas_n": 600}
+         "replicas_n": 600, "preflight_checks": 5}
 
 
 def machine() -> dict[str, Any]:
@@ -87,6 +87,7 @@ def scenarios(p: dict[str, Any]) -> dict[str, tuple[Callable[[], dict[str, Any]]
         "event_loop": (lambda: _scenarios.event_loops(p["loops_n"], p["pushes"]),
                        _scenarios.loops_table),
         "replicas": (lambda: _replicas.replicas(p["replicas_n"]), _replicas.replicas_table),
+        "preflight": (lambda: _preflight.preflight(p["preflight_checks"]), _preflight.preflight_table),
     }
 
 
@@ -162,6 +163,11 @@ def summary(results: dict[str, Any]) -> list[list[Any]]:
         add(f"convergence, 3 replicas on PostgreSQL (N={t['n']})", "reported (issue 8)",
             f"{fmt(t['converged_s'])} s = {fmt(reps['ratio'])}x one replica",
             f"{fmt(one_r['converged_s'])} s (1 replica, SQLite)", None)
+    pre = results.get("preflight")
+    if pre:
+        add(f"preflight dry run of new content ({pre['requests']} requests)", "<= 1 s p99",
+            f"{fmt(pre['warm_p50_ms'])} ms p50, {fmt(pre['warm_p99_ms'])} ms p99; cold {fmt(pre['cold_s'])} s",
+            f"sandbox Envoy {fmt(pre['envoy_rss_mib'])} MiB", pre["warm_p99_ms"] <= 1000)
     return rows
 
 

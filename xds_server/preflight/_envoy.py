@@ -39,7 +39,7 @@ def find_envoy(explicit: str | None = None) -> str:
 
 class EnvoyProcess:
     """One Envoy run: `start()` returns once its admin answers; `stop()` ends it.
-    Its log goes to `log_path` (flushed every 50 ms)."""
+    Its log goes to `log_path` (flushed every 10 ms)."""
 
     def __init__(self, binary: str, directory: Path, bootstrap: str) -> None:
         self.binary = binary
@@ -62,7 +62,7 @@ class EnvoyProcess:
             self._proc = await asyncio.create_subprocess_exec(
                 *prefix, self.binary, "-c", str(config), "--disable-hot-restart",
                 "--base-id", str(os.getpid() % 40_000 * 100_000 + 99_999), "--concurrency", "1",
-                "-l", "info", "--log-path", str(self.log_path), "--file-flush-interval-msec", "50",
+                "-l", "info", "--log-path", str(self.log_path), "--file-flush-interval-msec", "10",
                 "--admin-address-path", str(self._admin_path),
                 stdin=asyncio.subprocess.DEVNULL, stdout=err, stderr=err)
         loop = asyncio.get_running_loop()
