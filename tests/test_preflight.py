@@ -89,3 +89,6 @@ async def test_preflight_refuses_before_the_fleet_sees_it(tmp_path: Path, regist
             assert "unreachable" not in fleet.log_text()
             # The sandbox started once, and once more after the trap killed its VM.
             assert app.sandbox.starts == 2
+            async with session.get(f"http://127.0.0.1:{app.admin_port}/metrics") as r:
+                metrics = await r.text()
+            assert 'xds_server_preflight_checks_total{result="refused"}' in metrics

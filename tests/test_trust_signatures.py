@@ -214,6 +214,11 @@ async def test_required_policy_through_deploy(tmp_path: Path, registry: Registry
             status, hist = await api.call("GET", f"/api/v1/filters/f-{name}/history")
             assert hist["history"][0]["verdicts"][0]["key_fingerprint"] == verdict["key_fingerprint"]
 
+        async with session.get(f"http://127.0.0.1:{app.admin_port}/metrics") as r:
+            metrics = await r.text()
+        assert 'xds_server_signature_checks_total{result="refused"}' in metrics
+        assert 'xds_server_signature_checks_total{result="verified"}' in metrics
+
         # `history` and `status` say who signed.
         server = f"http://127.0.0.1:{app.admin_port}"
         code, out, err = await _cli("history", "f-ed", "--server", server)

@@ -23,6 +23,7 @@ from xds_server.xds._callbacks import NullCallbacks, StreamInfo
 
 from ._envoy import EnvoyProcess, find_envoy
 from ._errors import PreflightRefused, SandboxError
+from ._metrics import PREFLIGHT_CHECKS, PREFLIGHT_DURATION
 
 __all__ = ["Sandbox"]
 
@@ -125,9 +126,18 @@ class Sandbox:
         resource = Resource.from_message(FILTER, message)
         key = resource.version + json.dumps([r.to_dict() for r in requests], sort_keys=True)
         async with self._lock:
-            if key not in self._results:
-                self._results[key] = await self._run(resource, requests)
+            cached = key in self._results
+            if not cached:
+                started = asyncio.get_running_loop().time()
+                try:
+                    self._results[key] = await self._run(resource, requests)
+                except SandboxError:
+                    PREFLIGHT_CHECKS.labels("error").inc()
+                    raise
+                PREFLIGHT_DURATION.observe(asyncio.get_running_loop().time() - started)
             outcome = self._results[key]
+        result = "refused" if outcome is not None else "passed"
+        PREFLIGHT_CHECKS.labels(f"cached_{result}" if cached else result).inc()
         if outcome is not None:
             raise PreflightRefused(outcome)
 

@@ -13,6 +13,7 @@ from ._bundle import find_bundles, verify_bundle
 from ._cosign import find_signatures, payload_digest, signature_tag
 from ._errors import UntrustedImage
 from ._keys import PublicKey
+from ._metrics import SIGNATURE_CHECKS
 from ._policy import TrustPolicies, TrustPolicy, image_name
 from ._verdict import Verdict
 
@@ -46,11 +47,17 @@ class ImageVerifier:
         if policy is None:
             return None
         image = f"{image_name(ref)}@{digest}"
-        verdict, missing = await self._check(client, ref, digest, policy)
+        try:
+            verdict, missing = await self._check(client, ref, digest, policy)
+        except Exception:
+            SIGNATURE_CHECKS.labels("error").inc()
+            raise
         if verdict is not None:
+            SIGNATURE_CHECKS.labels("verified").inc()
             log.info("signature_verified", image=image, policy=policy.match, signer=verdict.signer,
                      format=verdict.format)
             return verdict
+        SIGNATURE_CHECKS.labels("refused" if policy.required else "unverified").inc()
         if policy.required:
             log.warning("signature_refused", image=image, policy=policy.match, reason=missing)
             raise UntrustedImage(
