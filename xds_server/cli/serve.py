@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from xds_server.config import ConfigError, load_config
+from xds_server.controller import policies_from_config
 from xds_server.log import configure_logging
 
 
@@ -34,6 +35,7 @@ def run_check(args: argparse.Namespace) -> int:
     """Validate the file; print the first problem and exit 1 if it is invalid."""
     try:
         cfg = load_config(args.config)
+        policies_from_config(cfg)  # the verify list's key files must be usable keys
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -45,6 +47,7 @@ def run_serve(args: argparse.Namespace) -> int:
     """Load the config, serve until SIGINT/SIGTERM; SIGHUP reloads the config."""
     try:
         config = load_config(args.config)
+        policies_from_config(config)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
