@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from xds_server.controller import HTTP_WASM_TYPE_URL, MODULE_CLUSTER, NETWORK_WASM_TYPE_URL
+from xds_server.telemetry import DEFAULT_FILTER_STATE, add_telemetry
 
 __all__ = ["BootstrapOptions", "bootstrap_yaml", "build_bootstrap"]
 
@@ -59,6 +60,10 @@ class BootstrapOptions:
     network_filters: Sequence[str] = ()
     tcp_listen: str = "127.0.0.1:10001"
     tcp_upstream: str | None = None
+    telemetry: bool = False
+    telemetry_interval: str = "5s"
+    telemetry_filter_state: Sequence[str] = DEFAULT_FILTER_STATE
+    telemetry_metadata: Sequence[str] = ()
 
 
 def _split(address: str) -> tuple[str, int]:
@@ -232,6 +237,9 @@ def build_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
     }
     if opts.ads:
         bootstrap["dynamic_resources"] = {"ads_config": grpc_source}
+    if opts.telemetry:  # telemetry (issue 13): access logger + stats sink to the xDS cluster
+        add_telemetry(bootstrap, cluster=XDS_CLUSTER, stats_flush_interval=opts.telemetry_interval,
+                      filter_state=opts.telemetry_filter_state, metadata=opts.telemetry_metadata)
     return bootstrap
 
 

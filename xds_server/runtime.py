@@ -30,6 +30,7 @@ from xds_server.controller import (
     Delivery,
     ModuleProvider,
     PreflightGate,
+    RevisionIndex,
     TrustedModules,
     policies_from_config,
 )
@@ -37,6 +38,14 @@ from xds_server.identity import make_authorizer
 from xds_server.preflight import Sandbox
 from xds_server.state import SqliteStateStore, open_state_store
 from xds_server.status import StatusEvent, StatusTracker
+from xds_server.telemetry import (
+    AckAttribution,
+    HealthWindows,
+    LogBuffer,
+    TelemetryHub,
+    TelemetryLimits,
+    TelemetryReceiver,
+)
 from xds_server.xds import StreamLimits, XdsService
 
 log = structlog.get_logger("xds_server.runtime")
@@ -86,6 +95,7 @@ class XdsServerApp:
         self._reload_task: asyncio.Task[None] | None = None
         self._refresh_task: asyncio.Task[None] | None = None
         self._replica_task: asyncio.Task[None] | None = None
+        self._health_task: asyncio.Task[None] | None = None
         self._published = ""
         self._config_mtime: float | None = None
 
@@ -136,6 +146,7 @@ class XdsServerApp:
         self.preflight = PreflightGate(self.sandbox, self.config.preflight)
         self.controller.preflight = self.preflight
         self.status.subscribe(self._on_status)
+        self._setup_telemetry()
         tokens = TokenStore()
         if s.admin_tokens_file is not None:
             tokens = TokenStore.load(s.admin_tokens_file)
@@ -143,18 +154,39 @@ class XdsServerApp:
             tokens = tokens.merged(TokenStore.from_env(os.environ["XDS_SERVER_ADMIN_TOKENS"]))
         self.admin_state = AdminState(
             controller=self.controller, status=self.status, module_path=self._modules.module_path,
-            tokens=tokens,
+            tokens=tokens, logs=self.logs, health=self.health,
         )
         options = [o for o in GRPC_OPTIONS if o[0] != "grpc.max_receive_message_length"]
         options.append(("grpc.max_receive_message_length", lim.max_request_bytes))
         self.grpc_server = grpc.aio.server(options=options)
         self.xds.register(self.grpc_server)
+        self.telemetry_receiver.register(self.grpc_server)  # telemetry: OTLP on the xDS port
         # grpc: CSDS, health, reflection, admin API on the xDS port (health starts NOT_SERVING)
         self.grpc_services = register_grpc_services(
             self.grpc_server, self.admin_state, self.cache, self.xds.service_names)
         self._admin_runner = web.AppRunner(build_admin_app(self.admin_state), access_log=None)
         await self._admin_runner.setup()
         self._stage = "setup"
+
+    def _setup_telemetry(self) -> None:
+        """Telemetry (issue 13): OTLP receivers -> hub -> consumers (the access-log buffer;
+        health windows subscribe to `self.telemetry`). Attribution: the status tracker's
+        ACKs, and the controller's versions -> revisions."""
+        lim = self.config.server.limits
+        self.telemetry = TelemetryHub()
+        self.logs = LogBuffer()
+        self.telemetry.subscribe(self.logs)
+        # Health per filter revision, shared with the other replicas through the store.
+        self.health = HealthWindows(self.state, replica_id=self.replica_id)
+        self.telemetry.subscribe(self.health)
+        self.revisions = RevisionIndex(self.controller)
+        self.telemetry_receiver = TelemetryReceiver(
+            self.telemetry, AckAttribution(self.status, self.revisions.lookup),
+            limits=TelemetryLimits(max_message_bytes=lim.telemetry_message_bytes,
+                                   records_per_second=lim.telemetry_records_per_second,
+                                   record_burst=lim.telemetry_record_burst),
+            authorizer=self.xds.ctx.authorizer,
+        )
 
     async def start(self) -> None:
         """Bind the xDS and admin ports, apply the initial config, watch the config file."""
@@ -214,6 +246,7 @@ class XdsServerApp:
         self._refresh_task = asyncio.create_task(
             self.controller.refresh_forever(self.config.server.resolve_interval))
         self._replica_task = asyncio.create_task(self._replica_loop()) if self.shared else None
+        self._health_task = asyncio.create_task(self.health.run())
         if self.config.source_path is not None and self.config.server.watch_config:
             self._config_mtime = _mtime(self.config.source_path)
             self._reload_task = asyncio.create_task(self._watch_config(self.config.source_path))
@@ -296,7 +329,8 @@ class XdsServerApp:
         self._stage = "stopping"
         self.admin_state.draining = True
         await self.grpc_services.begin_shutdown()  # grpc: health NOT_SERVING, watches end
-        for task in (self._reload_task, self._refresh_task, self._replica_task):
+        self.logs.close_all()  # telemetry: end `logs --follow` streams
+        for task in (self._reload_task, self._refresh_task, self._replica_task, self._health_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -304,6 +338,7 @@ class XdsServerApp:
         self.xds.begin_shutdown()
         await self.grpc_server.stop(grace)
         await self._admin_runner.cleanup()
+        await self.health.close()  # the last buckets reach the store
         self._stage = "stopped"
         log.info("server_stopped")
 

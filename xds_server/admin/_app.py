@@ -14,10 +14,13 @@ from aiohttp import web
 
 from xds_server.admin._auth import LOCAL, TokenStore, auth_middleware, caller_of, redact_spec
 from xds_server.admin._events import EventStreams
+from xds_server.admin._filter_health import add_filter_health_routes
+from xds_server.admin._logs import get_logs
 from xds_server.admin._page import static_file, status_page
 from xds_server.admin._specs import parse_specs
 from xds_server.controller import Controller, FilterError, FilterState
 from xds_server.status import StatusTracker
+from xds_server.telemetry import HealthWindows, LogBuffer
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -32,6 +35,8 @@ class AdminState:
     loaded: bool = False
     draining: bool = False
     tokens: TokenStore = field(default_factory=TokenStore)
+    logs: LogBuffer = field(default_factory=LogBuffer)
+    health: HealthWindows | None = None
 
 
 STATE = web.AppKey("state", AdminState)
@@ -291,10 +296,21 @@ def build_admin_app(state: AdminState) -> web.Application:
     app.router.add_post("/api/v1/filters/{name}/rollback", rollback_filter)
     app.router.add_post("/api/v1/filters/{name}/promote", promote_filter)
     app.router.add_get("/api/v1/proxies", list_proxies)
+
+    async def logs(request: web.Request) -> web.StreamResponse:  # telemetry: access logs
+        return await get_logs(request, state.logs)
+
+    app.router.add_get("/api/v1/logs", logs)
+    add_filter_health_routes(app, state)
     app.router.add_get("/modules/sha256/{digest}", get_module)
     events = EventStreams((state.status.subscribe, state.controller.subscribe))
     app.router.add_get("/api/v1/events", events.handle)
     app.on_shutdown.append(events.close_all)
+
+    async def close_log_followers(_app: web.Application) -> None:
+        state.logs.close_all()
+
+    app.on_shutdown.append(close_log_followers)
     app.router.add_get("/", status_page)
     app.router.add_get("/static/{name}", static_file)
     return app

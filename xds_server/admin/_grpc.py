@@ -33,6 +33,7 @@ from grpc_reflection.v1alpha import reflection
 from xds_server.admin._app import AdminState, filter_to_dict
 from xds_server.admin._auth import redact_spec
 from xds_server.admin._csds import CSDS_SERVICE, CsdsService
+from xds_server.admin._filter_health import WindowError, filter_health_message, filter_health_view, parse_window
 from xds_server.admin._health import HEALTH_SERVICE, HealthReporter
 from xds_server.admin._specs import parse_specs
 from xds_server.admin.v1 import admin_pb2, admin_pb2_grpc
@@ -383,6 +384,22 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
                 d["specs"] = [redact_spec(spec) for spec in d["specs"]]
             views.append(revision_message(d))
         return admin_pb2.GetHistoryResponse(name=request.name, history=views)
+
+    async def GetFilterHealth(
+        self, request: admin_pb2.GetFilterHealthRequest, context: Context
+    ) -> admin_pb2.FilterHealth:
+        """Health per revision (GET /api/v1/filters/{name}/health), or NOT_FOUND."""
+        await authorize(self.state, context, write=False)
+        try:
+            window = parse_window(str(request.window_seconds) if request.window_seconds else None)
+        except WindowError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            raise
+        view = await filter_health_view(self.state, request.name, window)
+        if view is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no filter named {request.name!r}")
+            raise AssertionError("abort raises")
+        return filter_health_message(view)
 
     # -- proxies ----------------------------------------------------------------------
 

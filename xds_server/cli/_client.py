@@ -17,6 +17,7 @@ from __future__ import annotations
 import getpass
 import json
 import socket
+from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
@@ -162,9 +163,45 @@ class AdminClient:
         """``POST /api/v1/filters/{name}/promote``: widen a canary to the full selector."""
         return await self.request("POST", _filter_path(name, "promote"), {})
 
+    async def filter_health(self, name: str, *, window: float | None = None) -> JSONObject:
+        """``GET /api/v1/filters/{name}/health`` -> health per revision over ``window`` seconds."""
+        query = {} if window is None else {"window": f"{window:g}"}
+        return await self.request("GET", _filter_path(name, "health"), query=query)
+
     async def list_proxies(self) -> JSONObject:
         """``GET /api/v1/proxies`` -> ``{"proxies": [...]}``."""
         return await self.request("GET", "/api/v1/proxies")
+
+    async def logs(self, filter_name: str, *, node: str = "*", limit: int = 100) -> JSONObject:
+        """``GET /api/v1/logs?filter=NAME`` -> ``{"filter", "node", "entries": [...]}``,
+        the newest ``limit`` access-log entries, oldest first."""
+        query = {"filter": filter_name, "node": node, "limit": str(limit)}
+        return await self.request("GET", "/api/v1/logs", query=query)
+
+    async def follow_logs(self, filter_name: str, *, node: str = "*",
+                          limit: int = 10) -> AsyncIterator[JSONObject]:
+        """``GET /api/v1/logs?filter=NAME&follow=1`` as NDJSON: the newest ``limit``
+        entries, then each new one as it arrives, until the server ends the stream
+        (``{"lagged": N}`` items say N entries were skipped)."""
+        url = URL(self.base_url + "/api/v1/logs").with_query(
+            {"filter": filter_name, "node": node, "limit": str(limit), "follow": "1"})
+        headers = {"Accept": "application/x-ndjson"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._timeout.total)
+        try:
+            async with self._session.get(url, headers=headers, timeout=timeout) as resp:
+                if resp.status >= 400:
+                    _decode(resp.status, resp.reason or "", await resp.read())
+                async for line in resp.content:
+                    if line.strip():
+                        item = json.loads(line)
+                        if isinstance(item, dict):
+                            yield item
+        except (aiohttp.ClientConnectionError, OSError) as exc:
+            raise AdminConnectionError(self.base_url, str(exc) or type(exc).__name__) from exc
 
     # -- transport -------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from xds_server.bootstrap import BootstrapOptions, bootstrap_yaml
+from xds_server.telemetry import DEFAULT_FILTER_STATE
 
 
 def register(sub: Any) -> None:
@@ -43,6 +44,15 @@ def register(sub: Any) -> None:
                    help="with several --xds-address: prefer the first, fail over to the next")
     p.add_argument("--module-server-tls", action="store_true",
                    help="the module server (admin port) uses TLS too")
+    p.add_argument("--telemetry", action="store_true",
+                   help="send access logs and stats to the server (OTLP over the xDS cluster)")
+    p.add_argument("--telemetry-interval", default="5s", metavar="DURATION",
+                   help="with --telemetry: how often Envoy flushes stats (default 5s)")
+    p.add_argument("--telemetry-filter-state", action="append", metavar="KEY",
+                   help="with --telemetry: filter state key to log (repeatable; default wasm.debug, "
+                        "what a module sets with proxy_set_property(\"debug\", ...))")
+    p.add_argument("--telemetry-metadata", action="append", default=[], metavar="NAMESPACE",
+                   help="with --telemetry: dynamic metadata namespace to log (repeatable)")
     p.set_defaults(func=run)
 
 
@@ -78,6 +88,10 @@ def run(args: argparse.Namespace) -> int:
             network_filters=args.network_filters,
             tcp_listen=args.tcp_listen,
             tcp_upstream=args.tcp_upstream,
+            telemetry=args.telemetry,
+            telemetry_interval=args.telemetry_interval,
+            telemetry_filter_state=args.telemetry_filter_state or DEFAULT_FILTER_STATE,
+            telemetry_metadata=args.telemetry_metadata,
         ))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

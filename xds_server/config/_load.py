@@ -289,6 +289,12 @@ def _server(data: Any, where: str, base_dir: Path | None) -> ServerConfig:
         max_request_bytes=int(lr.number("max_request_bytes", dl.max_request_bytes, minimum=1024) or 0),
         requests_per_second=float(lr.number("requests_per_second", dl.requests_per_second, minimum=0.1) or 0),
         request_burst=int(lr.number("request_burst", dl.request_burst, minimum=1) or 0),
+        telemetry_message_bytes=int(lr.number("telemetry_message_bytes", dl.telemetry_message_bytes,
+                                              minimum=1024) or 0),
+        telemetry_records_per_second=float(lr.number(
+            "telemetry_records_per_second", dl.telemetry_records_per_second, minimum=0.1) or 0),
+        telemetry_record_burst=int(lr.number("telemetry_record_burst", dl.telemetry_record_burst,
+                                             minimum=1) or 0),
     )
     lr.done()
     xds_tls = tls("xds_tls")

@@ -193,6 +193,9 @@ class Limits:
     max_request_bytes: int = 4 * 2**20
     requests_per_second: float = 50.0
     request_burst: int = 200
+    telemetry_message_bytes: int = 1 * 2**20
+    telemetry_records_per_second: float = 2_000.0
+    telemetry_record_burst: int = 20_000
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from xds_server.controller._extension import (
 )
 from xds_server.controller._modules import ModuleProvider, ResolvedModule
 from xds_server.controller._preflight import PreflightGate
+from xds_server.controller._revisions import RevisionIndex
 from xds_server.controller._store import StoreModules
 from xds_server.controller._trusted import TrustedModules, policies_from_config
 
@@ -35,6 +36,7 @@ __all__ = [
     "ModuleProvider",
     "PreflightGate",
     "ResolvedModule",
+    "RevisionIndex",
     "StoreModules",
     "TrustedModules",
     "build_extension_config",

@@ -6,6 +6,7 @@ any number of replicas), behind one interface, with the same schema and migratio
 
 from pathlib import Path
 
+from xds_server.state._health import HealthRow
 from xds_server.state._model import ANY_REVISION, ChangeListener, Conflict, Revision, StateError, StateStore
 from xds_server.state._sqlite import SqliteStateStore
 
@@ -13,6 +14,7 @@ __all__ = [
     "ANY_REVISION",
     "ChangeListener",
     "Conflict",
+    "HealthRow",
     "Revision",
     "SqliteStateStore",
     "StateError",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from xds_server.state._health import HealthRow
 
 
 class StateError(Exception):
@@ -136,3 +138,15 @@ class StateStore(Protocol):
     async def fleet_proxies(self, max_age: float = 30.0) -> dict[str, dict[str, Any]]:
         """Per-proxy status of every live replica: node id -> JSON view (with `replica`)."""
         ...
+
+    async def upsert_health(self, rows: Sequence[HealthRow], *, now: float) -> None:
+        """Write health rows (one transaction), replacing rows with the same key
+        (replica, filter, revision, canary, bucket start)."""
+
+    async def health_rows(self, filter_name: str | None, *, since: float, until: float) -> list[HealthRow]:
+        """Every replica's health rows of a filter (None: all) whose bucket starts in
+        [since, until), oldest first."""
+        ...
+
+    async def prune_health(self, before: float) -> None:
+        """Delete every replica's health rows whose bucket starts before `before`."""

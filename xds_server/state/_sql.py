@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from xds_server.state._health import HEALTH_MIGRATION, HealthTable
 from xds_server.state._model import ANY_REVISION, ChangeListener, Conflict, Revision
 
 # Each migration runs once, in order, in one transaction with its version row.
@@ -45,7 +46,8 @@ MIGRATIONS: list[tuple[int, str]] = [
             updated_at {REAL} NOT NULL
         )
     """),
-    (3, """
+    (3, HEALTH_MIGRATION),
+    (4, """
         ALTER TABLE filter_revisions ADD COLUMN verdicts TEXT NOT NULL DEFAULT '[]'
     """),
 ]
@@ -71,7 +73,7 @@ def row_to_revision(row: Sequence[Any]) -> Revision:
     )
 
 
-class SqlStore:
+class SqlStore(HealthTable):
     """The state store's logic over any SQL dialect; subclasses provide `transaction`
     (run a coroutine function in one transaction), `lock_filter` and `notify`."""
 
@@ -79,6 +81,7 @@ class SqlStore:
     real_type = "REAL"
 
     def __init__(self) -> None:
+        super().__init__()
         self._listeners: list[ChangeListener] = []
 
     async def transaction(self, fn: Any) -> Any:

@@ -64,7 +64,9 @@ class StatRecord:
     """One Envoy stat sample, attributed to its node.
 
     `kind` is "counter" (cumulative value since Envoy started) or "gauge". `name` is
-    Envoy's full stat name (e.g. `wasmcustom.my_counter`, `wasm.envoy.wasm.runtime.v8.active`).
+    Envoy's full stat name (e.g. `wasmcustom.my_counter`, `wasm.envoy.wasm.runtime.v8.active`)
+    as the generated bootstrap sends it (`use_tag_extracted_name: false`); a bootstrap that
+    sends tag-extracted names gives the tags in `tags` (e.g. `envoy.cluster_name`).
     """
 
     node_id: str
@@ -74,6 +76,7 @@ class StatRecord:
     value: float
     kind: str
     runs: tuple[FilterRun, ...] = ()
+    tags: Mapping[str, str] = field(default_factory=dict)
 
 
 class TelemetryConsumer(Protocol):

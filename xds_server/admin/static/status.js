@@ -1,5 +1,6 @@
-// xds-server status page: renders /api/v1/filters, their history and /api/v1/proxies,
-// and refetches them (debounced) whenever /api/v1/events reports a change.
+// xds-server status page: renders /api/v1/filters, their history and health and
+// /api/v1/proxies, and refetches them (debounced) whenever /api/v1/events reports a change,
+// and every few seconds for the live health sparklines.
 // Every server string goes into the DOM as text (textContent), never as HTML.
 "use strict";
 
@@ -8,6 +9,10 @@
   const HISTORY_LIMIT = 20;       // revisions per filter, to name versions by revision
   const MAX_EVENTS = 40;          // lines kept in "Recent events"
   const RECONNECT_MS = 3000;      // after the stream was closed for good
+  const HEALTH_WINDOW_S = 300;    // health shown per revision: the last 5 minutes
+  const HEALTH_POLL_MS = 5000;    // telemetry changes without events: poll for sparklines
+  // The SVG namespace, from the page's own <svg> (no URL literal in this file).
+  const SVG = document.getElementById("svg-ns").namespaceURI;
 
   const $ = (id) => document.getElementById(id);
 
@@ -79,8 +84,12 @@
     const histories = await Promise.all(filters.filters.map((f) =>
       getJSON(`/api/v1/filters/${encodeURIComponent(f.name)}/history?limit=${HISTORY_LIMIT}`)
         .then((h) => h.history, () => [])));
+    const healths = await Promise.all(filters.filters.map((f) =>
+      getJSON(`/api/v1/filters/${encodeURIComponent(f.name)}/health?window=${HEALTH_WINDOW_S}`)
+        .then((h) => h.revisions || [], () => [])));
     const history = new Map(filters.filters.map((f, i) => [f.name, histories[i]]));
-    return {filters: filters.filters, proxies: proxies.proxies, history};
+    const health = new Map(filters.filters.map((f, i) => [f.name, healths[i]]));
+    return {filters: filters.filters, proxies: proxies.proxies, history, health};
   }
 
   // filter name -> version -> newest revision that produced it
@@ -131,7 +140,54 @@
       el("td", {}, spec.delivery || ""));
   }
 
-  function renderFilter(f, history, index) {
+  // An SVG sparkline of `values` (one per bucket), scaled to `top`.
+  function sparkline(values, top, className) {
+    const width = 120, height = 22;
+    const svg = document.createElementNS(SVG, "svg");
+    svg.setAttribute("class", `spark ${className}`);
+    svg.setAttribute("width", String(width));
+    svg.setAttribute("height", String(height));
+    svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+    const step = values.length > 1 ? width / (values.length - 1) : width;
+    const points = values.map((v, i) =>
+      `${(i * step).toFixed(1)},${(height - 1 - (top ? (v / top) * (height - 2) : 0)).toFixed(1)}`);
+    const line = document.createElementNS(SVG, "polyline");
+    line.setAttribute("points", points.join(" "));
+    svg.append(line);
+    return svg;
+  }
+
+  const ms = (v) => (typeof v === "number" ? `${v < 10 ? v.toFixed(1) : Math.round(v)} ms` : "—");
+
+  function healthRow(h) {
+    const requests = h.series.map((p) => p.requests);
+    const errors = h.series.map((p) => p.errors_5xx + 0);
+    const top = Math.max(1, ...requests);
+    const custom = Object.entries(h.custom_metrics || {}).map(([k, v]) => `${k}=${v}`).join(" ");
+    return el("tr", {className: `health${h.failing ? " failing" : ""}`,
+      data: {revision: String(h.revision), canary: String(h.canary), failing: String(h.failing)}},
+      el("td", {}, `rev ${h.revision}`, h.canary ? [" ", badge("canary", "warn")] : ""),
+      el("td", {}, h.failing ? badge("failing at runtime", "bad") : badge("ok", "ok")),
+      el("td", {className: "num"}, String(h.proxies)),
+      el("td", {className: "num requests"}, String(h.requests)),
+      el("td", {className: "num errors"}, `${h.errors_5xx} (${(100 * h.error_rate).toFixed(1)}%)`),
+      el("td", {className: "num"}, `${ms(h.latency_ms.p50)} / ${ms(h.latency_ms.p99)}`),
+      el("td", {className: "num vm-failures"}, String(h.vm_failures)),
+      el("td", {className: "sparks"}, sparkline(requests, top, "spark-req"), sparkline(errors, top, "spark-err")),
+      el("td", {className: "mono custom"}, custom));
+  }
+
+  function renderHealth(entries) {
+    if (!entries || !entries.length) {
+      return el("p", {className: "muted health-none"}, `no telemetry in the last ${HEALTH_WINDOW_S / 60} minutes`);
+    }
+    return el("table", {className: "health-table"},
+      el("thead", {}, el("tr", {}, ["revision", "runtime", "proxies", "requests", "5xx", "p50 / p99", "VM failures",
+        "requests · errors", "custom metrics"].map((h) => el("th", {}, h)))),
+      el("tbody", {}, entries.map(healthRow)));
+  }
+
+  function renderFilter(f, history, index, health) {
     const prev = previousRevision(f, history);
     const rows = f.specs.map((s) => specRow("current", f.revision, s, s.version, s.module.sha256, s.module, s.verdict));
     if (prev) {
@@ -141,10 +197,12 @@
     const counts = f.proxies || {total: 0, acked: 0, nacked: 0};
     const rollout = Object.entries(f.rollout || {}).map(([v, n]) =>
       el("span", {}, versionLabel(index, f.name, v), ` × ${n}`));
-    return el("article", {className: "card filter", data: {filter: f.name}},
+    const failing = (health || []).some((h) => h.failing);
+    return el("article", {className: `card filter${failing ? " failing" : ""}`, data: {filter: f.name}},
       el("div", {className: "card-head"},
         el("h3", {}, f.name),
         badge(`rev ${f.revision}`),
+        failing ? badge("failing at runtime", "bad") : "",
         f.canary ? badge("canary", "warn") : "",
         counts.nacked ? badge(`${counts.nacked} NACKed`, "bad") : "",
         el("span", {className: "muted"}, `${f.action} by ${f.author} at ${when(f.updated_at)}`),
@@ -164,7 +222,9 @@
           ? el("b", {className: "warn"}, "staged, waiting for promote") : el("b", {}, "none")),
         f.canary && f.base_versions.length ? el("span", {}, "other nodes keep: ",
           f.base_versions.map((v) => versionLabel(index, f.name, v))) : "",
-        prev ? "" : el("span", {}, "no previous revision")));
+        prev ? "" : el("span", {}, "no previous revision")),
+      el("div", {className: "health", data: {healthFor: f.name}},
+        el("h4", {}, `Health, last ${HEALTH_WINDOW_S / 60} minutes (all proxies)`), renderHealth(health)));
   }
 
   function renderResource(name, r, index) {
@@ -206,7 +266,7 @@
     $("filter-count").textContent = `(${data.filters.length})`;
     $("proxy-count").textContent = `(${data.proxies.filter((p) => p.connected).length} connected)`;
     $("filters").replaceChildren(...(data.filters.length
-      ? data.filters.map((f) => renderFilter(f, data.history.get(f.name), index))
+      ? data.filters.map((f) => renderFilter(f, data.history.get(f.name), index, data.health.get(f.name)))
       : [el("p", {className: "muted"}, "No filters are served.")]));
     $("proxies").replaceChildren(renderProxies(data.proxies, index));
     $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
@@ -287,4 +347,5 @@
 
   scheduleRefresh();
   connect();
+  setInterval(scheduleRefresh, HEALTH_POLL_MS);
 })();

@@ -197,6 +197,79 @@ class Revision(_message.Message):
     base_revision: int
     def __init__(self, revision: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., author: _Optional[str] = ..., action: _Optional[str] = ..., summary: _Optional[str] = ..., specs: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ..., digests: _Optional[_Iterable[str]] = ..., versions: _Optional[_Iterable[str]] = ..., base_revision: _Optional[int] = ...) -> None: ...
 
+class GetFilterHealthRequest(_message.Message):
+    __slots__ = ("name", "window_seconds")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    window_seconds: float
+    def __init__(self, name: _Optional[str] = ..., window_seconds: _Optional[float] = ...) -> None: ...
+
+class FilterHealth(_message.Message):
+    __slots__ = ("name", "window_seconds", "bucket_seconds", "current_revision", "revisions")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_REVISION_FIELD_NUMBER: _ClassVar[int]
+    REVISIONS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    window_seconds: float
+    bucket_seconds: int
+    current_revision: int
+    revisions: _containers.RepeatedCompositeFieldContainer[RevisionHealth]
+    def __init__(self, name: _Optional[str] = ..., window_seconds: _Optional[float] = ..., bucket_seconds: _Optional[int] = ..., current_revision: _Optional[int] = ..., revisions: _Optional[_Iterable[_Union[RevisionHealth, _Mapping]]] = ...) -> None: ...
+
+class RevisionHealth(_message.Message):
+    __slots__ = ("revision", "version", "canary", "proxies", "requests", "errors_5xx", "error_rate", "latency_p50_ms", "latency_p99_ms", "vm_failures", "vm_reloads", "custom_metrics", "failing", "series")
+    class CustomMetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CANARY_FIELD_NUMBER: _ClassVar[int]
+    PROXIES_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_5XX_FIELD_NUMBER: _ClassVar[int]
+    ERROR_RATE_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_P50_MS_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_P99_MS_FIELD_NUMBER: _ClassVar[int]
+    VM_FAILURES_FIELD_NUMBER: _ClassVar[int]
+    VM_RELOADS_FIELD_NUMBER: _ClassVar[int]
+    CUSTOM_METRICS_FIELD_NUMBER: _ClassVar[int]
+    FAILING_FIELD_NUMBER: _ClassVar[int]
+    SERIES_FIELD_NUMBER: _ClassVar[int]
+    revision: int
+    version: str
+    canary: bool
+    proxies: int
+    requests: int
+    errors_5xx: int
+    error_rate: float
+    latency_p50_ms: float
+    latency_p99_ms: float
+    vm_failures: int
+    vm_reloads: int
+    custom_metrics: _containers.ScalarMap[str, float]
+    failing: bool
+    series: _containers.RepeatedCompositeFieldContainer[HealthPoint]
+    def __init__(self, revision: _Optional[int] = ..., version: _Optional[str] = ..., canary: _Optional[bool] = ..., proxies: _Optional[int] = ..., requests: _Optional[int] = ..., errors_5xx: _Optional[int] = ..., error_rate: _Optional[float] = ..., latency_p50_ms: _Optional[float] = ..., latency_p99_ms: _Optional[float] = ..., vm_failures: _Optional[int] = ..., vm_reloads: _Optional[int] = ..., custom_metrics: _Optional[_Mapping[str, float]] = ..., failing: _Optional[bool] = ..., series: _Optional[_Iterable[_Union[HealthPoint, _Mapping]]] = ...) -> None: ...
+
+class HealthPoint(_message.Message):
+    __slots__ = ("t", "requests", "errors_5xx", "vm_failures")
+    T_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_5XX_FIELD_NUMBER: _ClassVar[int]
+    VM_FAILURES_FIELD_NUMBER: _ClassVar[int]
+    t: _timestamp_pb2.Timestamp
+    requests: int
+    errors_5xx: int
+    vm_failures: int
+    def __init__(self, t: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., requests: _Optional[int] = ..., errors_5xx: _Optional[int] = ..., vm_failures: _Optional[int] = ...) -> None: ...
+
 class GetProxyStatusRequest(_message.Message):
     __slots__ = ("node_id",)
     NODE_ID_FIELD_NUMBER: _ClassVar[int]

@@ -71,6 +71,11 @@ class AdminServiceStub:
                 request_serializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.GetHistoryRequest.SerializeToString,
                 response_deserializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.GetHistoryResponse.FromString,
                 _registered_method=True)
+        self.GetFilterHealth = channel.unary_unary(
+                '/xds_server.admin.v1.AdminService/GetFilterHealth',
+                request_serializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.GetFilterHealthRequest.SerializeToString,
+                response_deserializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.FilterHealth.FromString,
+                _registered_method=True)
         self.GetProxyStatus = channel.unary_unary(
                 '/xds_server.admin.v1.AdminService/GetProxyStatus',
                 request_serializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.GetProxyStatusRequest.SerializeToString,
@@ -137,6 +142,14 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetFilterHealth(self, request, context):
+        """Health per revision of a filter, fleet-wide, from Envoy telemetry
+        (GET /api/v1/filters/{name}/health).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetProxyStatus(self, request, context):
         """Every known Envoy with per-resource state (GET /api/v1/proxies).
         """
@@ -190,6 +203,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.GetHistory,
                     request_deserializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.GetHistoryRequest.FromString,
                     response_serializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.GetHistoryResponse.SerializeToString,
+            ),
+            'GetFilterHealth': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetFilterHealth,
+                    request_deserializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.GetFilterHealthRequest.FromString,
+                    response_serializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.FilterHealth.SerializeToString,
             ),
             'GetProxyStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.GetProxyStatus,
@@ -393,6 +411,33 @@ class AdminService:
             '/xds_server.admin.v1.AdminService/GetHistory',
             xds__server_dot_admin_dot_v1_dot_admin__pb2.GetHistoryRequest.SerializeToString,
             xds__server_dot_admin_dot_v1_dot_admin__pb2.GetHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetFilterHealth(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/xds_server.admin.v1.AdminService/GetFilterHealth',
+            xds__server_dot_admin_dot_v1_dot_admin__pb2.GetFilterHealthRequest.SerializeToString,
+            xds__server_dot_admin_dot_v1_dot_admin__pb2.FilterHealth.FromString,
             options,
             channel_credentials,
             insecure,

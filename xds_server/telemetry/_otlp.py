@@ -1,0 +1,194 @@
+"""OTLP messages -> telemetry records: bounded, defensive decoding.
+
+The attribute names below are the contract between the access logger in the bootstrap
+(`xds_server.telemetry.access_log_config`) and the receiver. Values may come as OTLP
+strings (what Envoy's formatter produces), ints or doubles; Envoy writes "-" for a
+value it does not have, which reads as absent. Nothing here raises on hostile input:
+unreadable records are skipped and counted by the caller.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+
+from xds_server.telemetry._limits import TelemetryLimits
+from xds_server.telemetry._model import FilterRun, RequestRecord, StatRecord
+
+__all__ = [
+    "ATTR_AUTHORITY", "ATTR_DETAILS", "ATTR_DURATION", "ATTR_FLAGS", "ATTR_METHOD", "ATTR_PATH",
+    "ATTR_STATUS", "ATTR_UPSTREAM", "FILTER_STATE_PREFIX", "METADATA_PREFIX", "RES_CLUSTER",
+    "RES_NODE", "Decoded", "count_logs", "count_points", "decode_logs", "decode_metrics",
+    "resource_node",
+]
+
+ATTR_STATUS = "http.response.status_code"
+ATTR_DETAILS = "envoy.response_code_details"
+ATTR_FLAGS = "envoy.response_flags"
+ATTR_DURATION = "envoy.duration_ms"
+ATTR_METHOD = "http.request.method"
+ATTR_PATH = "url.path"
+ATTR_AUTHORITY = "envoy.authority"
+ATTR_UPSTREAM = "envoy.upstream_host"
+FILTER_STATE_PREFIX = "envoy.filter_state."
+METADATA_PREFIX = "envoy.metadata."
+RES_NODE = "node_name"        # resource attributes Envoy's access logger sets
+RES_CLUSTER = "cluster_name"
+
+_FIELDS = {ATTR_DETAILS: "details", ATTR_FLAGS: "flags", ATTR_METHOD: "method",
+           ATTR_PATH: "path", ATTR_AUTHORITY: "authority", ATTR_UPSTREAM: "upstream_host"}
+
+RunsAt = Callable[[float], tuple[FilterRun, ...]]
+
+
+@dataclass(slots=True)
+class Decoded:
+    """What decoding one export produced: records, and how many were skipped."""
+
+    requests: list[RequestRecord]
+    stats: list[StatRecord]
+    bad: int = 0
+    skipped: int = 0
+
+
+def text(value: Any, limit: int) -> str | None:
+    """An OTLP `AnyValue` as text cut to `limit` characters; None for "-", empty,
+    arrays, key-value lists and bytes."""
+    kind = value.WhichOneof("value")
+    if kind == "string_value":
+        s: str = value.string_value
+        return None if s in ("", "-") else s[:limit]
+    if kind == "int_value":
+        return str(value.int_value)
+    if kind == "double_value":
+        return repr(value.double_value)
+    if kind == "bool_value":
+        return "true" if value.bool_value else "false"
+    return None
+
+
+def resource_node(resource: Any, limit: int) -> tuple[str, str]:
+    """(node_name, cluster_name) from an OTLP resource's attributes ("" when absent)."""
+    node = cluster = ""
+    for kv in resource.attributes[:64]:
+        if kv.key == RES_NODE:
+            node = text(kv.value, limit) or ""
+        elif kv.key == RES_CLUSTER:
+            cluster = text(kv.value, limit) or ""
+    return node, cluster
+
+
+def _request(record: Any, node_id: str, cluster: str, runs_at: RunsAt,
+             limits: TelemetryLimits) -> RequestRecord | None:
+    fields: dict[str, str] = {}
+    metadata: dict[str, str] = {}
+    filter_state: dict[str, str] = {}
+    status = duration = None
+    for kv in record.attributes[: limits.max_attributes]:
+        key = kv.key
+        value = text(kv.value, limits.max_value_chars)
+        if value is None:
+            continue
+        if key == ATTR_STATUS:
+            status = value
+        elif key == ATTR_DURATION:
+            duration = value
+        elif key in _FIELDS:
+            fields[_FIELDS[key]] = value
+        elif key.startswith(FILTER_STATE_PREFIX):
+            filter_state[key[len(FILTER_STATE_PREFIX):][:128]] = value
+        elif key.startswith(METADATA_PREFIX):
+            metadata[key[len(METADATA_PREFIX):][:128]] = value
+    try:
+        code = int(status) if status is not None else 0
+        ms = float(duration) if duration is not None else 0.0
+    except ValueError:
+        return None
+    if not 0 <= code < 1000 or not 0.0 <= ms < 1e10:
+        return None
+    nanos = record.time_unix_nano or record.observed_time_unix_nano
+    at = nanos / 1e9 if nanos else time.time()
+    return RequestRecord(node_id=node_id, cluster=cluster, time=at, duration_ms=ms, status=code,
+                         runs=runs_at(at), metadata=metadata, filter_state=filter_state, **fields)
+
+
+def decode_logs(resources: Iterable[Any], node_id: str, cluster: str,
+                runs_at: RunsAt, limits: TelemetryLimits, budget: int) -> Decoded:
+    """Access-log records of OTLP `ResourceLogs` that belong to `node_id`, at most
+    `budget`; the rest count as `skipped`, unreadable ones as `bad`."""
+    out = Decoded([], [])
+    for resource_logs in resources:
+        for scope_logs in resource_logs.scope_logs:
+            for record in scope_logs.log_records:
+                if len(out.requests) >= budget:
+                    out.skipped += 1
+                    continue
+                decoded = _request(record, node_id, cluster, runs_at, limits)
+                if decoded is None:
+                    out.bad += 1
+                else:
+                    out.requests.append(decoded)
+    return out
+
+
+def count_logs(resources: Iterable[Any]) -> int:
+    """How many log records OTLP `ResourceLogs` hold."""
+    return sum(len(s.log_records) for r in resources for s in r.scope_logs)
+
+
+def count_points(request: metrics_service_pb2.ExportMetricsServiceRequest) -> int:
+    """How many gauge and sum data points `request` holds."""
+    n = 0
+    for r in request.resource_metrics:
+        for s in r.scope_metrics:
+            for m in s.metrics:
+                kind = m.WhichOneof("data")
+                n += len(m.gauge.data_points) if kind == "gauge" else (
+                    len(m.sum.data_points) if kind == "sum" else 0)
+    return n
+
+
+def _points(metric: Any) -> Iterator[tuple[Any, str]]:
+    kind = metric.WhichOneof("data")
+    if kind == "gauge":
+        for p in metric.gauge.data_points:
+            yield p, "gauge"
+    elif kind == "sum":
+        s = metric.sum
+        cumulative = s.aggregation_temporality == 2  # AGGREGATION_TEMPORALITY_CUMULATIVE
+        label = ("counter" if cumulative else "delta") if s.is_monotonic else "gauge"
+        for p in s.data_points:
+            yield p, label
+    # histograms and summaries are not used: latency comes from the access logs
+
+
+def decode_metrics(request: metrics_service_pb2.ExportMetricsServiceRequest, node_id: str,
+                   cluster: str, runs_at: RunsAt, limits: TelemetryLimits, budget: int) -> Decoded:
+    """Stat samples of `request` for `node_id`: sums (cumulative monotonic = "counter",
+    delta monotonic = "delta") and gauges, at most `budget`; data points beyond it count
+    as `skipped`, unreadable ones as `bad`."""
+    out = Decoded([], [])
+    limit = limits.max_value_chars
+    for resource_metrics in request.resource_metrics:
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                name = metric.name[:limit]
+                for point, kind in _points(metric):
+                    if len(out.stats) >= budget:
+                        out.skipped += 1
+                        continue
+                    which = point.WhichOneof("value")
+                    value = float(point.as_int if which == "as_int" else point.as_double)
+                    if not name or value != value:  # no name, or NaN
+                        out.bad += 1
+                        continue
+                    tags = {kv.key[:128]: t for kv in point.attributes[: limits.max_attributes]
+                            if (t := text(kv.value, limit)) is not None}
+                    at = point.time_unix_nano / 1e9 if point.time_unix_nano else time.time()
+                    out.stats.append(StatRecord(node_id=node_id, cluster=cluster, time=at, name=name,
+                                                value=value, kind=kind, runs=runs_at(at), tags=tags))
+    return out
