@@ -175,9 +175,21 @@ async def test_required_policy_through_deploy(tmp_path: Path, registry: Registry
     assert code == 0, err
     assert f"signed {repo['ed']}:v1@{digests['ed']}" in out
 
+    # ... in cosign's format: checked here by hand, as cosign would read it.
+    async with RegistryClient() as client:
+        sig_ref = parse_reference(f"{repo['ed']}:{digests['ed'].replace(':', '-')}.sig")
+        layer = (await client.get_manifest(sig_ref)).data["layers"][0]
+        assert layer["mediaType"] == SIGNING
+        payload = await client.fetch_blob(sig_ref, layer["digest"], max_bytes=65536)
+        assert json.loads(payload)["critical"]["image"]["docker-manifest-digest"] == digests["ed"]
+        trusted_ed.public_key().verify(
+            base64.b64decode(layer["annotations"]["dev.cosignproject.cosign/signature"]), payload)
+        open_digest = (await push(client, f"{base}/open/x:v1", header_filter("x-signed", "open"))).manifest_digest
+
     cfg = write_config(tmp_path / "config.yaml", [])
     doc = yaml.safe_load(cfg.read_text())
-    doc["verify"] = [{"match": f"{base}/*", "keys": ["keys/team.pub", "keys/team-ed.pub"],
+    doc["verify"] = [{"match": f"{base}/open/*", "keys": ["keys/team.pub"], "required": False},
+                     {"match": f"{base}/*", "keys": ["keys/team.pub", "keys/team-ed.pub"],
                       "required": True}]
     cfg.write_text(yaml.safe_dump(doc))
     async with running_server(cfg) as app, aiohttp.ClientSession() as session:
@@ -218,6 +230,13 @@ async def test_required_policy_through_deploy(tmp_path: Path, registry: Registry
             metrics = await r.text()
         assert 'xds_server_signature_checks_total{result="refused"}' in metrics
         assert 'xds_server_signature_checks_total{result="verified"}' in metrics
+
+        # A policy that is not required records the missing signature and lets it through.
+        status, body = await api.call("PUT", "/api/v1/filters/f-open", {"source": {"image": f"{base}/open/x:v1"}})
+        assert status == 201, body
+        verdict = body["specs"][0]["verdict"]
+        assert verdict["verified"] is False and verdict["policy"] == f"{base}/open/*", verdict
+        assert verdict["digest"] == open_digest and "no signature found" in verdict["reason"]
 
         # `history` and `status` say who signed.
         server = f"http://127.0.0.1:{app.admin_port}"
@@ -268,3 +287,36 @@ async def test_keyless_bundles_from_the_sigstore_library(
         message = body["error"]["message"]
         assert f"image {base}/intruder@{digests['intruder']} is refused by verify policy" in message
         assert "keyless bundle does not verify" in message, message
+
+
+@pytest.mark.registry
+async def test_stored_modules_answer_to_the_current_policy(tmp_path: Path, registry: RegistryProcess) -> None:
+    """A rollback serves a module from the store by digest; once its signer's key leaves
+    the policy, the module must pass the (new) policy again: here it cannot."""
+    old_key, new_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    write_public(tmp_path / "old.pub", old_key)
+    write_public(tmp_path / "new.pub", new_key)
+    repo = f"{registry.host}/rotate{os.getpid()}/f"
+    async with RegistryClient() as client:
+        for tag in ("v1", "v2"):
+            digest = (await push(client, f"{repo}:{tag}", header_filter("x-rot", tag))).manifest_digest
+            await cosign_sign(client, repo, digest, old_key)
+    cfg = write_config(tmp_path / "config.yaml", [])
+    doc = yaml.safe_load(cfg.read_text())
+    doc["verify"] = [{"match": repo, "keys": ["old.pub"]}]
+    cfg.write_text(yaml.safe_dump(doc))
+    async with running_server(cfg) as app, aiohttp.ClientSession() as session:
+        api = Api(app.admin_port, session)
+        for tag in ("v1", "v2"):
+            status, body = await api.call("PUT", "/api/v1/filters/rot", {"source": {"image": f"{repo}:{tag}"}})
+            assert status in (200, 201), body
+        status, body = await api.call("POST", "/api/v1/filters/rot/rollback", {"to": 1})
+        assert status in (200, 201), body  # the old key is trusted: v1 from the store
+        assert body["specs"][0]["verdict"]["key"] == str(tmp_path / "old.pub")
+        doc["verify"] = [{"match": repo, "keys": ["new.pub"]}]
+        cfg.write_text(yaml.safe_dump(doc))
+        assert await app.reload()
+        status, body = await api.call("POST", "/api/v1/filters/rot/rollback", {"to": 2})
+        assert status == 422, body
+        assert "verifies with none of the policy's keys" in body["error"]["message"]
+        assert f"trusts keys {tmp_path / 'new.pub'}" in body["error"]["message"]
