@@ -152,6 +152,8 @@ def _check_keyless(raw: bytes, digest: str, keyless: KeylessIdentity) -> BundleC
             verifier.verify_artifact(hashed, bundle, policy)
     except (SigstoreError, ValueError, OSError) as error:
         return BundleCheck(False, reason=f"keyless bundle does not verify: {error}")
+    except Exception as error:  # hostile input may reach corners of the library: a failed check
+        return BundleCheck(False, reason=f"keyless bundle does not verify: {type(error).__name__}: {error}")
     return BundleCheck(True, identity=keyless.identity, issuer=keyless.issuer)
 
 
