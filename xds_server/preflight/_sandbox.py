@@ -31,6 +31,7 @@ log = structlog.get_logger("xds_server.preflight")
 
 FILTER = "xds-server-preflight"
 _RELOADS = f"extension_config_discovery.http_filter.{FILTER}.config_reload"
+_MAX_RESULTS = 4096
 _WASM_ERROR = re.compile(r"\]\[(error|critical)\]\[wasm\].*", re.IGNORECASE)
 
 
@@ -128,6 +129,8 @@ class Sandbox:
         async with self._lock:
             cached = key in self._results
             if not cached:
+                if len(self._results) >= _MAX_RESULTS:
+                    self._results.clear()  # a bound, not an LRU: a dry run is cheap to repeat
                 started = asyncio.get_running_loop().time()
                 try:
                     self._results[key] = await self._run(resource, requests)
