@@ -18,7 +18,8 @@ from xds_server.admin._filter_health import add_filter_health_routes
 from xds_server.admin._logs import get_logs
 from xds_server.admin._page import static_file, status_page
 from xds_server.admin._specs import parse_specs
-from xds_server.controller import Controller, FilterError, FilterState
+from xds_server.controller import Controller, Deployed, FilterError, FilterState
+from xds_server.state import Revision
 from xds_server.status import StatusTracker
 from xds_server.telemetry import HealthWindows, LogBuffer
 
@@ -86,13 +87,22 @@ def filter_to_dict(state: FilterState, status: StatusTracker, *, redact: bool = 
                     "root_ids": list(d.module.root_ids),
                     "manifest_digest": d.module.manifest_digest,
                 },
-                "verdict": dict(d.module.verdict) if d.module.verdict else None,
+                "verdict": _verdict(d, rev, i),
             }
-            for d in state.deployed
+            for i, d in enumerate(state.deployed)
         ],
         "proxies": status.counts(state.name),
         "rollout": status.rollout(state.name),
     }
+
+
+def _verdict(d: Deployed, rev: Revision | None, i: int) -> dict[str, Any] | None:
+    """The module's signature verdict: as resolved here, else as the revision recorded it
+    (a replica that restored the module from a peer has no verdict of its own)."""
+    if d.module.verdict:
+        return dict(d.module.verdict)
+    recorded = rev.verdicts[i] if rev is not None and i < len(rev.verdicts) else None
+    return dict(recorded) if recorded else None
 
 
 async def healthz(_request: web.Request) -> web.Response:
