@@ -80,11 +80,17 @@ def proxy(node: str, cluster: str, res: dict[str, Any], connected: bool = True) 
     }
 
 
-PROXIES = [
-    proxy("edge-1", "prod-eu", resource("ACKED", V_CURRENT)),
-    proxy("edge-2", "prod-us", resource("NACKED", V_OLD, LONG_NACK)),
-    proxy("edge-3", "prod-us", resource("ACKED", V_OLD), connected=False),
-]
+def make_proxies() -> list[dict[str, Any]]:
+    """The fake fleet, its times relative to now (so ages render the same whenever a
+    test runs in a long session)."""
+    return [
+        proxy("edge-1", "prod-eu", resource("ACKED", V_CURRENT)),
+        proxy("edge-2", "prod-us", resource("NACKED", V_OLD, LONG_NACK)),
+        proxy("edge-3", "prod-us", resource("ACKED", V_OLD), connected=False),
+    ]
+
+
+PROXIES = make_proxies()
 
 HISTORY = [
     {"revision": 3, "created_at": 1_700_000_300.0, "author": "alice@laptop",
@@ -179,6 +185,7 @@ class FakeAdmin:
 @pytest.fixture
 def admin() -> Iterator[FakeAdmin]:
     """A FakeAdmin served on loopback from its own thread (the CLI runs its own loop)."""
+    PROXIES[:] = make_proxies()
     fake = FakeAdmin()
     loop = asyncio.new_event_loop()
     runner = web.AppRunner(fake.app())
@@ -548,3 +555,26 @@ def test_table_truncation_keeps_the_end_where_it_says_most() -> None:
     lines = table.splitlines()
     assert all(len(line) <= 30 for line in lines)
     assert lines[1].startswith("x" * 10) and lines[1].endswith("…" + "y" * 14 + ":v9")
+
+
+def test_deploy_choices_are_the_config_models() -> None:
+    """Every value the config accepts is a `deploy` choice, and nothing else."""
+    from xds_server.cli import build_parser
+    from xds_server.config import (
+        DELIVERY_MODES,
+        FAILURE_POLICIES,
+        FILTER_TYPES,
+        ON_NACK_POLICIES,
+        PULL_POLICIES,
+    )
+
+    expected = {"failure_policy": FAILURE_POLICIES, "delivery": DELIVERY_MODES,
+                "pull_policy": PULL_POLICIES, "on_nack": ON_NACK_POLICIES, "type": FILTER_TYPES}
+    parser = build_parser()
+    for dest, values in expected.items():
+        for value in values:
+            args = parser.parse_args(["deploy", "f", "--image", "r/x:1",
+                                      f"--{dest.replace('_', '-')}", value])
+            assert getattr(args, dest) == value
+        with pytest.raises(SystemExit):
+            parser.parse_args(["deploy", "f", "--image", "r/x:1", f"--{dest.replace('_', '-')}", "nope"])

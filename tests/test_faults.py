@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import os
 import signal
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -28,13 +28,17 @@ HEADER = "x-wasm-filter"
 
 
 @asynccontextmanager
-async def slow_http(body: bytes, *, chunk: int = 64 * 1024, pause: float = 0.05) -> AsyncIterator[str]:
-    """Serve `body` at /m.wasm, trickled (about chunk/pause bytes per second)."""
+async def slow_http(body: bytes, *, chunk: int = 64 * 1024, pause: float = 0.05,
+                    sent: Counter[str] | None = None) -> AsyncIterator[str]:
+    """Serve `body` at /m.wasm, trickled (about chunk/pause bytes per second); `sent`
+    counts the body bytes written (key "bytes")."""
     async def handle(request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Length": str(len(body))})
         await resp.prepare(request)
         for i in range(0, len(body), chunk):
             await resp.write(body[i:i + chunk])
+            if sent is not None:
+                sent["bytes"] += len(body[i:i + chunk])
             await asyncio.sleep(pause)
         await resp.write_eof()
         return resp
@@ -81,6 +85,7 @@ async def test_kill_9_during_download_and_after_deploy(tmp_path: Path) -> None:
     cfg = write_config(tmp_path / "config.yaml", [], xds_address=f"127.0.0.1:{xds}",
                        admin_address=f"127.0.0.1:{admin}")
     base = f"http://127.0.0.1:{admin}/api/v1/filters"
+    blobs = tmp_path / "data" / "modules"
     proc = await start_server_process(cfg, xds, admin)
     try:
         status, view = await api("PUT", f"{base}/hdr", {"source": {"file": str(v1)}})
@@ -92,16 +97,24 @@ async def test_kill_9_during_download_and_after_deploy(tmp_path: Path) -> None:
         proc = await start_server_process(cfg, xds, admin)
         status, view = await api("GET", f"{base}/hdr")
         assert status == 200 and view["specs"][0]["version"] == version_before  # type: ignore[index]
-        # kill -9 in the middle of a module download.
-        async with slow_http(big) as url:
+        # kill -9 in the middle of a module download: once bytes flow and land in a
+        # temp file in the store (the download is streamed to disk, not held in memory).
+        sent: Counter[str] = Counter()
+        async with slow_http(big, pause=0.2, sent=sent) as url:
             put = asyncio.create_task(api("PUT", f"{base}/hdr", {"source": {
                 "url": url, "sha256": hashlib.sha256(big).hexdigest()}}))
-            await asyncio.sleep(1.0)
-            assert not put.done()
+
+            def streaming() -> list[Path] | None:
+                partial = [p for p in blobs.rglob(".tmp-*") if p.stat().st_size >= 128 * 1024]
+                return partial if sent["bytes"] >= 128 * 1024 and partial else None
+
+            partial = await wait_for(streaming, 60, what="the download streaming to a temp file")
+            assert not put.done() and sent["bytes"] < len(big)
             proc.send_signal(signal.SIGKILL)
             await proc.wait()
             with contextlib.suppress(aiohttp.ClientError):
                 await put
+        assert all(p.exists() for p in partial)  # the kill left the temp file behind
     finally:
         if proc.returncode is None:
             proc.kill()
@@ -111,7 +124,6 @@ async def test_kill_9_during_download_and_after_deploy(tmp_path: Path) -> None:
     current = await store.current("hdr")
     await store.close()
     assert current is not None and current.versions == [version_before] and current.revision == 1
-    blobs = tmp_path / "data" / "modules"
     served = [p for p in blobs.rglob("*") if p.is_file() and hashlib.sha256(big).hexdigest() in p.name]
     assert served == []  # no half-written module under its digest
     proc = await start_server_process(cfg, xds, admin)
@@ -119,6 +131,7 @@ async def test_kill_9_during_download_and_after_deploy(tmp_path: Path) -> None:
         status, view = await api("GET", f"{base}/hdr")
         assert view["specs"][0]["version"] == version_before and view["revision"] == 1  # type: ignore[index]
         assert not [p for p in blobs.rglob(".tmp-*")]  # leftovers cleaned at start
+        assert not any(p.exists() for p in partial)
     finally:
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 15) == 0
@@ -143,7 +156,9 @@ async def test_disk_full_changes_nothing(tmp_path: Path) -> None:
             status, body = await api("PUT", f"http://127.0.0.1:{app.admin_port}/api/v1/filters/hdr",
                                      {"source": {"file": str(big)}})
             assert status == 422, body
-            assert "No space left" in str(body) or "ENOSPC" in str(body) or "space" in str(body)
+            message = body["error"]["message"]  # type: ignore[index]
+            assert message.startswith(f"module {big}: module ")
+            assert f"of {big} cannot be stored in {mnt}/modules/blobs/sha256: No space left on device" in message
             await wait_for_header(url, HEADER, "v1", timeout=2)
             assert app.controller.filters["hdr"].revision.revision == 1  # type: ignore[union-attr]
             assert not [p for p in mnt.rglob("*") if p.is_file() and p.name.startswith(".tmp-")]
@@ -204,4 +219,3 @@ async def test_reconnect_storm_1000_clients(tmp_path: Path) -> None:
             s.cancel()
         for c in clients:
             await c.close()
-    assert os.getpid()

@@ -40,6 +40,7 @@ from xds_server.wasm import (
 from xds_server.wasm._http import fetch_url
 from xds_server.wasm.guard import GuardedConnector
 from xds_server.wasm.layouts import WASM_TO_OCI_LAYER, fetch_image_module
+from xds_server.wasm.retry import RetryPolicy
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -369,7 +370,7 @@ async def test_redirect_chain_is_capped(fake: FakeRegistry) -> None:
     async with client() as c:
         with pytest.raises(RegistryError, match="redirect"):
             await fetch_url(c.session, f"http://{fake.host}/r0", sha256="0" * 64, max_bytes=100,
-                            retries=0, backoff_base=0.01, backoff_max=0.01, limits=FAST)
+                            retry=RetryPolicy(retries=0), limits=FAST)
     assert "/r6" not in fake.hits  # the default cap: 5 redirects
 
 

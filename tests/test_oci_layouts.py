@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import oras.client
 import pytest
 from structlog.testing import capture_logs
 
@@ -251,3 +253,50 @@ async def test_cncf_config_alone_selects_cncf(
     )
     module = await store.resolve(ModuleSource("image", str(ref)))
     assert module.layout == "cncf" and module.read_bytes() == wasm
+
+
+async def test_oras_pushed_image_with_empty_config_is_wasme_without_root_ids(
+    registry: RegistryProcess, store: ModuleStore, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What `oras push` writes with `/dev/null` as config: an empty config blob."""
+    wasm = make_wasm("oras-empty-config")
+    monkeypatch.chdir(tmp_path)
+    await asyncio.to_thread(Path("filter.wasm").write_bytes, wasm)
+    ref = f"{registry.host}/layouts/oras-empty:v1"
+    oras_client = oras.client.OrasClient(hostname=registry.host, insecure=True)
+    await asyncio.to_thread(
+        oras_client.push,
+        files=["filter.wasm:application/vnd.module.wasm.content.layer.v1+wasm"],
+        target=ref,
+        manifest_config="/dev/null:application/vnd.module.wasm.config.v1+json",
+    )
+    module = await store.resolve(ModuleSource("image", ref))
+    assert module.read_bytes() == wasm
+    assert module.layout == "wasme" and module.root_ids == ()
+
+
+@pytest.mark.parametrize(
+    ("config", "media_type"),
+    [
+        (b"", WASME_CONFIG),
+        (b"{}", WASME_CONFIG),
+        (b"{}", "application/vnd.oci.empty.v1+json"),
+        (b"", "application/vnd.unknown.config.v1+json"),
+        (b"{}", "application/vnd.unknown.config.v1+json"),
+    ],
+)
+async def test_configs_that_mean_none_give_no_root_ids(
+    registry: RegistryProcess, client: RegistryClient, store: ModuleStore,
+    config: bytes, media_type: str,
+) -> None:
+    wasm = make_wasm("no-config")
+    tag = f"{media_type.split('.')[1]}-{len(config)}"
+    ref = parse_reference(f"{registry.host}/layouts/no-config:{tag}")
+    await push_image(
+        client, ref, config=config, config_media_type=media_type,
+        layers=[Layer(wasm, WASME_LAYER)],
+    )
+    module = await store.resolve(ModuleSource("image", str(ref)))
+    assert module.read_bytes() == wasm
+    assert module.layout == "wasme" and module.root_ids == ()

@@ -242,8 +242,30 @@ async def test_manifest_digest_reference_is_verified(
         )
         assert ok.read_bytes() == wasm
         other = "sha256:" + hashlib.sha256(b"other").hexdigest()
-        with pytest.raises((VerificationError, NotFound)):
+        with pytest.raises(NotFound):  # the registry's answer for a digest it does not hold
             await store.resolve(ModuleSource("image", f"{registry.host}/store/digest@{other}"))
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("by", ["digest", "tag"])
+async def test_manifest_bytes_not_matching_their_digest_are_refused(
+    registry: RegistryProcess, registry_proxy: RegistryProxy, client: RegistryClient,
+    tmp_path: Path, by: str,
+) -> None:
+    """The proxy serves other manifest bytes (still a valid manifest) under the registry's
+    headers: by digest, the requested digest does not match; by tag, the registry's
+    ``Docker-Content-Digest`` does not."""
+    pushed = await push(client, f"{registry.host}/store/forged:v1", make_wasm("forged"))
+    registry_proxy.rewrite["/manifests/"] = lambda body: body + b"\n"
+    ident = f"@{pushed.manifest_digest}" if by == "digest" else ":v1"
+    store = await _open(tmp_path / "s")
+    try:
+        with pytest.raises(VerificationError) as info:
+            await store.resolve(ModuleSource("image", f"{registry_proxy.host}/store/forged{ident}"))
+        assert info.value.expected == pushed.manifest_digest
+        assert info.value.received != pushed.manifest_digest
+        assert "manifest of" in str(info.value)
     finally:
         await store.close()
 
@@ -324,6 +346,38 @@ async def test_lru_eviction_never_evicts_pinned(tmp_path: Path) -> None:
         index = json.loads((tmp_path / "s" / "index.json").read_text())
         assert set(index["modules"]) == {first.sha256, third.sha256}
         assert not (tmp_path / "s" / "blobs" / "sha256" / second.sha256).exists()
+    finally:
+        await store.close()
+
+
+async def test_lru_evicts_least_recently_used_first_and_keeps_rollback_targets(
+    tmp_path: Path,
+) -> None:
+    """Several candidates: the least recently used goes first (a use refreshes a module);
+    a pinned module (a rollback target the controller pins) stays though it is the
+    oldest of all."""
+    files = []
+    for i in range(5):
+        path = tmp_path / f"m{i}.wasm"
+        path.write_bytes(make_wasm(f"lru-order-{i}", padding_bytes=1000))
+        files.append(path)
+    size = files[0].stat().st_size
+    store = await _open(tmp_path / "s", max_store_bytes=int(size * 3.5))
+    try:
+        target = await store.resolve(ModuleSource("file", str(files[0])))
+        store.pin([target.digest])  # e.g. the last good revision's module
+        used = await store.resolve(ModuleSource("file", str(files[1])))
+        idle = await store.resolve(ModuleSource("file", str(files[2])))
+        assert store.get(used.sha256) is not None  # used again: now newer than `idle`
+        with capture_logs() as logs:
+            fourth = await store.resolve(ModuleSource("file", str(files[3])))
+            fifth = await store.resolve(ModuleSource("file", str(files[4])))
+        evicted = [e["digest"] for e in logs if e["event"] == "module_evicted"]
+        assert evicted == [idle.digest, used.digest]
+        kept = {m.sha256 for m in store.modules()}
+        assert kept == {target.sha256, fourth.sha256, fifth.sha256}
+        index = json.loads((tmp_path / "s" / "index.json").read_text())
+        assert set(index["modules"]) == kept
     finally:
         await store.close()
 

@@ -21,8 +21,7 @@ import structlog
 from aiohttp import web
 
 from xds_server import __version__
-from xds_server.admin import AdminState, build_admin_app, register_grpc_services
-from xds_server.admin._auth import TokenStore
+from xds_server.admin import AdminService, build_admin_app, load_tokens, register_grpc_services
 from xds_server.cache import ResourceCache, default_types
 from xds_server.config import Config, ConfigError, load_config
 from xds_server.controller import (
@@ -52,7 +51,6 @@ log = structlog.get_logger("xds_server.runtime")
 
 GRPC_OPTIONS = [
     ("grpc.max_concurrent_streams", 100_000),
-    ("grpc.max_receive_message_length", 16 * 2**20),
     ("grpc.max_send_message_length", 512 * 2**20),
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
@@ -149,24 +147,19 @@ class XdsServerApp:
         self.controller.preflight = self.preflight
         self.status.subscribe(self._on_status)
         self._setup_telemetry()
-        tokens = TokenStore()
-        if s.admin_tokens_file is not None:
-            tokens = TokenStore.load(s.admin_tokens_file)
-        if os.environ.get("XDS_SERVER_ADMIN_TOKENS"):
-            tokens = tokens.merged(TokenStore.from_env(os.environ["XDS_SERVER_ADMIN_TOKENS"]))
-        self.admin_state = AdminState(
-            controller=self.controller, status=self.status, module_path=self._modules.module_path,
-            tokens=tokens, logs=self.logs, health=self.health,
+        self.admin = AdminService(
+            self.controller, self.status, module_path=self._modules.module_path,
+            tokens=load_tokens(s.admin_tokens_file, os.environ.get("XDS_SERVER_ADMIN_TOKENS")),
+            logs=self.logs, health=self.health,
         )
-        options = [o for o in GRPC_OPTIONS if o[0] != "grpc.max_receive_message_length"]
-        options.append(("grpc.max_receive_message_length", lim.max_request_bytes))
-        self.grpc_server = grpc.aio.server(options=options)
+        self.grpc_server = grpc.aio.server(
+            options=[*GRPC_OPTIONS, ("grpc.max_receive_message_length", lim.max_request_bytes)])
         self.xds.register(self.grpc_server)
         self.telemetry_receiver.register(self.grpc_server)  # telemetry: OTLP on the xDS port
         # grpc: CSDS, health, reflection, admin API on the xDS port (health starts NOT_SERVING)
         self.grpc_services = register_grpc_services(
-            self.grpc_server, self.admin_state, self.cache, self.xds.service_names)
-        self._admin_runner = web.AppRunner(build_admin_app(self.admin_state), access_log=None)
+            self.grpc_server, self.admin, self.cache, self.xds.service_names)
+        self._admin_runner = web.AppRunner(build_admin_app(self.admin), access_log=None)
         await self._admin_runner.setup()
         self._stage = "setup"
 
@@ -210,7 +203,7 @@ class XdsServerApp:
             raise OSError(f"cannot listen on {self.xds_address} (xDS gRPC): address in use or not available")
         await self.grpc_server.start()
         host, port = _split(self.admin_address)
-        if not self.admin_state.tokens.enabled and not _is_loopback(host):
+        if not self.admin.tokens.enabled and not _is_loopback(host):
             log.warning("admin_loopback_only", requested=self.admin_address, bound="127.0.0.1",
                         reason="no admin tokens configured (server.admin_tokens_file or "
                                "XDS_SERVER_ADMIN_TOKENS)")
@@ -221,10 +214,8 @@ class XdsServerApp:
         except OSError as exc:
             await self.grpc_server.stop(0)  # release the xDS port too: nothing half-started
             raise OSError(f"cannot listen on {host}:{port} (admin HTTP): {exc.strerror or exc}") from exc
-        server = site._server
-        assert server is not None
-        sockets = getattr(server, "sockets", None) or []
-        self.admin_port = sockets[0].getsockname()[1] if sockets else port
+        addresses = self._admin_runner.addresses  # (host, port, ...) of each bound socket
+        self.admin_port = int(addresses[0][1]) if addresses else port
         self._stage = "running"
         if not self.controller.delivery.module_base_url:
             self.controller.delivery = replace(
@@ -233,7 +224,7 @@ class XdsServerApp:
                  admin=f"{host}:{self.admin_port}", filters=len(self.config.filters),
                  xds_tls="mutual" if tls and tls.client_ca_file else ("server" if tls else "off"),
                  admin_tls="on" if self.config.server.admin_tls else "off",
-                 admin_auth="tokens" if self.admin_state.tokens.enabled else "loopback-only")
+                 admin_auth="tokens" if self.admin.tokens.enabled else "loopback-only")
         self.advertise_url = self.config.server.advertise_url or (
             f"{'https' if self.config.server.admin_tls else 'http'}://{host}:{self.admin_port}")
         self.state.listen(self.controller.on_store_change)
@@ -243,7 +234,7 @@ class XdsServerApp:
         for e in await self.controller.restore():
             log.error("filter_not_restored", filter=e.name, error=e.message)
         await self.apply(self.config)
-        self.admin_state.loaded = True
+        self.admin.loaded = True
         await self.grpc_services.health.refresh()  # grpc: SERVING once every filter is ready
         self._refresh_task = asyncio.create_task(
             self.controller.refresh_forever(self.config.server.resolve_interval))
@@ -316,20 +307,26 @@ class XdsServerApp:
         return True
 
     async def _watch_config(self, path: Path, interval: float = 1.0) -> None:
+        """Reload when the file's mtime changes. A reload that fails unexpectedly (a bug,
+        not an invalid file) is logged as `config_reload_failed`; the server keeps
+        serving what it serves and keeps watching."""
         while True:
             await asyncio.sleep(interval)
             mtime = _mtime(path)
             if mtime is not None and mtime != self._config_mtime:
                 self._config_mtime = mtime
-                with contextlib.suppress(Exception):
+                try:
                     await self.reload()
+                except Exception as exc:
+                    log.error("config_reload_failed", path=str(path), error=str(exc),
+                              error_type=type(exc).__name__, exc_info=True)
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop serving: readiness goes false, streams end, ports close."""
         if self._stage != "running":
             return
         self._stage = "stopping"
-        self.admin_state.draining = True
+        self.admin.draining = True
         await self.grpc_services.begin_shutdown()  # grpc: health NOT_SERVING, watches end
         self.logs.close_all()  # telemetry: end `logs --follow` streams
         for task in (self._reload_task, self._refresh_task, self._replica_task, self._health_task):

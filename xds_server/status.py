@@ -7,12 +7,13 @@ without knowing what is done with the reports.
 from __future__ import annotations
 
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from xds_server.nodes import NodeInfo
@@ -146,7 +147,8 @@ def _resource(proxy: ProxyStatus, name: str, type_url: str) -> ResourceStatus:
 
 
 class _XdsStats:
-    """Protocol counters as plain integers, read by Prometheus at scrape time.
+    """One tracker's protocol counters as plain integers, read by Prometheus at scrape
+    time.
 
     prometheus_client takes a lock on every `inc()`; at fleet scale (one ACK per proxy
     per push) that lock cost more than the ACK itself, so the hot path only adds to
@@ -160,24 +162,48 @@ class _XdsStats:
         self.acks = 0
         self.nacks: Counter[str] = Counter()
 
+
+class _StatsCollector:
+    """The `xds_server_*` protocol metrics of one Prometheus registry: the sum over the
+    live trackers registered on it (one per server; several when a process runs
+    several, as tests do). A tracker that is garbage-collected drops out."""
+
+    def __init__(self) -> None:
+        self.members: weakref.WeakSet[_XdsStats] = weakref.WeakSet()
+
     def collect(self) -> Iterator[Any]:
+        total = _XdsStats()
+        for m in tuple(self.members):
+            total.streams.update(m.streams)
+            total.nacks.update(m.nacks)
+            total.proxies += m.proxies
+            total.responses += m.responses
+            total.acks += m.acks
         streams = GaugeMetricFamily("xds_server_streams", "Open xDS streams", labels=["service", "mode"])
-        for (service, mode), n in sorted(self.streams.items()):
+        for (service, mode), n in sorted(total.streams.items()):
             streams.add_metric([service, mode], n)
         yield streams
         yield GaugeMetricFamily("xds_server_proxies_connected",
-                                "Envoys with at least one open stream (this replica)", value=self.proxies)
-        yield CounterMetricFamily("xds_server_responses", "xDS responses written", value=self.responses)
-        yield CounterMetricFamily("xds_server_acks", "Responses ACKed by Envoys", value=self.acks)
+                                "Envoys with at least one open stream (this replica)", value=total.proxies)
+        yield CounterMetricFamily("xds_server_responses", "xDS responses written", value=total.responses)
+        yield CounterMetricFamily("xds_server_acks", "Responses ACKed by Envoys", value=total.acks)
         nacks = CounterMetricFamily("xds_server_nacks", "Responses NACKed by Envoys, by resource",
                                     labels=["resource"])
-        for name, n in sorted(self.nacks.items()):
+        for name, n in sorted(total.nacks.items()):
             nacks.add_metric([name], n)
         yield nacks
 
 
-STATS = _XdsStats()
-REGISTRY.register(STATS)
+_COLLECTORS: weakref.WeakKeyDictionary[CollectorRegistry, _StatsCollector] = weakref.WeakKeyDictionary()
+
+
+def _register(stats: _XdsStats, registry: CollectorRegistry) -> None:
+    """Export `stats` through `registry` (its collector is registered on first use)."""
+    collector = _COLLECTORS.get(registry)
+    if collector is None:
+        collector = _COLLECTORS[registry] = _StatsCollector()
+        registry.register(collector)
+    collector.members.add(stats)
 
 
 class StatusTracker:
@@ -185,10 +211,18 @@ class StatusTracker:
 
     Disconnected proxies are kept for `retention` seconds so an operator sees that a
     proxy left. Listeners are called synchronously with each `StatusEvent`; they must
-    not block or raise.
+    not block or raise. Its protocol counters are exported through `registry`
+    (default: prometheus_client's; None: not exported), summed with those of the other
+    trackers on the same registry.
     """
 
-    def __init__(self, *, retention: float = 3600.0, replica_id: str = "") -> None:
+    def __init__(
+        self, *, retention: float = 3600.0, replica_id: str = "",
+        registry: CollectorRegistry | None = REGISTRY,
+    ) -> None:
+        self.stats = _XdsStats()
+        if registry is not None:
+            _register(self.stats, registry)
         self.retention = retention
         self.replica_id = replica_id
         self.local: dict[str, ProxyStatus] = {}
@@ -283,7 +317,7 @@ class StatusTracker:
 
     def on_stream_open(self, stream: StreamInfo) -> None:
         """Count the stream; the proxy is recorded once its node is known."""
-        STATS.streams[(stream.service, "delta" if stream.delta else "sotw")] += 1
+        self.stats.streams[(stream.service, "delta" if stream.delta else "sotw")] += 1
 
     def on_stream_node(self, stream: StreamInfo) -> None:
         """Register (or revive) the proxy of the stream's node."""
@@ -296,7 +330,7 @@ class StatusTracker:
             proxy = ProxyStatus(node=stream.node, address=stream.peer, connected_since=now,
                                 resources=prior, replica=self.replica_id)
             self.local[stream.node.id] = proxy
-            STATS.proxies += 1
+            self.stats.proxies += 1
             self._emit(StatusEvent("connect", stream.node.id))
         proxy.streams.add(stream.stream_id)
         proxy.disconnected_at = None
@@ -306,7 +340,7 @@ class StatusTracker:
         resources: Mapping[str, str], removed: Sequence[str],
     ) -> None:
         """Record the versions sent."""
-        STATS.responses += 1
+        self.stats.responses += 1
         proxy = self._proxy(stream)
         if proxy is None:
             return
@@ -321,7 +355,7 @@ class StatusTracker:
         self, stream: StreamInfo, type_url: str, nonce: str, resources: Mapping[str, str]
     ) -> None:
         """Record the versions the proxy accepted."""
-        STATS.acks += 1
+        self.stats.acks += 1
         proxy = self._proxy(stream)
         if proxy is None:
             return
@@ -337,7 +371,7 @@ class StatusTracker:
     ) -> None:
         """Record the rejection with Envoy's message."""
         for name in resources:
-            STATS.nacks[name] += 1
+            self.stats.nacks[name] += 1
         proxy = self._proxy(stream)
         if proxy is None:
             return
@@ -349,12 +383,12 @@ class StatusTracker:
 
     def on_stream_closed(self, stream: StreamInfo) -> None:
         """Mark the proxy gone when its last stream ends."""
-        STATS.streams[(stream.service, "delta" if stream.delta else "sotw")] -= 1
+        self.stats.streams[(stream.service, "delta" if stream.delta else "sotw")] -= 1
         proxy = self._proxy(stream)
         if proxy is None:
             return
         proxy.streams.discard(stream.stream_id)
         if not proxy.streams:
-            STATS.proxies -= 1
+            self.stats.proxies -= 1
             proxy.disconnected_at = time.time()
             self._emit(StatusEvent("disconnect", proxy.node.id))

@@ -1,17 +1,32 @@
 """The admin surface: the HTTP server (REST API, module blobs, metrics, health; aiohttp)
-and, on the xDS port, the gRPC admin API, CSDS, gRPC health and reflection."""
+and, on the xDS port, the gRPC admin API, CSDS, gRPC health and reflection.
 
-from xds_server.admin._app import AdminState, build_admin_app
+`AdminService` (`_service`) is the one facade both APIs call: views, changes, history,
+readiness. `_app` (HTTP) and `_grpc` (gRPC) are thin adapters over it. A new admin
+concern is its own module here and joins through `build_admin_app(extensions=...)`
+(HTTP routes) and `register_grpc_services(extensions=...)` (gRPC services).
+
+May import: controller, cache (read), status, config, state models; never xds internals.
+"""
+
+from xds_server.admin._app import SERVICE, AppExtension, build_admin_app
+from xds_server.admin._auth import TokenStore, load_tokens
 from xds_server.admin._csds import CsdsService
-from xds_server.admin._grpc import AdminService, GrpcServices, register_grpc_services
+from xds_server.admin._grpc import AdminServicer, GrpcExtension, GrpcServices, register_grpc_services
 from xds_server.admin._health import HealthReporter
+from xds_server.admin._service import AdminService
 
 __all__ = [
+    "SERVICE",
     "AdminService",
-    "AdminState",
+    "AdminServicer",
+    "AppExtension",
     "CsdsService",
+    "GrpcExtension",
     "GrpcServices",
     "HealthReporter",
+    "TokenStore",
     "build_admin_app",
+    "load_tokens",
     "register_grpc_services",
 ]

@@ -127,6 +127,16 @@ class TokenStore:
         return None
 
 
+def load_tokens(path: Path | None, env_value: str | None) -> TokenStore:
+    """The admin tokens a server is configured with: the tokens file (`path`, e.g.
+    `server.admin_tokens_file`) and `XDS_SERVER_ADMIN_TOKENS` (`env_value`), merged.
+    `ConfigError` names the file or variable that is wrong."""
+    tokens = TokenStore() if path is None else TokenStore.load(path)
+    if env_value:
+        tokens = tokens.merged(TokenStore.from_env(env_value))
+    return tokens
+
+
 def _token_of(request: web.Request) -> str | None:
     header = request.headers.get("Authorization", "")
     if header.lower().startswith("bearer "):
@@ -173,6 +183,10 @@ def caller_of(request: web.Request) -> Caller:
     return caller
 
 
+_REDACTED_ENV = "<redacted>"
+_REDACTED_CONFIG = re.compile(r"^<redacted: \d+ bytes, sha256 [0-9a-f]{12}>$")
+
+
 def redact_spec(spec: dict[str, Any]) -> dict[str, Any]:
     """A spec as a read-only caller may see it: configuration and env values hidden."""
     out = dict(spec)
@@ -181,5 +195,21 @@ def redact_spec(spec: dict[str, Any]) -> dict[str, Any]:
         digest = hashlib.sha256(str(conf).encode()).hexdigest()[:12]
         out["configuration"] = f"<redacted: {len(str(conf))} bytes, sha256 {digest}>"
     if out.get("env"):
-        out["env"] = {k: "<redacted>" for k in out["env"]}
+        out["env"] = {k: _REDACTED_ENV for k in out["env"]}
     return out
+
+
+def redacted_members(spec: Any) -> list[str]:
+    """The members of an input spec that hold `redact_spec`'s placeholders (what a read
+    token was shown), e.g. `["configuration", "env.DB_PASSWORD"]`: sending them back
+    would replace the real values with the placeholders."""
+    if not isinstance(spec, dict):
+        return []
+    found = []
+    conf = spec.get("configuration")
+    if isinstance(conf, str) and _REDACTED_CONFIG.match(conf):
+        found.append("configuration")
+    env = spec.get("env")
+    if isinstance(env, dict):
+        found += [f"env.{k}" for k, v in env.items() if v == _REDACTED_ENV]
+    return found

@@ -28,8 +28,9 @@ from envoy.admin.v3 import config_dump_shared_pb2
 from envoy.config.core.v3 import base_pb2
 from envoy.service.status.v3 import csds_pb2, csds_pb2_grpc
 from envoy.type.matcher.v3 import node_pb2, string_pb2, value_pb2
-from google.protobuf import any_pb2, struct_pb2, timestamp_pb2
+from google.protobuf import any_pb2, struct_pb2
 
+from xds_server.admin._messages import timestamp
 from xds_server.cache import ResourceCache
 from xds_server.nodes import NodeInfo
 from xds_server.status import ProxyStatus, ResourceStatus, StatusTracker
@@ -137,14 +138,6 @@ def node_matches(matcher: node_pb2.NodeMatcher, node: NodeInfo) -> bool:
 # -- conversion -------------------------------------------------------------------------
 
 
-def _timestamp(at: float | None) -> timestamp_pb2.Timestamp | None:
-    if at is None:
-        return None
-    ts = timestamp_pb2.Timestamp()
-    ts.FromNanoseconds(int(at * 1e9))
-    return ts
-
-
 def node_proto(node: NodeInfo) -> base_pb2.Node:
     """The `envoy.config.core.v3.Node` of a known proxy (id, cluster, metadata, agent)."""
     out = base_pb2.Node(id=node.id, cluster=node.cluster, user_agent_name=node.user_agent)
@@ -214,7 +207,7 @@ class CsdsService:
             "NACKED": r.last_nack.at if r.last_nack else None,
             "STALE": r.sent_at,
         }.get(state)
-        ts = _timestamp(updated)
+        ts = timestamp(updated)
         if ts is not None:
             g.last_updated.CopyFrom(ts)
         if state == "NACKED" and r.last_nack is not None:
@@ -222,7 +215,7 @@ class CsdsService:
             err = g.error_state
             err.details = nack.message
             err.version_info = nack.version
-            at = _timestamp(nack.at)
+            at = timestamp(nack.at)
             if at is not None:
                 err.last_update_attempt.CopyFrom(at)
             if contents:

@@ -24,7 +24,7 @@ from xds_server.admin.v1 import admin_pb2
 from xds_server.telemetry import HealthWindows
 
 if TYPE_CHECKING:
-    from xds_server.admin._app import AdminState
+    from xds_server.admin._service import AdminService
 
 __all__ = [
     "DEFAULT_WINDOW",
@@ -58,19 +58,18 @@ def parse_window(text: str | None) -> float:
     return window
 
 
-async def filter_health_view(state: AdminState, name: str, window: float) -> dict[str, Any] | None:
+async def filter_health_view(service: AdminService, name: str, window: float) -> dict[str, Any] | None:
     """The health view of `name` over the last `window` seconds, or None when the server
     knows no such filter (never served, no history)."""
-    health: HealthWindows | None = state.health
-    filt = state.controller.filters.get(name)
-    if filt is None and not await state.controller.state.history(name, 1):
+    health: HealthWindows | None = service.health
+    if not await service.known(name):
         return None
     entries = [] if health is None else await health.report(name, window=window)
     return {
         "name": name,
         "window": window,
         "bucket_seconds": health.limits.bucket_seconds if health is not None else 10,
-        "current_revision": filt.revision.revision if filt is not None and filt.revision else None,
+        "current_revision": service.current_revision(name),
         "telemetry": health is not None,
         "revisions": [e.to_dict() for e in entries],
     }
@@ -80,8 +79,8 @@ def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": {"status": status, "message": message}}, status=status)
 
 
-def add_filter_health_routes(app: web.Application, state: AdminState) -> None:
-    """Add `GET /api/v1/filters/{name}/health` to the admin app (reads `state.health`)."""
+def add_filter_health_routes(app: web.Application, service: AdminService) -> None:
+    """Add `GET /api/v1/filters/{name}/health` to the admin app (reads `service.health`)."""
 
     async def get_filter_health(request: web.Request) -> web.Response:
         name = request.match_info["name"]
@@ -89,7 +88,7 @@ def add_filter_health_routes(app: web.Application, state: AdminState) -> None:
             window = parse_window(request.query.get("window"))
         except WindowError as exc:
             return _error(400, str(exc))
-        view = await filter_health_view(state, name, window)
+        view = await filter_health_view(service, name, window)
         if view is None:
             return _error(404, f"no filter named {name!r}")
         return web.json_response(view)

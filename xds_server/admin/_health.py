@@ -1,11 +1,9 @@
 """gRPC health checking (`grpc.health.v1.Health`) that follows the server's readiness.
 
 The overall status (service `""`) and every registered service's status are the same:
-NOT_SERVING until the initial configuration is applied and every filter has a module
-(the rule of `GET /readyz`), SERVING after, NOT_SERVING for good once shutdown begins.
-
-A filter the config file names whose first deploy failed stays in the controller
-without a module (and is retried there), so `Controller.ready` is false until it serves.
+SERVING exactly when `AdminService.ready` (the rule `GET /readyz` uses too: initial
+configuration applied, every filter has a module, not draining); NOT_SERVING for good
+once shutdown begins.
 """
 
 from __future__ import annotations
@@ -19,8 +17,9 @@ import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
-from xds_server.admin._app import AdminState
+from xds_server.admin._service import AdminService
 from xds_server.controller import FilterEvent
+from xds_server.status import StatusEvent
 
 __all__ = ["HEALTH_SERVICE", "HealthReporter"]
 
@@ -38,8 +37,8 @@ class HealthReporter:
     synchronous listener (filter events). Used from one event loop.
     """
 
-    def __init__(self, state: AdminState, services: Iterable[str]) -> None:
-        self.state = state
+    def __init__(self, service: AdminService, services: Iterable[str]) -> None:
+        self.service = service
         self.services = ["", *services]
         self.servicer = health_aio.HealthServicer()
         self._serving: bool | None = None
@@ -47,24 +46,18 @@ class HealthReporter:
         # Not serving until the first refresh says otherwise (set() is async; this is not).
         for name in self.services:
             self.servicer._server_status[name] = NOT_SERVING
-        self._unsubscribe = state.controller.subscribe(self._on_filter_event)
+        self._unsubscribe = service.subscribe_filters(self._on_filter_event)
 
     def register(self, server: grpc.aio.Server) -> None:
         """Add `grpc.health.v1.Health` to `server`."""
         health_pb2_grpc.add_HealthServicer_to_server(self.servicer, server)
 
-    def _on_filter_event(self, _event: FilterEvent) -> None:
+    def _on_filter_event(self, _event: StatusEvent | FilterEvent) -> None:
         self.schedule_refresh()
-
-    @property
-    def ready(self) -> bool:
-        """Config applied, every filter has a module, not draining."""
-        st = self.state
-        return st.loaded and not st.draining and st.controller.ready
 
     async def refresh(self) -> None:
         """Publish the current readiness to every service (watchers are notified)."""
-        serving = self.ready
+        serving = self.service.ready
         if serving == self._serving:
             return
         self._serving = serving

@@ -32,11 +32,6 @@ class ResourceType:
     delta_method: str = ""
     fetch_method: str = ""
 
-    @property
-    def short_name(self) -> str:
-        """The message name without package, e.g. `TypedExtensionConfig`."""
-        return self.type_url.rsplit(".", 1)[-1]
-
 
 class TypeRegistry:
     """The set of resource types served; lookups by type URL. Read-only after start."""

@@ -48,6 +48,7 @@ ENDPOINT = ResourceType(
 def default_types() -> tuple[ResourceType, ...]:
     """The types served by default: ECDS only (this server ships wasm filters).
 
-    LDS/CDS/RDS/EDS are defined above so a deployment can serve them as data.
+    LDS/CDS/RDS/EDS are declared above (the protocol serves any of them as data); nothing in
+    this server produces them yet (listeners and routes are a later change).
     """
     return (ECDS,)

@@ -136,7 +136,8 @@ class AdminClient:
         return await self.request("GET", _filter_path(name))
 
     async def put_filter(self, name: str, specs: JSONObject | list[JSONObject]) -> JSONObject:
-        """``PUT /api/v1/filters/{name}`` with one spec or a list (sent as ``{"specs": [...]}``).
+        """``PUT /api/v1/filters/{name}`` with one spec or a filter as ``get_filter`` returns
+        it (sent as they are), or a list of specs (sent as ``{"specs": [...]}``).
 
         Returns the new FilterView. 400 (invalid spec) and 422 (module not fetched or
         not verified) raise :class:`AdminHTTPError`; the running version stays.

@@ -1,5 +1,5 @@
 """Operator commands over the admin HTTP API: deploy, apply, rollback, promote, history,
-status, delete, filters.
+status, delete, filters, get.
 
 Every command takes ``--server URL`` (default ``$XDS_SERVER_URL`` or
 ``http://127.0.0.1:18080``), ``--token`` (default ``$XDS_SERVER_TOKEN``, sent as a bearer
@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import yaml
 
@@ -31,6 +31,13 @@ from xds_server.cli._client import (
     default_actor,
 )
 from xds_server.cli._table import RED, Column, render_table, truncate
+from xds_server.config import (
+    DELIVERY_MODES,
+    FAILURE_POLICIES,
+    FILTER_TYPES,
+    ON_NACK_POLICIES,
+    PULL_POLICIES,
+)
 
 __all__ = ["parse_selector", "register"]
 
@@ -100,11 +107,36 @@ def _positive_int(text: str) -> int:
     return n
 
 
+if TYPE_CHECKING:  # generic only in the type stubs
+    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
+
+
 # -- registration ---------------------------------------------------------------------------
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: Subparsers) -> None:
     """Add the admin subcommands; each sets ``func(args) -> int``."""
+    common = _common_options()
+    _add_deploy(subparsers, common)
+    _add_apply(subparsers, common)
+    _add_changes(subparsers, common)
+    _add_reads(subparsers, common)
+    p = subparsers.add_parser("delete", parents=[common], help="stop serving a filter")
+    p.add_argument("name", metavar="NAME")
+    p.set_defaults(func=run_delete)
+    p = subparsers.add_parser("filters", parents=[common], help="list the served filters")
+    p.set_defaults(func=run_filters)
+    p = subparsers.add_parser(
+        "get", parents=[common], help="one filter; `-o json` output can be edited and applied",
+        description="GET one filter. Its JSON (`-o json`) can be edited and given back to "
+        "`apply -f`: derived members are ignored, `revision` guards against a concurrent change.",
+    )
+    p.add_argument("name", metavar="NAME")
+    p.set_defaults(func=run_get)
+
+
+def _common_options() -> argparse.ArgumentParser:
+    """``--server``, ``--token``, ``--output``: the parent parser of every command."""
     common = argparse.ArgumentParser(add_help=False)
     group = common.add_argument_group("server")
     group.add_argument(
@@ -118,7 +150,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--output", "-o", choices=("table", "json"), default="table",
         help="table for people (default), json for scripts",
     )
+    return common
 
+
+def _add_deploy(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
     p = subparsers.add_parser(
         "deploy", parents=[common], help="deploy a wasm filter (replaces all its specs)",
         description="PUT one filter spec. The filter's previous specs are replaced; the "
@@ -155,25 +190,30 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--env", metavar="K=V", type=_key_value, action="append",
         help="environment variable of the VM (repeatable)",
     )
-    p.add_argument(
-        "--failure-policy", type=str.upper, choices=("FAIL_CLOSED", "FAIL_OPEN", "FAIL_RELOAD")
-    )
-    p.add_argument("--delivery", choices=("inline", "remote", "file"))
-    p.add_argument("--pull-policy", choices=("IfNotPresent", "Always"))
-    p.add_argument("--on-nack", choices=("keep", "rollback"))
-    p.add_argument("--type", choices=("http", "network"))
+    # The choices are the config model's: one home for what a spec accepts.
+    p.add_argument("--failure-policy", type=str.upper, choices=FAILURE_POLICIES)
+    p.add_argument("--delivery", choices=DELIVERY_MODES)
+    p.add_argument("--pull-policy", choices=PULL_POLICIES)
+    p.add_argument("--on-nack", choices=ON_NACK_POLICIES)
+    p.add_argument("--type", choices=FILTER_TYPES)
     p.set_defaults(func=run_deploy)
 
+
+def _add_apply(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
     p = subparsers.add_parser(
         "apply", parents=[common], help="deploy the filters of a YAML or JSON file",
         description="FILE holds one spec, a list of specs, or `filters: [...]` like the "
         "server's config file. Specs are grouped by name; each name is PUT with all of "
-        "its specs. Relative `source.file` paths are taken relative to FILE.",
+        "its specs. Relative `source.file` paths are taken relative to FILE. A filter as "
+        "the server shows it (saved from `filters -o json`, edited) is PUT as it is.",
     )
     p.add_argument("-f", "--filename", dest="file", required=True, metavar="FILE",
                    help="YAML or JSON file, or - for stdin")
     p.set_defaults(func=run_apply)
 
+
+def _add_changes(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
+    """rollback, promote."""
     p = subparsers.add_parser(
         "rollback", parents=[common], help="go back to the previous or a given revision",
         description="Creates a new revision whose content equals the old one.",
@@ -190,6 +230,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("name", metavar="NAME")
     p.set_defaults(func=run_promote)
 
+
+def _add_reads(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
+    """history, status."""
     p = subparsers.add_parser("history", parents=[common], help="revisions of a filter")
     p.add_argument("name", metavar="NAME")
     p.add_argument("--limit", metavar="N", type=_positive_int, default=None,
@@ -200,13 +243,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "status", parents=[common], help="which proxy runs which filter version; NACKs",
     )
     p.set_defaults(func=run_status)
-
-    p = subparsers.add_parser("delete", parents=[common], help="stop serving a filter")
-    p.add_argument("name", metavar="NAME")
-    p.set_defaults(func=run_delete)
-
-    p = subparsers.add_parser("filters", parents=[common], help="list the served filters")
-    p.set_defaults(func=run_filters)
 
 
 # -- plumbing -------------------------------------------------------------------------------
@@ -376,8 +412,18 @@ def run_deploy(args: argparse.Namespace) -> int:
     return _call(args, work)
 
 
-def load_specs(path: str) -> dict[str, list[JSONObject]]:
-    """Specs of an apply file grouped by name, in file order. Raises ``AdminError``."""
+Apply = dict[str, list[JSONObject] | JSONObject]
+"""Name -> what to PUT: a list of specs, or a filter document (``{"specs": [...]}``)."""
+
+
+def load_specs(path: str) -> Apply:
+    """Filters of an apply file by name, in file order. Raises ``AdminError``.
+
+    An entry is a spec (entries of one name are grouped) or a filter as the server
+    shows it (``{"name", "specs": [...], "revision", ...}``, e.g. saved from
+    ``xds-server filters -o json``), sent unchanged: the server ignores its derived
+    members and checks ``revision``.
+    """
     if path == "-":
         text, where, base = sys.stdin.read(), "<stdin>", Path.cwd()
     else:
@@ -386,24 +432,8 @@ def load_specs(path: str) -> dict[str, list[JSONObject]]:
         except OSError as exc:
             raise AdminError(f"cannot read {path}: {exc.strerror or exc}") from exc
         where, base = path, Path(path).resolve().parent
-    try:
-        doc: Any = json.loads(text)
-    except ValueError:
-        try:
-            doc = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise AdminError(f"{where}: not valid YAML or JSON: {exc}") from exc
-    if isinstance(doc, dict) and "filters" in doc:
-        specs, prefix = doc["filters"], "filters"
-        if not isinstance(specs, list):
-            raise AdminError(f"{where}: filters: must be a list of filter specs")
-    elif isinstance(doc, list):
-        specs, prefix = doc, ""
-    elif isinstance(doc, dict):
-        specs, prefix = [doc], None
-    else:
-        raise AdminError(f"{where}: expected a filter spec, a list of specs, or filters: [...]")
-    grouped: dict[str, list[JSONObject]] = {}
+    specs, prefix = _entries(_parse_document(text, where), where)
+    grouped: Apply = {}
     for i, spec in enumerate(specs):
         at = f"{where}: " + ("" if prefix is None else f"{prefix}[{i}]: ")
         if not isinstance(spec, dict):
@@ -411,10 +441,50 @@ def load_specs(path: str) -> dict[str, list[JSONObject]]:
         name = spec.get("name")
         if not isinstance(name, str) or not name:
             raise AdminError(f"{at}name: is required")
-        grouped.setdefault(name, []).append(_resolve_file(spec, base))
+        entry = grouped.get(name)
+        if "specs" in spec or isinstance(entry, dict):
+            if entry is not None:
+                raise AdminError(f"{at}filter {name!r} is given twice: a filter with 'specs' "
+                                 "must be its only entry")
+            grouped[name] = _resolve_document(spec, base)
+        else:
+            grouped.setdefault(name, [])
+            group = grouped[name]
+            assert isinstance(group, list)
+            group.append(_resolve_file(spec, base))
     if not grouped:
         raise AdminError(f"{where}: no filter specs")
     return grouped
+
+
+def _parse_document(text: str, where: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise AdminError(f"{where}: not valid YAML or JSON: {exc}") from exc
+
+
+def _entries(doc: Any, where: str) -> tuple[list[Any], str | None]:
+    """The entries of an apply file and the prefix that locates them in messages."""
+    if isinstance(doc, dict) and "filters" in doc:
+        if not isinstance(doc["filters"], list):
+            raise AdminError(f"{where}: filters: must be a list of filter specs")
+        return doc["filters"], "filters"
+    if isinstance(doc, list):
+        return doc, ""
+    if isinstance(doc, dict):
+        return [doc], None
+    raise AdminError(f"{where}: expected a filter spec, a list of specs, or filters: [...]")
+
+
+def _resolve_document(doc: JSONObject, base: Path) -> JSONObject:
+    specs = doc.get("specs")
+    if not isinstance(specs, list):
+        return doc  # the server says what is wrong
+    return {**doc, "specs": [_resolve_file(s, base) if isinstance(s, dict) else s for s in specs]}
 
 
 def _resolve_file(spec: JSONObject, base: Path) -> JSONObject:
@@ -446,7 +516,8 @@ def run_apply(args: argparse.Namespace) -> int:
                 continue
             views.append(view)
             if args.output == "table":
-                print(_apply_line(name, len(specs), view))
+                count = len(specs) if isinstance(specs, list) else len(view.get("specs") or [])
+                print(_apply_line(name, count, view))
         if args.output == "json":
             _print_json({"filters": views})
         return 1 if failed else 0
@@ -560,6 +631,16 @@ def history_table(history: list[JSONObject]) -> str:
             _first_and_more(h.get("versions") or [], 16), prefix + str(h.get("summary") or ""),
         ])
     return render_table(columns, rows, max_width=TABLE_WIDTH)
+
+
+def run_get(args: argparse.Namespace) -> int:
+    """``get NAME``: one filter, as ``deploy`` prints it (or its JSON view)."""
+
+    async def work(client: AdminClient) -> int:
+        _print_view(args, await client.get_filter(args.name))
+        return 0
+
+    return _call(args, work)
 
 
 def run_filters(args: argparse.Namespace) -> int:

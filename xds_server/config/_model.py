@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from xds_server.nodes import NodeSelector
+from xds_server.xds import StreamLimits
 
 FAILURE_POLICIES = ("FAIL_CLOSED", "FAIL_OPEN", "FAIL_RELOAD")
 DELIVERY_MODES = ("inline", "remote", "file")
@@ -184,15 +185,22 @@ class IdentityRule:
     node_id: str
 
 
+_STREAM = StreamLimits()  # the protocol's defaults: their one home is xds_server.xds
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Protective limits; every one has a default that a healthy fleet never reaches."""
+    """Protective limits; every one has a default that a healthy fleet never reaches.
 
-    max_streams: int = 50_000
-    max_names_per_request: int = 10_000
+    The stream limits default to `xds_server.xds.StreamLimits`'s; `max_request_bytes`
+    (the gRPC server's receive limit) is the server's own.
+    """
+
+    max_streams: int = _STREAM.max_streams
+    max_names_per_request: int = _STREAM.max_names
     max_request_bytes: int = 4 * 2**20
-    requests_per_second: float = 50.0
-    request_burst: int = 200
+    requests_per_second: float = _STREAM.requests_per_second
+    request_burst: int = _STREAM.request_burst
     telemetry_message_bytes: int = 1 * 2**20
     telemetry_records_per_second: float = 2_000.0
     telemetry_record_burst: int = 20_000

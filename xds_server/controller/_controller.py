@@ -28,13 +28,13 @@ from xds_server.controller._modules import ModuleProvider, ResolvedModule
 from xds_server.controller._remote import RemoteRepush
 from xds_server.nodes import AllOf, NodeIdSet
 from xds_server.state import ANY_REVISION, Conflict, Revision, StateError, StateStore
+from xds_server.wasm import SMALL_MODULE_BYTES
 
 log = structlog.get_logger("xds_server.controller")
 
 FILTER_CHANGES = Counter(
     "xds_server_filter_changes_total", "Filter changes by action and result", ["action", "result"]
 )
-SMALL_MODULE_BYTES = 256 * 2**10
 
 AUTO_ROLLBACKS = Counter(
     "xds_server_filter_auto_rollbacks_total", "Rollbacks triggered by a NACK", ["filter"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Literal
 
@@ -10,13 +9,14 @@ import aiohttp
 
 from xds_server.config import Config, FilterSpec
 from xds_server.controller._modules import ResolvedModule
-from xds_server.wasm import Module, ModuleSource, ModuleStore, RegistrySettings
+from xds_server.wasm import MAX_MODULE_BYTES, Module, ModuleSource, ModuleStore, RegistrySettings
+from xds_server.wasm.download import read_body
 
 
 class StoreModules:
     """Adapts `xds_server.wasm.ModuleStore` to the controller's `ModuleProvider`."""
 
-    def __init__(self, store: ModuleStore, *, max_module_bytes: int = 256 * 2**20) -> None:
+    def __init__(self, store: ModuleStore, *, max_module_bytes: int = MAX_MODULE_BYTES) -> None:
         self.store = store
         self.store_limit = max_module_bytes
 
@@ -77,29 +77,25 @@ class StoreModules:
         Peers' URLs come from the shared database (written by the replicas), so they
         are trusted destinations: the fetch guard that protects registry and URL
         fetches (which refuses private addresses such as pod IPs) is not applied. The
-        bytes are checked against the digest and validated like any module.
+        bytes stream to a temp file in the store (removed at start-up if the process
+        dies mid-download), are checked against the digest and validated like any module.
         """
-        limit = self.store_limit
-        tmp = self.store.root / f".peer-{sha256}.wasm"
-        digest = hashlib.sha256()
-        size = 0
         timeout = aiohttp.ClientTimeout(total=120, sock_connect=10, sock_read=30)
         async with aiohttp.ClientSession(timeout=timeout) as http, http.get(url) as resp:
             if resp.status != 200:
                 raise RuntimeError(f"peer {url} answered {resp.status}")
-            with tmp.open("wb") as out:
-                async for chunk in resp.content.iter_chunked(256 * 1024):
-                    size += len(chunk)
-                    if size > limit:
-                        raise RuntimeError(f"peer {url} sent more than {limit} bytes")
-                    digest.update(chunk)
-                    out.write(chunk)
+            body = await read_body(
+                resp, what=f"module from peer {url}", max_bytes=self.store_limit,
+                expected=f"sha256:{sha256}", kind="module", reference=url,
+                into=self.store.root,
+            )
+        assert body.path is not None  # streamed to a temp file in the store
         try:
-            if digest.hexdigest() != sha256:
-                raise RuntimeError(f"peer {url} sent sha256 {digest.hexdigest()}, expected {sha256}")
-            module = await self.store.resolve(ModuleSource(kind="file", location=str(tmp), sha256=sha256))
+            module = await self.store.resolve(
+                ModuleSource(kind="file", location=str(body.path), sha256=sha256)
+            )
         finally:
-            tmp.unlink(missing_ok=True)
+            body.path.unlink(missing_ok=True)
         return _resolved(module)
 
     def stored(self, sha256: str) -> ResolvedModule | None:

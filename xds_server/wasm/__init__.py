@@ -5,6 +5,12 @@ The server calls :class:`ModuleStore` (``resolve``, ``get``, ``pin``) with
 connection goes through the fetch guard (:class:`FetchGuard`, per-host
 :class:`AddressPolicy`) and every response is read under :class:`FetchLimits`. This package
 imports nothing else from ``xds_server``.
+
+One module per concern: ``registry`` (OCI distribution client), ``retry`` (the one retry
+policy), ``download`` (the one verified download: stream, hash, cap; memory or temp file),
+``image_layout`` (each image layout as one object) and ``layouts`` (detection, fetching a
+module from an image), ``push``, ``store`` (content-addressed store, resolve), ``guard``,
+``limits`` (caps, timeouts and size defaults), ``reference``, ``errors``, ``metrics``.
 """
 
 from .errors import (
@@ -15,6 +21,7 @@ from .errors import (
     NotFound,
     RegistryError,
     RegistryUnavailable,
+    StoreError,
     UnsafeArchive,
     UnsafeDestination,
     UnsupportedLayout,
@@ -23,7 +30,7 @@ from .errors import (
 )
 from .guard import DEFAULT_POLICY, AddressPolicy, FetchGuard
 from .layouts import LAYOUTS, FetchedModule, fetch_image_module
-from .limits import DEFAULT_LIMITS, FetchLimits
+from .limits import DEFAULT_LIMITS, MAX_MODULE_BYTES, SMALL_MODULE_BYTES, FetchLimits
 from .push import PUSH_LAYOUTS, PushResult, push
 from .reference import ImageReference, parse_reference
 from .registry import RegistryClient, RegistrySettings
@@ -33,7 +40,9 @@ __all__ = [
     "DEFAULT_LIMITS",
     "DEFAULT_POLICY",
     "LAYOUTS",
+    "MAX_MODULE_BYTES",
     "PUSH_LAYOUTS",
+    "SMALL_MODULE_BYTES",
     "AddressPolicy",
     "AuthError",
     "FetchGuard",
@@ -52,6 +61,7 @@ __all__ = [
     "RegistryError",
     "RegistrySettings",
     "RegistryUnavailable",
+    "StoreError",
     "UnsafeArchive",
     "UnsafeDestination",
     "UnsupportedLayout",

@@ -10,6 +10,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 
 from .errors import InvalidModule, ModuleTooLarge, UnsafeArchive
+from .limits import ARCHIVE_OVERHEAD_BYTES
 
 PLUGIN_NAMES = ("plugin.wasm",)
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -43,7 +44,7 @@ def extract_plugin(
     ``max_bytes`` raises :class:`ModuleTooLarge`; no ``plugin.wasm`` raises
     :class:`InvalidModule`. Nothing is written to disk.
     """
-    limit = max_bytes + 2**20
+    limit = max_bytes + ARCHIVE_OVERHEAD_BYTES
     raw = _decompress(data, limit=limit, where=where)
     try:
         with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as archive:

@@ -49,3 +49,11 @@ def remove_stale_temp_files(directory: Path) -> int:
                 entry.unlink()
                 removed += 1
     return removed
+
+
+def install(temp: Path, path: Path, *, mode: int = 0o644) -> None:
+    """Move a complete, fsynced temp file (made in ``path``'s directory) to ``path``
+    atomically, and make the rename durable."""
+    os.chmod(temp, mode)
+    os.replace(temp, path)
+    fsync_dir(path.parent)

@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import random
+from pathlib import Path
 
 import aiohttp
 import structlog
 
-from .errors import ModuleTooLarge, NotFound, RegistryError, RegistryUnavailable, VerificationError
+from .download import Body, ProgressCallback, read_body
+from .errors import NotFound, RegistryError, RegistryUnavailable
 from .limits import DEFAULT_LIMITS, FetchLimits
-from .metrics import FETCHED_BYTES
-from .registry import ProgressCallback
+from .retry import DEFAULT_RETRY, RetryPolicy
 
 log = structlog.get_logger(__name__)
-
-
-def retryable(status: int) -> bool:
-    """True for statuses worth retrying: 408, 429 and 5xx."""
-    return status in (408, 429) or status >= 500
 
 
 async def fetch_url(
@@ -28,14 +22,16 @@ async def fetch_url(
     *,
     sha256: str,
     max_bytes: int,
-    retries: int,
-    backoff_base: float,
-    backoff_max: float,
+    retry: RetryPolicy = DEFAULT_RETRY,
+    into: Path | None = None,
     progress: ProgressCallback | None = None,
     limits: FetchLimits = DEFAULT_LIMITS,
-) -> bytes:
+) -> Body:
     """Download ``url`` (at most ``max_bytes``) and check it hashes to ``sha256`` (hex).
 
+    With ``into`` the bytes stream to a temp file in that directory (see
+    :func:`~xds_server.wasm.download.read_body`), else into memory. Failures the
+    ``retry`` policy calls retryable are retried, then raise :class:`RegistryUnavailable`.
     The session's connector decides which addresses may be reached (see
     :mod:`xds_server.wasm.guard`); ``limits`` give the timeouts and redirect cap.
     """
@@ -47,57 +43,39 @@ async def fetch_url(
             ) as response:
                 if response.status == 404:
                     raise NotFound(f"module URL {url}: not found (404)", status=404)
-                if retryable(response.status):
-                    raise _RetryStatus(response.status)
+                if retry.retryable(response.status):
+                    raise _RetryStatus(response.status, response.headers.get("Retry-After"))
                 if response.status != 200:
                     raise RegistryError(
                         f"module URL {url}: server answered {response.status}",
                         status=response.status,
                     )
-                total = response.content_length
-                if total is not None and total > max_bytes:
-                    raise ModuleTooLarge(
-                        f"module URL {url} is {total} bytes, above the cap of {max_bytes}"
-                    )
-                hasher = hashlib.sha256()
-                buffer = bytearray()
-                async for chunk in response.content.iter_chunked(256 * 1024):
-                    buffer.extend(chunk)
-                    if len(buffer) > max_bytes:
-                        raise ModuleTooLarge(
-                            f"module URL {url} is larger than the cap of {max_bytes} bytes"
-                        )
-                    hasher.update(chunk)
-                    if progress is not None:
-                        progress(len(buffer), total)
+                return await read_body(
+                    response, what=f"module URL {url}", max_bytes=max_bytes,
+                    expected=f"sha256:{sha256}", kind="module", reference=url, into=into,
+                    progress=progress,
+                )
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError,
                 _RetryStatus) as error:
-            if attempt >= retries:
+            if retry.exhausted(attempt):
                 raise RegistryUnavailable(
                     f"module URL {url} unavailable after {attempt + 1} attempts ({error!s})"
                 ) from None
-            ceiling = min(backoff_max, backoff_base * 2**attempt)
-            delay = random.uniform(ceiling / 2, ceiling)
+            hint = error.retry_after if isinstance(error, _RetryStatus) else None
+            delay = retry.delay(attempt, hint)
             log.warning("module_url_retry", url=url, attempt=attempt + 1, delay=round(delay, 3))
             attempt += 1
             await asyncio.sleep(delay)
-            continue
         except aiohttp.ClientError as error:  # redirects, invalid URLs, bad HTTP
             if isinstance(error, aiohttp.TooManyRedirects):
                 text = f"too many redirects (more than {len(error.history)})"
             else:
                 text = f"{type(error).__name__}: {str(error).strip()[:300]}"
             raise RegistryError(f"module URL {url}: {text}") from None
-        FETCHED_BYTES.inc(len(buffer))
-        received = hasher.hexdigest()
-        if received != sha256:
-            raise VerificationError(
-                "module", reference=url, expected=f"sha256:{sha256}", received=f"sha256:{received}"
-            )
-        return bytes(buffer)
 
 
 class _RetryStatus(Exception):
-    def __init__(self, status: int) -> None:
+    def __init__(self, status: int, retry_after: str | None) -> None:
         super().__init__(f"status {status}")
         self.status = status
+        self.retry_after = retry_after

@@ -14,6 +14,7 @@ __all__ = [
     "NotFound",
     "RegistryError",
     "RegistryUnavailable",
+    "StoreError",
     "UnsafeArchive",
     "UnsafeDestination",
     "UnsupportedLayout",
@@ -42,7 +43,18 @@ class RegistryError(WasmError):
 
 
 class AuthError(RegistryError):
-    """The registry or its token service refused the credentials (401/403)."""
+    """The registry or its token service refused the credentials (401/403), or could not
+    be authenticated with.
+
+    :attr:`refused` is true when the answer was that these credentials (or anonymous
+    access) may not read the image: such an answer is never papered over with a stored
+    copy.
+    """
+
+    @property
+    def refused(self) -> bool:
+        """True for a 401 or 403 answer: the credentials in use may not read the image."""
+        return self.status in (401, 403)
 
 
 class NotFound(RegistryError):
@@ -110,3 +122,8 @@ class UnsupportedLayout(InvalidModule):
 
 class UnsafeArchive(InvalidModule):
     """A tar layer holds path traversal, absolute paths, links, or expands beyond the cap."""
+
+
+class StoreError(WasmError):
+    """The module store could not write a verified module (disk full, permissions): the
+    module is not stored and nothing that was stored before changes."""

@@ -1,11 +1,17 @@
-"""The wasm image layouts, detected from media types, and fetching a module from an image.
+"""Detecting an image's wasm layout, and fetching a module from an image.
+
+The layouts themselves are objects in :mod:`xds_server.wasm.image_layout`
+(:data:`~xds_server.wasm.image_layout.IMAGE_LAYOUTS`, in detection order):
 
 =============  ======================================================================
 layout         detection
 =============  ======================================================================
 ``wasme``      config ``application/vnd.module.wasm.config.v1+json`` (Solo.io
-               WebAssembly Hub); module in the ``...content.layer.v1+wasm`` layer;
-               root ids from ``config.root_ids`` or ``rootIds``.
+               WebAssembly Hub), or a ``...content.layer.v1+wasm`` layer with a config
+               that means "none" (``application/vnd.oci.empty.v1+json``,
+               ``application/vnd.unknown.config.v1+json``: ORAS); module in that layer;
+               root ids from ``config.root_ids`` or ``rootIds``. An empty config blob
+               or ``{}`` (ORAS with ``/dev/null``) means no root ids.
 ``cncf``       config ``application/vnd.wasm.config.v0+json`` or a layer
                ``application/wasm`` (CNCF TAG-Runtime wasm artifact).
 ``wasm-to-oci`` a layer ``application/vnd.wasm.content.layer.v1+wasm``.
@@ -25,9 +31,30 @@ from typing import Any
 
 import structlog
 
-from . import _json
-from ._archive import extract_plugin
-from .errors import InvalidModule, ModuleTooLarge, RegistryError, UnsupportedLayout
+from .errors import ModuleTooLarge, RegistryError, UnsupportedLayout
+from .image_layout import (
+    CNCF_CONFIG,
+    CNCF_LAYER,
+    COMPAT_ANNOTATION,
+    DOCKER_CONFIG,
+    DOCKER_LAYER_GZIP,
+    DOCKER_LAYER_TAR,
+    EMPTY_SHA256,
+    IMAGE_LAYOUTS,
+    NO_CONFIG_TYPES,
+    OCI_CONFIG,
+    OCI_EMPTY,
+    OCI_LAYER_GZIP,
+    OCI_LAYER_TAR,
+    UNKNOWN_CONFIG,
+    WASM_TO_OCI_CONFIG,
+    WASM_TO_OCI_LAYER,
+    WASME_CONFIG,
+    WASME_LAYER,
+    ImageLayout,
+    ImageView,
+    wasme_root_ids,
+)
 from .limits import DEFAULT_LIMITS, FetchLimits
 from .reference import ImageReference
 from .registry import (
@@ -46,14 +73,19 @@ __all__ = [
     "COMPAT_ANNOTATION",
     "DOCKER_CONFIG",
     "DOCKER_LAYER_GZIP",
+    "DOCKER_LAYER_TAR",
     "DOCKER_MANIFEST",
     "DOCKER_MANIFEST_LIST",
+    "EMPTY_SHA256",
     "LAYOUTS",
+    "NO_CONFIG_TYPES",
     "OCI_CONFIG",
+    "OCI_EMPTY",
     "OCI_INDEX",
     "OCI_LAYER_GZIP",
     "OCI_LAYER_TAR",
     "OCI_MANIFEST",
+    "UNKNOWN_CONFIG",
     "WASME_CONFIG",
     "WASME_LAYER",
     "WASM_TO_OCI_CONFIG",
@@ -67,24 +99,8 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-WASME_CONFIG = "application/vnd.module.wasm.config.v1+json"
-WASME_LAYER = "application/vnd.module.wasm.content.layer.v1+wasm"
-CNCF_CONFIG = "application/vnd.wasm.config.v0+json"
-CNCF_LAYER = "application/wasm"
-WASM_TO_OCI_CONFIG = "application/vnd.wasm.config.v1+json"
-WASM_TO_OCI_LAYER = "application/vnd.wasm.content.layer.v1+wasm"
-OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-OCI_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
-OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
-DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
-DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
-DOCKER_LAYER_TAR = "application/vnd.docker.image.rootfs.diff.tar"
-COMPAT_ANNOTATION = "module.wasm.image/variant"
-LAYOUTS = ("wasme", "cncf", "wasm-to-oci", "compat")
+LAYOUTS = tuple(dict.fromkeys(layout.name for layout in IMAGE_LAYOUTS))
 """Names of the image layouts, as reported in :attr:`FetchedModule.layout`."""
-
-_TAR_LAYERS = (OCI_LAYER_TAR, OCI_LAYER_GZIP, DOCKER_LAYER_GZIP, DOCKER_LAYER_TAR)
-_ARCHIVE_OVERHEAD = 2**20
 
 
 @dataclass(frozen=True)
@@ -113,6 +129,14 @@ def detect_layout(
     """Return (layout name, descriptor of the layer holding the module) for an image
     manifest; raise :class:`UnsupportedLayout` when no layout matches and
     :class:`ModuleTooLarge` for more than ``max_layers`` layers."""
+    layout, layer = _detect(manifest, max_layers=max_layers)
+    return layout.name, layer
+
+
+def _detect(
+    manifest: Mapping[str, Any], *, max_layers: int
+) -> tuple[ImageLayout, Mapping[str, Any]]:
+    """The first layout of :data:`IMAGE_LAYOUTS` that matches, and its module layer."""
     config = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
     config_type = str((config or {}).get("mediaType", ""))
     raw_layers = manifest.get("layers")
@@ -121,18 +145,12 @@ def detect_layout(
     layers = _descriptors(manifest, "layers")
     if not layers:
         raise UnsupportedLayout("image has no layers")
-    by_type: dict[str, Mapping[str, Any]] = {}
-    for layer in layers:
-        by_type.setdefault(str(layer.get("mediaType", "")), layer)
-    if config_type == WASME_CONFIG:
-        return "wasme", by_type.get(WASME_LAYER, layers[0])
-    if config_type == CNCF_CONFIG or CNCF_LAYER in by_type:
-        return "cncf", by_type.get(CNCF_LAYER, layers[0])
-    if WASM_TO_OCI_LAYER in by_type:
-        return "wasm-to-oci", by_type[WASM_TO_OCI_LAYER]
-    if str(layers[-1].get("mediaType", "")) in _TAR_LAYERS:
-        return "compat", layers[-1]
-    types = sorted({config_type, *by_type})
+    view = ImageView.of(config_type, layers)
+    for layout in IMAGE_LAYOUTS:
+        layer = layout.detect(view)
+        if layer is not None:
+            return layout, layer
+    types = sorted({config_type, *view.by_type})
     raise UnsupportedLayout(f"no wasm layout matches media types {types}")
 
 
@@ -180,34 +198,6 @@ def choose_index_entry(
     return chosen
 
 
-def _string_list(value: object) -> tuple[str, ...]:
-    if isinstance(value, str):
-        return (value,) if value else ()
-    if isinstance(value, list):
-        return tuple(str(v) for v in value if isinstance(v, str) and v)
-    return ()
-
-
-def wasme_root_ids(config: Mapping[str, Any]) -> tuple[str, ...]:
-    """Root ids of a wasme runtime config: ``config.root_ids``, ``config.rootIds``,
-    ``rootIds`` or ``root_ids`` (first non-empty)."""
-    inner = config.get("config") if isinstance(config.get("config"), dict) else {}
-    for source, key in (
-        (inner, "root_ids"),
-        (inner, "rootIds"),
-        (config, "rootIds"),
-        (config, "root_ids"),
-    ):
-        ids = _string_list((source or {}).get(key))
-        if ids:
-            return ids
-    return ()
-
-
-def _abi_versions(config: Mapping[str, Any]) -> tuple[str, ...]:
-    return _string_list(config.get("abi_version")) or _string_list(config.get("abiVersions"))
-
-
 async def _resolve_image_manifest(
     client: RegistryClient, ref: ImageReference
 ) -> tuple[Manifest, Manifest]:
@@ -242,56 +232,27 @@ async def fetch_image_module(
     top, image = await _resolve_image_manifest(client, ref)
     pinned = ref.with_digest(top.digest)
     try:
-        layout, layer = detect_layout(image.data, max_layers=limits.max_layers)
+        layout, layer = _detect(image.data, max_layers=limits.max_layers)
     except UnsupportedLayout as error:
         raise UnsupportedLayout(f"{pinned}: {error}") from None
     except ModuleTooLarge as error:
         raise ModuleTooLarge(f"{pinned}: {error}") from None
-    layer_digest = str(layer.get("digest", ""))
-    if not layer_digest.startswith("sha256:"):
+    if not str(layer.get("digest", "")).startswith("sha256:"):
         raise RegistryError(f"{pinned}: module layer has no sha256 digest")
-    annotations: dict[str, str] = {}
+    extracted = await layout.extract(
+        client, ref, image.data, layer, pinned=str(pinned), max_bytes=max_bytes,
+        progress=progress,
+    )
+    annotations = dict(extracted.annotations)
     for source in (image.data.get("annotations"), layer.get("annotations")):
         if isinstance(source, dict):
             annotations.update({str(k): str(v) for k, v in source.items()})
-    root_ids: tuple[str, ...] = ()
-    config = image.data.get("config")
-    if layout == "wasme" and isinstance(config, dict) and config.get("digest"):
-        raw = await client.fetch_blob(ref, str(config["digest"]), max_bytes=limits.max_config_bytes)
-        try:
-            parsed = _json.loads(raw)
-        except ValueError:
-            raise InvalidModule(f"{pinned}: wasme config {config['digest']} is not JSON") from None
-        if isinstance(parsed, dict):
-            root_ids = wasme_root_ids(parsed)
-            abi = _abi_versions(parsed)
-            if abi:
-                annotations.setdefault("abi_version", ",".join(abi))
-    where = f"layer {layer_digest} of {pinned}"
-    verified: str | None = None
-    if layout == "compat":
-        size = layer.get("size")
-        cap = max_bytes + _ARCHIVE_OVERHEAD
-        if isinstance(size, int) and size > cap:
-            raise ModuleTooLarge(f"{where} is {size} bytes, above the cap of {cap} bytes")
-        blob = await client.fetch_blob(ref, layer_digest, max_bytes=cap, progress=progress)
-        data = extract_plugin(
-            blob, max_bytes=max_bytes, where=where, max_members=limits.max_tar_members
-        )
-    else:
-        size = layer.get("size")
-        if isinstance(size, int) and size > max_bytes:
-            raise ModuleTooLarge(f"{where} is {size} bytes, above the cap of {max_bytes} bytes")
-        data = await client.fetch_blob(ref, layer_digest, max_bytes=max_bytes, progress=progress)
-        verified = layer_digest.removeprefix("sha256:")  # checked while streaming
     return FetchedModule(
-        data=data,
-        layout=layout,
+        data=extracted.data,
+        layout=layout.name,
         reference=str(ref),
         manifest_digest=top.digest,
-        root_ids=root_ids,
+        root_ids=extracted.root_ids,
         annotations=annotations,
-        sha256=verified,
+        sha256=extracted.sha256,
     )
-
-

@@ -12,7 +12,18 @@ from dataclasses import dataclass
 
 import aiohttp
 
-__all__ = ["DEFAULT_LIMITS", "FetchLimits"]
+__all__ = ["ARCHIVE_OVERHEAD_BYTES", "DEFAULT_LIMITS", "MAX_MODULE_BYTES", "SMALL_MODULE_BYTES",
+           "FetchLimits"]
+
+MAX_MODULE_BYTES = 256 * 2**20
+"""The default cap on one module."""
+
+ARCHIVE_OVERHEAD_BYTES = 2**20
+"""What a tar(.gz) layer may hold beyond the module cap (headers, padding, other files)."""
+
+SMALL_MODULE_BYTES = 256 * 2**10
+"""Modules up to this size are hashed, validated and copied on the event loop; larger ones
+in a worker thread (for a small one the thread hop costs more than the work)."""
 
 
 @dataclass(frozen=True, kw_only=True)

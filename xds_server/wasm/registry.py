@@ -12,8 +12,9 @@ from the environment (``XDS_SERVER_REGISTRY_<HOSTKEY>_USERNAME`` and ``..._PASSW
 HOSTKEY is ``host[:port]`` upper-cased with non-alphanumerics replaced by ``_``), and from a
 Docker ``config.json`` (``credHelpers``, ``auths``, ``credsStore``).
 
-Retries: connection errors, timeouts, 429 and 5xx are retried with exponential backoff and
-full jitter, honouring ``Retry-After``; 401, 403 and 404 are never retried.
+Retries: the :class:`~xds_server.wasm.retry.RetryPolicy` (connection errors, timeouts, 408,
+429 and 5xx, with jittered exponential backoff honouring ``Retry-After``); 401, 403 and 404
+are never retried. Blobs are read by :func:`~xds_server.wasm.download.read_body`.
 
 Safety: every connection (registry, token realm, blob redirect, module URL) goes through the
 :mod:`~xds_server.wasm.guard` (refused destinations raise
@@ -24,14 +25,11 @@ under the caps and timeouts of :class:`~xds_server.wasm.limits.FetchLimits`.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import hashlib
 import os
-import random
 import re
 import ssl
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
@@ -50,6 +48,7 @@ from ._auth import (
     credentials_from_env,
     parse_challenge,
 )
+from .download import ProgressCallback, read_body
 from .errors import (
     AuthError,
     ModuleTooLarge,
@@ -63,6 +62,7 @@ from .guard import DEFAULT_POLICY, AddressPolicy, FetchGuard, GuardedConnector
 from .limits import DEFAULT_LIMITS, FetchLimits
 from .metrics import FETCHED_BYTES
 from .reference import ImageReference, is_loopback_host
+from .retry import DEFAULT_RETRY, RetryPolicy
 
 _DOCKER_HUB_ENDPOINT = "registry-1.docker.io"
 
@@ -83,11 +83,7 @@ DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+jso
 MANIFEST_MEDIA_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST, OCI_INDEX, DOCKER_MANIFEST_LIST)
 """Manifest media types we ask for and accept, in order of preference."""
 
-_RETRY_AFTER_CAP = 60.0
 _SHA256_DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
-
-ProgressCallback = Callable[[int, int | None], None]
-"""Called with (bytes received so far, total bytes or None) while a blob downloads."""
 
 
 @dataclass(frozen=True)
@@ -131,20 +127,6 @@ class Manifest:
 
 def _sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return min(max(float(value), 0.0), _RETRY_AFTER_CAP)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return min(max(when.timestamp() - time.time(), 0.0), _RETRY_AFTER_CAP)
 
 
 async def _read_capped(response: aiohttp.ClientResponse, cap: int, what: str) -> bytes:
@@ -199,19 +181,22 @@ class RegistryClient:
         registries: Sequence[RegistrySettings] = (),
         docker_config: Path | None = None,
         env: Mapping[str, str] | None = None,
-        retries: int = 4,
-        backoff_base: float = 0.25,
-        backoff_max: float = 8.0,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        retries: int | None = None,
+        backoff_base: float | None = None,
+        backoff_max: float | None = None,
         request_timeout: float | None = None,
         limits: FetchLimits = DEFAULT_LIMITS,
         default_policy: AddressPolicy = DEFAULT_POLICY,
         resolver: aiohttp.abc.AbstractResolver | None = None,
         user_agent: str = "xds-server",
     ) -> None:
-        """``request_timeout``, when given, sets the connect and per-read timeouts of
-        ``limits``; ``default_policy`` is the fetch guard's policy for hosts without
-        :class:`RegistrySettings` (loopback allowed, private refused by default);
-        ``resolver`` replaces aiohttp's DNS resolver (its answers are still guarded)."""
+        """``retry`` is the retry policy; ``retries``, ``backoff_base`` and
+        ``backoff_max``, when given, override its fields. ``request_timeout``, when
+        given, sets the connect and per-read timeouts of ``limits``; ``default_policy``
+        is the fetch guard's policy for hosts without :class:`RegistrySettings`
+        (loopback allowed, private refused by default); ``resolver`` replaces aiohttp's
+        DNS resolver (its answers are still guarded)."""
         self._settings = {r.host: r for r in registries}
         for alias in ("docker.io", "index.docker.io"):
             if alias in self._settings:  # Docker Hub is reached at its endpoint host
@@ -224,9 +209,9 @@ class RegistryClient:
         )
         self._docker_config = docker_config
         self._env = env if env is not None else os.environ
-        self._retries = retries
-        self._backoff_base = backoff_base
-        self._backoff_max = backoff_max
+        self._retry = retry.overridden(
+            retries=retries, backoff_base=backoff_base, backoff_max=backoff_max
+        )
         self._timeout = limits.timeout()
         self._download_timeout = limits.timeout(download=True)
         self._user_agent = user_agent
@@ -285,9 +270,9 @@ class RegistryClient:
         return self._guard
 
     @property
-    def retry_policy(self) -> tuple[int, float, float]:
-        """(retries, backoff base seconds, backoff maximum seconds)."""
-        return self._retries, self._backoff_base, self._backoff_max
+    def retry_policy(self) -> RetryPolicy:
+        """The retry policy of every call (and of URL fetches sharing the session)."""
+        return self._retry
 
     # -- transport ---------------------------------------------------------------------
 
@@ -314,6 +299,12 @@ class RegistryClient:
             self._ssl[host] = context
         return context
 
+    async def identity(self, host: str) -> str:
+        """Who this client reads ``host`` (an endpoint ``host[:port]``) as: the username
+        of its credentials, or ``""`` for anonymous access. Never the secret."""
+        creds = await self._credentials_for(host)
+        return creds.username if creds else ""
+
     async def _credentials_for(self, host: str) -> Credentials | None:
         if host in self._credentials:
             return self._credentials[host]
@@ -327,12 +318,6 @@ class RegistryClient:
             creds = await credentials_from_docker_config(host, self._docker_config)
         self._credentials[host] = creds
         return creds
-
-    def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return retry_after
-        ceiling = min(self._backoff_max, self._backoff_base * 2**attempt)
-        return random.uniform(ceiling / 2, ceiling)
 
     @staticmethod
     def _scope(repository: str, actions: str) -> str:
@@ -410,9 +395,8 @@ class RegistryClient:
                             f"({response.status}{': ' + detail if detail else ''})",
                             status=response.status,
                         )
-                    if response.status == 429 or response.status >= 500:
-                        delay = _retry_after(response.headers.get("Retry-After"))
-                        raise _Retryable(response.status, delay)
+                    if self._retry.retryable(response.status):
+                        raise _Retryable(response.status, response.headers.get("Retry-After"))
                     if response.status != 200:
                         raise RegistryError(
                             f"{what}: token service for {host} answered {response.status}",
@@ -429,12 +413,13 @@ class RegistryClient:
                     raise AuthError(f"{what}: token service for {host} returned no token")
                 return data
             except (_Retryable, aiohttp.ClientConnectionError, TimeoutError) as error:
-                if attempt >= self._retries:
+                if self._retry.exhausted(attempt):
                     raise RegistryUnavailable(
                         f"{what}: token service for {host} unavailable after "
                         f"{attempt + 1} attempts ({_describe(error)})"
                     ) from None
-                delay = self._backoff(attempt, getattr(error, "delay", None))
+                hint = error.retry_after if isinstance(error, _Retryable) else None
+                delay = self._retry.delay(attempt, hint)
                 attempt += 1
                 await asyncio.sleep(delay)
             except aiohttp.ClientError as error:  # redirects, invalid URLs, bad HTTP
@@ -456,7 +441,8 @@ class RegistryClient:
     ) -> aiohttp.ClientResponse:
         """Send a request with auth and retries; return the response (caller releases it).
 
-        Retries connection errors, timeouts, 429 and 5xx; raises
+        Retries connection errors, timeouts and what the retry policy calls retryable
+        (408, 429, 5xx); raises
         :class:`RegistryUnavailable` when they persist. Other statuses are returned.
         """
         session = self._session_or_raise()
@@ -477,12 +463,12 @@ class RegistryClient:
                     max_redirects=self._limits.max_redirects,
                 )
             except (aiohttp.ClientConnectionError, TimeoutError) as error:
-                if attempt >= self._retries:
+                if self._retry.exhausted(attempt):
                     raise RegistryUnavailable(
                         f"{what}: registry {host} unreachable after {attempt + 1} attempts "
                         f"({_describe(error)})"
                     ) from None
-                delay = self._backoff(attempt, None)
+                delay = self._retry.delay(attempt)
                 log.warning(
                     "registry_request_retry", host=host, reference=str(ref), attempt=attempt + 1,
                     delay=round(delay, 3), error=_describe(error),
@@ -498,16 +484,16 @@ class RegistryClient:
                 challenged = True
                 await self._answer_challenge(host, ref.repository, actions, challenge, what)
                 continue
-            if response.status == 429 or response.status >= 500:
-                delay_hint = _retry_after(response.headers.get("Retry-After"))
+            if self._retry.retryable(response.status):
+                delay_hint = response.headers.get("Retry-After")
                 status = response.status
                 response.release()
-                if attempt >= self._retries:
+                if self._retry.exhausted(attempt):
                     raise RegistryUnavailable(
                         f"{what}: registry {host} answered {status} after {attempt + 1} attempts",
                         status=status,
                     )
-                delay = self._backoff(attempt, delay_hint)
+                delay = self._retry.delay(attempt, delay_hint)
                 log.warning(
                     "registry_request_retry", host=host, reference=str(ref), attempt=attempt + 1,
                     delay=round(delay, 3), status=status,
@@ -523,7 +509,8 @@ class RegistryClient:
         suffix = f" ({detail})" if detail else ""
         if status in (401, 403):
             raise AuthError(
-                f"{what}: access denied ({status}){suffix}; check the registry credentials",
+                f"{what}: access denied ({status}), credentials refused{suffix}; check the "
+                "registry credentials",
                 status=status,
             )
         if status == 404:
@@ -601,7 +588,8 @@ class RegistryClient:
         max_bytes: int,
         progress: ProgressCallback | None = None,
     ) -> bytes:
-        """Download blob ``digest`` of ``ref``'s repository, verifying it while streaming.
+        """Download blob ``digest`` of ``ref``'s repository, verifying it while streaming
+        (:func:`~xds_server.wasm.download.read_body`).
 
         Raises :class:`ModuleTooLarge` as soon as the announced or received size passes
         ``max_bytes``, :class:`VerificationError` when the content's sha256 differs.
@@ -616,44 +604,27 @@ class RegistryClient:
                 "GET", ref, f"/v2/{ref.repository}/blobs/{digest}", actions="pull", what=what,
                 download=True,
             )
-            hasher = hashlib.sha256()
-            buffer = bytearray()
             try:
                 if response.status != 200:
                     await self._raise_for_status(response, what)
-                total = response.content_length
-                if total is not None and total > max_bytes:
-                    raise ModuleTooLarge(
-                        f"{what} is {total} bytes, above the cap of {max_bytes} bytes"
-                    )
-                async for chunk in response.content.iter_chunked(256 * 1024):
-                    buffer.extend(chunk)
-                    if len(buffer) > max_bytes:
-                        raise ModuleTooLarge(
-                            f"{what} is larger than the cap of {max_bytes} bytes"
-                        )
-                    hasher.update(chunk)
-                    if progress is not None:
-                        progress(len(buffer), total)
+                body = await read_body(
+                    response, what=what, max_bytes=max_bytes, expected=digest, kind="blob",
+                    reference=str(ref), progress=progress,
+                )
             except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError) as e:
-                if attempt >= self._retries:
+                if self._retry.exhausted(attempt):
                     raise RegistryUnavailable(
                         f"{what}: download failed after {attempt + 1} attempts ({_describe(e)})"
                     ) from None
+                await asyncio.sleep(self._retry.delay(attempt))
                 attempt += 1
-                await asyncio.sleep(self._backoff(attempt, None))
                 continue
             except aiohttp.ClientError as e:
                 raise RegistryError(f"{what}: {_describe(e)}") from None
             finally:
                 response.release()
-            FETCHED_BYTES.inc(len(buffer))
-            received = "sha256:" + hasher.hexdigest()
-            if received != digest:
-                raise VerificationError(
-                    "blob", reference=str(ref), expected=digest, received=received
-                )
-            return bytes(buffer)
+            assert body.data is not None  # read into memory
+            return body.data
 
     # -- writing -----------------------------------------------------------------------
 
@@ -771,9 +742,10 @@ def parse_manifest(
 
 
 class _Retryable(Exception):
-    def __init__(self, status: int, delay: float | None) -> None:
+    def __init__(self, status: int, retry_after: str | None) -> None:
         super().__init__(f"status {status}")
-        self.delay = delay
+        self.retry_after = retry_after
+
 
 
 def _describe(error: BaseException) -> str:

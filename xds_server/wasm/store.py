@@ -37,16 +37,18 @@ from .errors import (
     NotFound,
     RegistryError,
     RegistryUnavailable,
+    StoreError,
     UnsafeDestination,
     VerificationError,
     WasmError,
 )
 from .guard import DEFAULT_POLICY, AddressPolicy
 from .layouts import fetch_image_module
-from .limits import DEFAULT_LIMITS, FetchLimits
+from .limits import DEFAULT_LIMITS, MAX_MODULE_BYTES, SMALL_MODULE_BYTES, FetchLimits
 from .metrics import CACHE_REQUESTS, FETCH_DURATION, FETCHES, STORE_BYTES, STORE_MODULES
 from .reference import ImageReference, normalize_sha256, parse_reference
 from .registry import ProgressCallback, RegistryClient, RegistrySettings
+from .retry import DEFAULT_RETRY, RetryPolicy
 
 __all__ = ["Module", "ModuleSource", "ModuleStore"]
 
@@ -112,7 +114,30 @@ class Module:
         return self.path.read_bytes()
 
 
-_SMALL_MODULE_BYTES = 256 * 2**10
+@dataclass(frozen=True)
+class _Fetched:
+    """A module as fetched, before it is validated and stored: its bytes in memory
+    (``data``) or in a temp file in the blob directory (``path``), its sha256 (hex) when
+    the fetch already verified it, what the source says about it, and who read it."""
+
+    reference: str
+    layout: str
+    data: bytes | None = None
+    path: Path | None = None
+    sha256: str | None = None
+    root_ids: tuple[str, ...] = ()
+    manifest_digest: str | None = None
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    identity: str | None = None
+    """The registry username it was fetched as (``""``: anonymous); ``None`` for URLs
+    and files."""
+
+
+async def _sha256_hex(data: bytes) -> str:
+    """sha256 of ``data`` (hex): on the event loop for a small module, else in a thread."""
+    if len(data) <= SMALL_MODULE_BYTES:
+        return hashlib.sha256(data).hexdigest()
+    return await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
 
 
 def _result_label(error: BaseException) -> str:
@@ -126,6 +151,7 @@ def _result_label(error: BaseException) -> str:
         (ModuleTooLarge, "too_large"),
         (InvalidModule, "invalid_module"),
         (InvalidReference, "invalid_reference"),
+        (StoreError, "store_error"),
     ):
         if isinstance(error, cls):
             return label
@@ -168,22 +194,25 @@ class ModuleStore:
         self,
         root: Path,
         *,
-        max_module_bytes: int = 256 * 2**20,
+        max_module_bytes: int = MAX_MODULE_BYTES,
         max_store_bytes: int | None = None,
         registries: Sequence[RegistrySettings] = (),
         docker_config: Path | None = None,
         resolve_interval: float = 300.0,
         env: Mapping[str, str] | None = None,
-        retries: int = 4,
-        backoff_base: float = 0.25,
-        backoff_max: float = 8.0,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        retries: int | None = None,
+        backoff_base: float | None = None,
+        backoff_max: float | None = None,
         request_timeout: float | None = None,
         limits: FetchLimits = DEFAULT_LIMITS,
         default_policy: AddressPolicy = DEFAULT_POLICY,
         resolver: AbstractResolver | None = None,
         client: RegistryClient | None = None,
     ) -> None:
-        """Registry settings, retries, ``request_timeout`` (connect and per-read),
+        """Registry settings, the retry policy (``retry``, whose ``retries``,
+        ``backoff_base`` and ``backoff_max`` fields the keywords of those names override),
+        ``request_timeout`` (connect and per-read),
         ``limits`` (caps and timeouts) and ``default_policy`` (the fetch guard's policy for
         hosts without settings) and ``resolver`` (DNS) configure the client made here
         unless ``client`` is given. ``max_module_bytes`` caps each module."""
@@ -197,6 +226,7 @@ class ModuleStore:
             registries=registries,
             docker_config=docker_config,
             env=env,
+            retry=retry,
             retries=retries,
             backoff_base=backoff_base,
             backoff_max=backoff_max,
@@ -369,16 +399,29 @@ class ModuleStore:
         resolved_at = float(self._refs[key].get("resolved_at", 0))
         return time.time() - resolved_at < self._resolve_interval
 
+    def _read_by(self, key: str, reader: str | None) -> bool:
+        """True when the stored entry for ``key`` was fetched as ``reader`` (a registry
+        username, ``""`` anonymous; ``None``: not an image). A stored image is served
+        without asking the registry only to the identity that fetched it; entries from
+        before identities were recorded count as fetched by anyone."""
+        recorded = self._refs.get(key, {}).get("identity")
+        return reader is None or recorded is None or recorded == reader
+
     async def resolve(
         self, source: ModuleSource, *, progress: ProgressCallback | None = None
     ) -> Module:
         """Return the verified module for ``source``, fetching and storing it if needed.
 
-        ``IfNotPresent``: a reference in the store is never re-resolved. ``Always``: a tag
+        ``IfNotPresent``: a reference in the store is not re-resolved, unless the registry
+        identity in use (its username, or anonymous) differs from the one that fetched it:
+        then the registry is asked again, as for a new reference. ``Always``: a tag
         resolved longer than ``resolve_interval`` ago is resolved again (digest references
         and URLs never are; local files are re-read every time). If a fetch fails while the
-        store holds a module for this reference, the failure is logged and the stored
-        module returned. Concurrent calls for one reference share one download. A
+        store holds a module for this reference because the registry could not be reached
+        or kept failing (connection errors, timeouts, 5xx), the failure is logged and the
+        stored module returned; when the registry refused the credentials (401/403,
+        :attr:`AuthError.refused`) the error is raised and the stored copy never served.
+        Concurrent calls for one reference share one download. A
         ``sha256`` pin that the module does not match raises :class:`VerificationError`.
         """
         if not self._started:
@@ -389,7 +432,9 @@ class ModuleStore:
         if stored is None and source.kind == "url" and pin in self._modules:
             stored = self.get(pin)
         usable = stored is not None and (pin is None or stored.sha256 == pin)
-        if stored is not None and usable and self._fresh(source, ref, key):
+        reader = await self._client.identity(ref.endpoint_host) if ref is not None else None
+        if (stored is not None and usable and self._fresh(source, ref, key)
+                and self._read_by(key, reader)):
             CACHE_REQUESTS.labels("hit").inc()
             self._modules[stored.sha256]["last_used"] = time.time()
             log.debug("module_cache_hit", reference=key, digest=stored.digest)
@@ -403,6 +448,12 @@ class ModuleStore:
         try:
             module = await asyncio.shield(task)
         except WasmError as error:
+            if stored is not None and usable and isinstance(error, AuthError) and error.refused:
+                log.warning(
+                    "module_resolve_credentials_refused", reference=key, digest=stored.digest,
+                    status=error.status, error=str(error),
+                )
+                raise
             if stored is not None and usable:
                 CACHE_REQUESTS.labels("stale").inc()
                 log.warning(
@@ -432,78 +483,14 @@ class ModuleStore:
         ref: ImageReference | None,
         progress: ProgressCallback | None,
     ) -> Module:
+        """Fetch, verify, validate and store the module of ``source``; record ``key``."""
         started = time.monotonic()
         kind = source.kind
         log.info("module_fetch_started", reference=key)
         try:
-            layout: str = kind
-            root_ids: tuple[str, ...] = ()
-            manifest_digest: str | None = None
-            annotations: Mapping[str, str] = {}
-            known_sha: str | None = None  # set when the fetch already verified the bytes' digest
-            if ref is not None:
-                fetched = await fetch_image_module(
-                    self._client, ref, max_bytes=self._max_module_bytes, progress=progress
-                )
-                data = fetched.data
-                known_sha = fetched.sha256
-                layout, root_ids = fetched.layout, fetched.root_ids
-                manifest_digest, annotations = fetched.manifest_digest, fetched.annotations
-            elif kind == "url":
-                retries, base, cap = self._client.retry_policy
-                data = await fetch_url(
-                    self._client.session,
-                    source.location,
-                    sha256=normalize_sha256(source.sha256 or ""),
-                    max_bytes=self._max_module_bytes,
-                    retries=retries,
-                    backoff_base=base,
-                    backoff_max=cap,
-                    progress=progress,
-                    limits=self._client.limits,
-                )
-            else:
-                data = await asyncio.to_thread(
-                    _read_file_capped, source.location, self._max_module_bytes
-                )
-            if len(data) > self._max_module_bytes:
-                raise ModuleTooLarge(
-                    f"module of {source.location} is {len(data)} bytes, above the cap of "
-                    f"{self._max_module_bytes} bytes"
-                )
-            # Hashing and validating a large module happen off the event loop; for a
-            # small one the thread hop costs more than the work.
-            small = len(data) <= _SMALL_MODULE_BYTES
-            hex_digest: str
-            if known_sha:
-                hex_digest = known_sha
-            elif small:
-                hex_digest = hashlib.sha256(data).hexdigest()
-            else:
-                hex_digest = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
-            where = f"module sha256:{hex_digest} of {source.location}"
-            path = self._blobs / hex_digest
-            if hex_digest not in self._modules or not path.is_file():
-                if small:
-                    validate_module(data, where=where)
-                else:
-                    await asyncio.to_thread(validate_module, data, where=where)
-                await asyncio.to_thread(_fs.atomic_write, path, data)
-            self._verified.add(hex_digest)
-            now = time.time()
-            self._modules[hex_digest] = {"size": len(data), "last_used": now}
-            self._refs[key] = {
-                "sha256": hex_digest,
-                "resolved_at": now,
-                "layout": layout,
-                "root_ids": list(root_ids),
-                "reference": source.location if ref is None else str(ref),
-                "manifest_digest": manifest_digest,
-                "annotations": dict(annotations),
-            }
-            await self._evict(keep=hex_digest)
-            await self._save_index()
-            self._update_gauges()
+            fetched = await self._fetch(source, ref, progress)
+            hex_digest, size = await self._install(fetched, source.location)
+            module = await self._record(key, hex_digest, size, fetched)
         except WasmError as error:
             FETCHES.labels(kind, _result_label(error)).inc()
             log.warning(
@@ -514,12 +501,110 @@ class ModuleStore:
         finally:
             FETCH_DURATION.labels(kind).observe(time.monotonic() - started)
         FETCHES.labels(kind, "ok").inc()
-        module = self._module_from(hex_digest, self._refs[key])
         log.info(
             "module_stored", reference=key, digest=module.digest, size=module.size,
-            layout=layout, manifest_digest=manifest_digest,
+            layout=module.layout, manifest_digest=module.manifest_digest,
         )
         return module
+
+    async def _fetch(
+        self, source: ModuleSource, ref: ImageReference | None,
+        progress: ProgressCallback | None,
+    ) -> _Fetched:
+        """The module's bytes as fetched: in memory (images, files) or in a temp file in
+        the blob directory (URLs, streamed there)."""
+        if ref is not None:
+            image = await fetch_image_module(
+                self._client, ref, max_bytes=self._max_module_bytes, progress=progress
+            )
+            return _Fetched(
+                reference=str(ref), layout=image.layout, data=image.data, sha256=image.sha256,
+                root_ids=image.root_ids, manifest_digest=image.manifest_digest,
+                annotations=image.annotations,
+                identity=await self._client.identity(ref.endpoint_host),
+            )
+        if source.kind == "url":
+            body = await fetch_url(
+                self._client.session, source.location,
+                sha256=normalize_sha256(source.sha256 or ""), max_bytes=self._max_module_bytes,
+                retry=self._client.retry_policy, into=self._blobs, progress=progress,
+                limits=self._client.limits,
+            )
+            return _Fetched(reference=source.location, layout="url", path=body.path,
+                            sha256=body.sha256)
+        data = await asyncio.to_thread(_read_file_capped, source.location, self._max_module_bytes)
+        return _Fetched(reference=source.location, layout="file", data=data)
+
+    async def _install(self, fetched: _Fetched, location: str) -> tuple[str, int]:
+        """Validate the fetched module and put it under its digest (unless already
+        there); return (sha256 hex, size). A temp file is always consumed."""
+        if fetched.path is not None:
+            try:
+                data = await asyncio.to_thread(fetched.path.read_bytes)
+                hex_digest = fetched.sha256 or await _sha256_hex(data)
+                await self._validate(data, hex_digest, location)
+                path = self._blobs / hex_digest
+                if hex_digest not in self._modules or not path.is_file():
+                    await self._write(path, location, temp=fetched.path)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    await asyncio.to_thread(fetched.path.unlink)
+            return hex_digest, len(data)
+        data = fetched.data or b""
+        if len(data) > self._max_module_bytes:
+            raise ModuleTooLarge(
+                f"module of {location} is {len(data)} bytes, above the cap of "
+                f"{self._max_module_bytes} bytes"
+            )
+        hex_digest = fetched.sha256 or await _sha256_hex(data)
+        path = self._blobs / hex_digest
+        if hex_digest not in self._modules or not path.is_file():
+            await self._validate(data, hex_digest, location)
+            await self._write(path, location, data=data)
+        return hex_digest, len(data)
+
+    async def _write(self, path: Path, location: str, *, data: bytes = b"",
+                     temp: Path | None = None) -> None:
+        """Put a module's bytes (``data``, or the complete ``temp`` file) at ``path``
+        atomically; raise :class:`StoreError` when the disk refuses."""
+        try:
+            if temp is not None:
+                await asyncio.to_thread(_fs.install, temp, path)
+            else:
+                await asyncio.to_thread(_fs.atomic_write, path, data)
+        except OSError as error:
+            raise StoreError(
+                f"module {path.name[:12]} of {location} cannot be stored in {path.parent}: "
+                f"{error.strerror or error}"
+            ) from None
+
+    @staticmethod
+    async def _validate(data: bytes, hex_digest: str, location: str) -> None:
+        where = f"module sha256:{hex_digest} of {location}"
+        if len(data) <= SMALL_MODULE_BYTES:
+            validate_module(data, where=where)
+        else:
+            await asyncio.to_thread(validate_module, data, where=where)
+
+    async def _record(self, key: str, hex_digest: str, size: int, fetched: _Fetched) -> Module:
+        """Index the stored module under ``key``, evict over capacity, save the index."""
+        self._verified.add(hex_digest)
+        now = time.time()
+        self._modules[hex_digest] = {"size": size, "last_used": now}
+        self._refs[key] = {
+            "sha256": hex_digest,
+            "resolved_at": now,
+            "layout": fetched.layout,
+            "root_ids": list(fetched.root_ids),
+            "reference": fetched.reference,
+            "manifest_digest": fetched.manifest_digest,
+            "annotations": dict(fetched.annotations),
+            "identity": fetched.identity,
+        }
+        await self._evict(keep=hex_digest)
+        await self._save_index()
+        self._update_gauges()
+        return self._module_from(hex_digest, self._refs[key])
 
     # -- eviction ----------------------------------------------------------------------
 

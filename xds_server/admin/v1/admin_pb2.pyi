@@ -25,14 +25,16 @@ RESOURCE_STATE_REQUESTED: ResourceState
 RESOURCE_STATE_STALE: ResourceState
 
 class ApplyFilterRequest(_message.Message):
-    __slots__ = ("name", "specs", "actor")
+    __slots__ = ("name", "specs", "actor", "expect_revision")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SPECS_FIELD_NUMBER: _ClassVar[int]
     ACTOR_FIELD_NUMBER: _ClassVar[int]
+    EXPECT_REVISION_FIELD_NUMBER: _ClassVar[int]
     name: str
     specs: _containers.RepeatedCompositeFieldContainer[_struct_pb2.Struct]
     actor: str
-    def __init__(self, name: _Optional[str] = ..., specs: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ..., actor: _Optional[str] = ...) -> None: ...
+    expect_revision: int
+    def __init__(self, name: _Optional[str] = ..., specs: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ..., actor: _Optional[str] = ..., expect_revision: _Optional[int] = ...) -> None: ...
 
 class DeleteFilterRequest(_message.Message):
     __slots__ = ("name", "actor")
