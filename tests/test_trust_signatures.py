@@ -118,6 +118,22 @@ def key_bundle(key: ec.EllipticCurvePrivateKey, manifest_raw: bytes) -> dict[str
     }
 
 
+def dsse_bundle(key: ec.EllipticCurvePrivateKey, digest: str) -> dict[str, Any]:
+    """A v0.3 bundle whose DSSE envelope holds an in-toto statement naming `digest`,
+    signed over DSSE's pre-authentication encoding (the DSSE spec, written out here)."""
+    statement = json.dumps({"_type": "https://in-toto.io/Statement/v1",
+                            "subject": [{"name": "image", "digest": {"sha256": digest.removeprefix("sha256:")}}],
+                            "predicateType": "https://sigstore.dev/cosign/sign/v1", "predicate": {}}).encode()
+    payload_type = "application/vnd.in-toto+json"
+    pae = b"DSSEv1 %d %s %d %s" % (len(payload_type), payload_type.encode(), len(statement), statement)
+    return {
+        "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+        "verificationMaterial": {"publicKey": {"hint": "test-key"}, "tlogEntries": []},
+        "dsseEnvelope": {"payload": base64.b64encode(statement).decode(), "payloadType": payload_type,
+                         "signatures": [{"sig": base64.b64encode(key.sign(pae, ec.ECDSA(hashes.SHA256()))).decode()}]},
+    }
+
+
 class Api:
     def __init__(self, port: int, session: aiohttp.ClientSession) -> None:
         self.base, self.session = f"http://127.0.0.1:{port}", session
@@ -152,7 +168,7 @@ async def test_required_policy_through_deploy(tmp_path: Path, registry: Registry
     write_public(keys / "team-ed.pub", trusted_ed)
     write_private(keys / "team-ed.key", trusted_ed)
     base = f"{registry.host}/trust{os.getpid()}"
-    names = ("unsigned", "wrong", "replayed", "untrusted", "good", "ed", "bundle", "badbundle")
+    names = ("unsigned", "wrong", "replayed", "untrusted", "good", "ed", "bundle", "badbundle", "dsse")
     digests: dict[str, str] = {}
     modules: dict[str, str] = {}
     async with RegistryClient() as client:
@@ -169,6 +185,8 @@ async def test_required_policy_through_deploy(tmp_path: Path, registry: Registry
         for name, key in (("bundle", trusted), ("badbundle", stranger)):
             raw = (await client.get_manifest(parse_reference(f"{repo[name]}@{digests[name]}"))).raw
             await attach_bundle(client, repo[name], digests[name], raw, key_bundle(key, raw))
+        raw = (await client.get_manifest(parse_reference(f"{repo['dsse']}@{digests['dsse']}"))).raw
+        await attach_bundle(client, repo["dsse"], digests["dsse"], raw, dsse_bundle(trusted, digests["dsse"]))
 
     # `xds-server sign` with an Ed25519 key (the CLI in a subprocess, as a user runs it).
     code, out, err = await _cli("sign", f"{repo['ed']}:v1", "--key", str(keys / "team-ed.key"))
@@ -214,7 +232,7 @@ async def test_required_policy_through_deploy(tmp_path: Path, registry: Registry
             assert (await api.call("GET", f"/api/v1/filters/f-{name}"))[0] == 404
 
         accepted = {"good": ("cosign", "team.pub"), "ed": ("cosign", "team-ed.pub"),
-                    "bundle": ("bundle", "team.pub")}
+                    "bundle": ("bundle", "team.pub"), "dsse": ("bundle", "team.pub")}
         for name, (fmt, key_file) in accepted.items():
             status, body = await api.call("PUT", f"/api/v1/filters/f-{name}",
                                           {"source": {"image": f"{repo[name]}:v1"}})
