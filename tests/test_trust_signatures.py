@@ -89,9 +89,10 @@ async def cosign_sign(client: RegistryClient, repo: str, digest: str, key: Signe
 
 
 async def attach_bundle(client: RegistryClient, repo: str, digest: str, manifest_raw: bytes,
-                        bundle: dict[str, Any]) -> None:
+                        bundle: dict[str, Any], *, listed_as: str = BUNDLE) -> None:
     """A Sigstore bundle as an OCI referrer of `digest`, listed in the referrers tag schema
-    index `sha256-<hex>` (the Debian registry has no referrers API)."""
+    index `sha256-<hex>` (the Debian registry has no referrers API) with artifact type
+    `listed_as` (cosign 2.5 listed its bundles with the empty type: cosign issue 4422)."""
     raw = json.dumps(bundle).encode()
     referrer = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": BUNDLE,
                 "config": _desc(EMPTY, b"{}"), "layers": [_desc(BUNDLE, raw)],
@@ -100,7 +101,7 @@ async def attach_bundle(client: RegistryClient, repo: str, digest: str, manifest
                                 [b"{}", raw], referrer)
     index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
         {"mediaType": OCI_MANIFEST, "digest": referrer_digest,
-         "size": len(json.dumps(referrer).encode()), "artifactType": BUNDLE}]}
+         "size": len(json.dumps(referrer).encode()), "artifactType": listed_as}]}
     await put(client, f"{repo}:{digest.replace(':', '-')}", [], index, OCI_INDEX)
 
 
@@ -186,7 +187,8 @@ async def test_required_policy_through_deploy(tmp_path: Path, registry: Registry
             raw = (await client.get_manifest(parse_reference(f"{repo[name]}@{digests[name]}"))).raw
             await attach_bundle(client, repo[name], digests[name], raw, key_bundle(key, raw))
         raw = (await client.get_manifest(parse_reference(f"{repo['dsse']}@{digests['dsse']}"))).raw
-        await attach_bundle(client, repo["dsse"], digests["dsse"], raw, dsse_bundle(trusted, digests["dsse"]))
+        await attach_bundle(client, repo["dsse"], digests["dsse"], raw, dsse_bundle(trusted, digests["dsse"]),
+                            listed_as=EMPTY)
 
     # `xds-server sign` with an Ed25519 key (the CLI in a subprocess, as a user runs it).
     code, out, err = await _cli("sign", f"{repo['ed']}:v1", "--key", str(keys / "team-ed.key"))

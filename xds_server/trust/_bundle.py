@@ -34,6 +34,7 @@ BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 MAX_BUNDLE_BYTES = 1 * 2**20
 MAX_BUNDLES = 32
 _IN_TOTO = "application/vnd.in-toto+json"
+_EMPTY = "application/vnd.oci.empty.v1+json"
 
 
 async def find_bundles(client: RegistryClient, ref: ImageReference, digest: str) -> list[bytes]:
@@ -49,9 +50,12 @@ async def find_bundles(client: RegistryClient, ref: ImageReference, digest: str)
     if not isinstance(entries, list):
         return []
     found = []
-    for entry in entries[:MAX_BUNDLES]:
-        if not isinstance(entry, dict) or not str(entry.get("artifactType", "")).startswith(BUNDLE_MEDIA_PREFIX):
-            continue
+    # Some cosign versions list bundle referrers with the empty artifact type (cosign
+    # issue 4422): those are opened too, and kept when their layer is a bundle.
+    candidates = [e for e in entries if isinstance(e, dict) and (
+        str(e.get("artifactType", "")).startswith(BUNDLE_MEDIA_PREFIX)
+        or e.get("artifactType") in (None, "", _EMPTY))]
+    for entry in candidates[:MAX_BUNDLES]:
         try:
             manifest = await client.get_manifest(ref, str(entry.get("digest", "")))
             subject = manifest.data.get("subject")
