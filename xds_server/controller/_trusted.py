@@ -73,6 +73,12 @@ class TrustedModules:
         self._path = state_dir / "verdicts.json"
         self._verdicts: dict[str, dict[str, Any]] = self._load()
 
+    def __getattr__(self, name: str) -> Any:
+        """Anything else is the wrapped provider's (e.g. `StoreModules.store`)."""
+        if name == "inner":  # not set yet (copying, unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
     def set_policies(self, policies: TrustPolicies) -> None:
         """Use `policies` for every later call."""
         self.verifier = ImageVerifier(policies)
