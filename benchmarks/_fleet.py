@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections import Counter
 from typing import Any
 
@@ -44,6 +45,30 @@ def subscriptions(sub: dict[str, Any], idx: int) -> list[str]:
     return [f"f{(idx + k * stride) % filters}" for k in range(per)]
 
 
+LOGS_EXPORT = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+
+
+def access_log_export(node_id: str, batch: int) -> bytes:
+    """An OTLP logs export as Envoy's access logger with the `--telemetry` bootstrap
+    sends it: resource attributes of the node, `batch` records with the compact body."""
+    from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+    from opentelemetry.proto.common.v1 import common_pb2
+    from opentelemetry.proto.logs.v1 import logs_pb2
+
+    def kv(key: str, value: str) -> common_pb2.KeyValue:
+        return common_pb2.KeyValue(key=key, value=common_pb2.AnyValue(string_value=value))
+
+    body = common_pb2.AnyValue(string_value="\x1f".join([
+        "xds1", "200", "2", "GET", "/api/items/42", "shop.example.com", "via_upstream", "-",
+        "10.0.0.7:8080", "fs:wasm.debug=rule=allow;cache=miss"]))
+    t = int(time.time() * 1e9)
+    records = [logs_pb2.LogRecord(time_unix_nano=t + i, body=body) for i in range(batch)]
+    res = logs_pb2.ResourceLogs(scope_logs=[logs_pb2.ScopeLogs(log_records=records)])
+    res.resource.attributes.extend([kv("log_name", "xds-server"), kv("node_name", node_id),
+                                    kv("cluster_name", "bench"), kv("zone_name", "")])
+    return logs_service_pb2.ExportLogsServiceRequest(resource_logs=[res]).SerializeToString()
+
+
 class FleetWorker:
     def __init__(self) -> None:
         self.reached: Counter[int] = Counter()
@@ -54,6 +79,9 @@ class FleetWorker:
         self.stall_every = 0
         self.errors: Counter[str] = Counter()
         self._forever: asyncio.Future[None] | None = None
+        self.channel_of: dict[int, grpc.aio.Channel] = {}
+        self.senders: list[asyncio.Task[None]] = []
+        self.exported = 0
 
     async def cmd_connect(self, target: str, n: int, offset: int, sub: dict[str, Any],
                           modes: list[int], batch: int = 200) -> float:
@@ -84,6 +112,7 @@ class FleetWorker:
         path, delta = MODES[mode]
         channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
         self.channels.append(channel)
+        self.channel_of[idx] = channel
         node = base_pb2.Node(id=f"proxy-{idx}", cluster="bench", user_agent_name="envoy")
         call = channel.stream_stream(
             path, request_serializer=lambda m: m.SerializeToString(),
@@ -125,7 +154,42 @@ class FleetWorker:
         except Exception as exc:
             self.errors[repr(exc)[:120]] += 1
 
+    async def cmd_telemetry_start(self, batch: int = 20, interval: float = 0.0) -> None:
+        """Every client sends OTLP access-log exports of `batch` entries on its own
+        connection: back to back (closed loop, `interval` 0: as fast as the server
+        absorbs), or one every `interval` seconds (Envoy flushes its buffer every
+        `buffer_flush_interval`, 1 s in the generated bootstrap)."""
+        self.exported = 0
+        for idx, channel in self.channel_of.items():
+            self.senders.append(asyncio.create_task(self._send_logs(channel, idx, batch, interval)))
+
+    async def cmd_telemetry_stop(self) -> int:
+        for t in self.senders:
+            t.cancel()
+        await asyncio.gather(*self.senders, return_exceptions=True)
+        self.senders.clear()
+        return self.exported
+
+    async def _send_logs(self, channel: grpc.aio.Channel, idx: int, batch: int, interval: float) -> None:
+        node_id = f"proxy-{idx}"
+        data = access_log_export(node_id, batch)  # serialized once, like a fixed workload
+        export = channel.unary_unary(LOGS_EXPORT, request_serializer=None, response_deserializer=None)
+        metadata = (("x-xds-node-id", node_id),)
+        try:
+            if interval:
+                await asyncio.sleep(interval * (idx % 97) / 97)  # spread, as real Envoys are
+            while True:
+                await export(data, metadata=metadata)
+                self.exported += batch
+                if interval:
+                    await asyncio.sleep(interval)
+        except asyncio.CancelledError:
+            pass
+        except grpc.aio.AioRpcError as exc:
+            self.errors[f"telemetry {exc.code().name}: {exc.details()}"[:120]] += 1
+
     async def close(self) -> None:
+        await self.cmd_telemetry_stop()
         for t in self.tasks:
             t.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)

@@ -19,10 +19,10 @@ class Bench:
     """One server of `kind` and ceil(n / 5000) fleet processes (or `generators`)."""
 
     def __init__(self, kind: str, *, n: int, loop: str = "asyncio", generators: int = 0,
-                 write_slots: int | None = None) -> None:
+                 write_slots: int | None = None, telemetry: bool = False) -> None:
         self.kind = kind
         self.server = Worker(SERVER_FACTORY[kind], loop=loop)
-        self.port = self.server.call("start", write_slots=write_slots)
+        self.port = self.server.call("start", write_slots=write_slots, telemetry=telemetry)
         count = generators or max(1, math.ceil(n / CLIENTS_PER_GENERATOR))
         self.gens = [Worker("benchmarks._fleet.FleetWorker") for _ in range(count)]
         self.n = 0

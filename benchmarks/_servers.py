@@ -2,25 +2,41 @@
 
 `XdsServerWorker`: the real protocol core (`XdsService` + `ResourceCache` +
 `StatusTracker`, production gRPC options and JSON logging at info, written to
-/dev/null). `BareServerWorker`: a bare grpc.aio server on the same methods that writes
-the same pre-built bytes to every stream with no logic: the floor.
+/dev/null; with `telemetry`, the OTLP receiver and its consumers). `BareServerWorker`: a
+bare grpc.aio server on the same methods that writes the same pre-built bytes to every
+stream with no logic (with `telemetry`, an OTLP logs sink that only counts): the floor.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-from collections.abc import AsyncIterator, Mapping
+import tempfile
+from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import grpc
 from envoy.service.discovery.v3 import discovery_pb2
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 
 from benchmarks._proc import now
 from benchmarks._resources import SMALL, make_resource
 from xds_server.cache import ECDS, TYPED_EXTENSION_CONFIG, Resource, ResourceCache, Variant, collection_version
 from xds_server.nodes import NodeSelector
+from xds_server.state import open_state_store
 from xds_server.status import StatusTracker
+from xds_server.telemetry import (
+    LOGS_SERVICE,
+    AckAttribution,
+    HealthWindows,
+    LogBuffer,
+    RequestRecord,
+    StatRecord,
+    TelemetryHub,
+    TelemetryReceiver,
+)
 from xds_server.xds import ADS_SERVICE, StreamInfo, StreamLimits, XdsService
 
 ECDS_SERVICE = "envoy.service.extension.v3.ExtensionConfigDiscoveryService"
@@ -74,19 +90,73 @@ class BenchTracker(StatusTracker):
             self.last_ack = now()
 
 
+class _Count:
+    """A telemetry consumer that counts access-log entries."""
+
+    def __init__(self) -> None:
+        self.records = 0
+
+    def on_requests(self, records: Sequence[RequestRecord]) -> None:
+        self.records += len(records)
+
+    def on_stats(self, records: Sequence[StatRecord]) -> None:
+        pass
+
+
+class TelemetryIngest:
+    """The production telemetry path: OTLP receiver, ACK attribution, hub, the access-log
+    buffer, health windows (flushed to a SQLite store) and a counting consumer. Every `f*`
+    resource counts as a filter at revision 1 (the runtime asks the controller; the
+    benchmark has none)."""
+
+    def __init__(self, tracker: StatusTracker) -> None:
+        self.hub = TelemetryHub()
+        self.hub.subscribe(LogBuffer())
+        self.count = _Count()
+        self.hub.subscribe(self.count)
+        self.dir = tempfile.TemporaryDirectory(prefix="xds-bench-")
+        self.store = open_state_store(None, data_dir=Path(self.dir.name))
+        self.health = HealthWindows(self.store, replica_id="bench")
+        self.hub.subscribe(self.health)
+        self.flusher: asyncio.Task[None] | None = None
+
+        def lookup(name: str, version: str) -> tuple[int, bool] | None:
+            return (1, False) if name.startswith("f") else None
+
+        self.receiver = TelemetryReceiver(self.hub, AckAttribution(tracker, lookup))
+
+    async def start(self) -> None:
+        await self.store.open()
+        self.flusher = asyncio.create_task(self.health.run())
+
+    async def close(self) -> None:
+        if self.flusher is not None:
+            self.flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.flusher
+        await self.health.close()
+        await self.store.close()
+        self.dir.cleanup()
+
+
 class XdsServerWorker(_Profiling):
     def __init__(self) -> None:
         _quiet_logging()
+        self.telemetry: TelemetryIngest | None = None
         self.cache = ResourceCache()
         self.tracker = BenchTracker()
         self.service: XdsService | None = None
         self.server: grpc.aio.Server | None = None
 
-    async def cmd_start(self, write_slots: int | None = None) -> int:
+    async def cmd_start(self, write_slots: int | None = None, telemetry: bool = False) -> int:
         limits = StreamLimits() if write_slots is None else StreamLimits(write_slots=write_slots)
         self.service = XdsService(self.cache, types=[ECDS], callbacks=self.tracker, limits=limits)
         self.server = grpc.aio.server(options=_options())
         self.service.register(self.server)
+        if telemetry:
+            self.telemetry = TelemetryIngest(self.tracker)
+            await self.telemetry.start()
+            self.telemetry.receiver.register(self.server)
         port: int = self.server.add_insecure_port("127.0.0.1:0")
         await self.server.start()
         return port
@@ -112,11 +182,16 @@ class XdsServerWorker(_Profiling):
     async def cmd_streams(self) -> int:
         return self.service.stream_count if self.service else 0
 
+    async def cmd_telemetry_records(self) -> int:
+        return self.telemetry.count.records if self.telemetry else 0
+
     async def close(self) -> None:
         if self.service is not None:
             self.service.begin_shutdown()
         if self.server is not None:
             await self.server.stop(0)
+        if self.telemetry is not None:
+            await self.telemetry.close()
 
 
 class BareServerWorker(_Profiling):
@@ -133,10 +208,16 @@ class BareServerWorker(_Profiling):
         self.last_ack = 0.0
         self.sem: asyncio.Semaphore | None = None
         self.streams = 0
+        self.telemetry_records = 0
 
-    async def cmd_start(self, write_slots: int | None = None) -> int:
+    async def cmd_start(self, write_slots: int | None = None, telemetry: bool = False) -> int:
         self.sem = asyncio.Semaphore(write_slots) if write_slots else None
         self.server = grpc.aio.server(options=_options())
+        if telemetry:
+            self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+                LOGS_SERVICE, {"Export": grpc.unary_unary_rpc_method_handler(
+                    self._export, logs_service_pb2.ExportLogsServiceRequest.FromString,
+                    lambda m: m.SerializeToString())}),))
         sotw = grpc.stream_stream_rpc_method_handler(
             self._handler(False), discovery_pb2.DiscoveryRequest.FromString, lambda b: b)
         delta = grpc.stream_stream_rpc_method_handler(
@@ -185,6 +266,15 @@ class BareServerWorker(_Profiling):
 
     async def cmd_streams(self) -> int:
         return self.streams
+
+    async def cmd_telemetry_records(self) -> int:
+        return self.telemetry_records
+
+    async def _export(self, request: Any, _context: grpc.aio.ServicerContext) -> Any:
+        """A bare OTLP logs sink: parse, count the records, answer."""
+        self.telemetry_records += sum(len(s.log_records) for r in request.resource_logs
+                                      for s in r.scope_logs)
+        return logs_service_pb2.ExportLogsServiceResponse()
 
     def _handler(self, delta: bool) -> Any:
         async def handle(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> None:

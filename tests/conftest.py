@@ -6,5 +6,6 @@ pytest_plugins = [
     "tests.fixtures.registry",
     "tests.fixtures.server",
     "tests.fixtures.postgres",
+    "tests.fixtures.devkit",
     "tests.fixtures.sigstore_mock",
 ]

@@ -19,7 +19,8 @@ import grpc
 import pytest
 from google.protobuf import struct_pb2
 
-from tests.fixtures.envoy import EnvoyProcess, free_port, wait_for_header
+from tests.fixtures.envoy import EnvoyProcess, wait_for_header
+from tests.fixtures.net import free_port
 from tests.fixtures.server import running_server, server_bootstrap, write_config
 from tests.fixtures.wasm_filters import header_filter
 from xds_server.admin._grpc import authorize, proxy_message

@@ -8,7 +8,6 @@ import asyncio
 import json
 import os
 import re
-import socket
 import sys
 import threading
 import time
@@ -20,6 +19,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from tests.fixtures.net import free_port
 from xds_server.cli import main
 from xds_server.cli._client import AdminClient, AdminHTTPError, default_actor
 from xds_server.cli.admin import parse_selector
@@ -500,9 +500,7 @@ def test_server_error_message_and_exit_1(
 
 
 def test_connection_refused(capsys: pytest.CaptureFixture[str]) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nothing listens there
     url = f"http://127.0.0.1:{port}"
     assert main(["filters", "--server", url]) == 1
     err = capsys.readouterr().err

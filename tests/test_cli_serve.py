@@ -14,12 +14,10 @@ import yaml
 
 from tests.fixtures.envoy import (
     EnvoyProcess,
-    free_port,
-    http_get,
     validate_bootstrap,
-    wait_for,
     wait_for_header,
 )
+from tests.fixtures.net import free_port, wait_ready
 from tests.fixtures.server import running_server, server_bootstrap, write_config
 from tests.fixtures.wasm_filters import header_filter
 
@@ -74,14 +72,7 @@ async def test_serve_example_config_to_real_envoy(tmp_path: Path) -> None:
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )
     try:
-        async def ready() -> bool | None:
-            try:
-                status, _, _ = await http_get(f"http://127.0.0.1:{admin_port}/readyz")
-            except OSError:
-                return None
-            return True if status == 200 else None
-
-        await wait_for(ready, 20, what="server ready")
+        await wait_ready(f"http://127.0.0.1:{admin_port}/readyz", 30)
         run = cli("bootstrap", "--node-id", "demo", "--filter", "add-header",
                   "--xds-address", f"127.0.0.1:{xds_port}", "--listen", f"127.0.0.1:{listen}",
                   "--admin", "127.0.0.1:0", "--module-server", f"127.0.0.1:{admin_port}")
@@ -110,9 +101,8 @@ async def test_reload_applies_valid_and_rejects_invalid_config(tmp_path: Path) -
         await wait_for_header(url, "x-wasm-filter", "A")
         # An invalid file: reported, nothing changes.
         cfg_path.write_text("filters: [{name: hdr, source: {file: b.wasm}, type: tcp}]")
-        assert await app.reload() is False
-        await asyncio.sleep(0.3)
-        await wait_for_header(url, "x-wasm-filter", "A", timeout=2)
+        assert await app.reload() is False  # decided before anything is applied
+        await wait_for_header(url, "x-wasm-filter", "A", timeout=10)
         # A module that does not exist: the filter keeps its version.
         write_config(cfg_path, [{"name": "hdr", "source": {"file": str(tmp_path / "no.wasm")}}])
         assert await app.reload() is True

@@ -21,7 +21,8 @@ from envoy.type.matcher.v3 import node_pb2, string_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from tests.fixtures.envoy import EnvoyProcess, free_port, wait_for, wait_for_header
+from tests.fixtures.envoy import EnvoyProcess, wait_for, wait_for_header
+from tests.fixtures.net import free_port
 from tests.fixtures.server import running_server, server_bootstrap, write_config
 from tests.fixtures.wasm_filters import failing_filter, header_filter
 from xds_server.admin._csds import MatcherError, node_matches
@@ -243,6 +244,8 @@ async def test_reflection_lists_every_service(tmp_path: Path) -> None:
             "xds_server.admin.v1.AdminService",
             "grpc.health.v1.Health",
             "grpc.reflection.v1alpha.ServerReflection",
+            "opentelemetry.proto.collector.logs.v1.LogsService",      # telemetry from Envoy
+            "opentelemetry.proto.collector.metrics.v1.MetricsService",
         }
         # What grpcurl asks next: the file defining a service (for describe / invoke).
         for symbol in sorted(names):

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from tests.fixtures.envoy import EnvoyProcess, free_port, wait_for, wait_for_header
+from tests.fixtures.envoy import EnvoyProcess, wait_for, wait_for_header
+from tests.fixtures.net import free_port
 from tests.fixtures.server import running_server, server_bootstrap, write_config
 from tests.fixtures.wasm_filters import header_filter
 from xds_server.config import parse_filter_spec

@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.fixtures.envoy import free_port, validate_bootstrap
+from tests.fixtures.envoy import validate_bootstrap
+from tests.fixtures.net import free_port
 from tests.fixtures.server import running_server
 from xds_server.bootstrap import XDS_CLUSTER
 from xds_server.config import load_config, parse_config

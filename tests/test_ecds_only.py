@@ -15,7 +15,8 @@ from typing import Any
 
 import yaml
 
-from tests.fixtures.envoy import EnvoyProcess, free_port, wait_for, wait_for_header
+from tests.fixtures.envoy import EnvoyProcess, wait_for, wait_for_header
+from tests.fixtures.net import free_port
 from tests.fixtures.server import running_server, write_config
 from tests.fixtures.wasm_filters import header_filter
 from xds_server.bootstrap import XDS_CLUSTER

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.envoy import EnvoyProcess, free_port, http_get, validate_bootstrap, wait_for, wait_for_header
+from tests.fixtures.envoy import (
+    EnvoyProcess,
+    http_get,
+    validate_bootstrap,
+    wait_for,
+    wait_for_header,
+)
+from tests.fixtures.net import free_port
 from tests.fixtures.server import running_server, server_bootstrap, write_config
 from tests.fixtures.wasm_filters import failing_filter, header_filter
 from xds_server.config import FilterSpec, parse_filter_spec

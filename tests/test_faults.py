@@ -17,11 +17,13 @@ import aiohttp
 import grpc
 from aiohttp import web
 
-from tests.fixtures.envoy import EnvoyProcess, free_port, http_get, wait_for, wait_for_header
+from tests.fixtures.envoy import EnvoyProcess, wait_for, wait_for_header
+from tests.fixtures.net import free_port, wait_ready
 from tests.fixtures.registry import make_wasm
 from tests.fixtures.server import running_server, server_bootstrap, write_config
 from tests.fixtures.wasm_filters import header_filter
 from tests.xds_client import Stream, XdsClient, node, sotw_request
+from xds_server.cache import TYPED_EXTENSION_CONFIG
 from xds_server.state import SqliteStateStore
 
 HEADER = "x-wasm-filter"
@@ -65,15 +67,7 @@ async def start_server_process(cfg: Path, xds: int, admin: int) -> asyncio.subpr
         sys.executable, "-m", "xds_server", "serve", "--config", str(cfg), "--log-format", "json",
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )
-
-    async def ready() -> bool | None:
-        try:
-            status, _, _ = await http_get(f"http://127.0.0.1:{admin}/readyz")
-        except OSError:
-            return None
-        return True if status == 200 else None
-
-    await wait_for(ready, 20, what="server ready")
+    await wait_ready(f"http://127.0.0.1:{admin}/readyz", 30)
     return proc
 
 
@@ -169,7 +163,8 @@ async def test_disk_full_changes_nothing(tmp_path: Path) -> None:
 async def test_graceful_shutdown_finishes_inflight_calls(tmp_path: Path) -> None:
     big = make_wasm("slow", padding_bytes=2**20)
     cfg = write_config(tmp_path / "config.yaml", [])
-    async with slow_http(big, pause=0.05) as url:
+    sent: Counter[str] = Counter()
+    async with slow_http(big, pause=0.25, sent=sent) as url:  # about 4 s to download
         async with running_server(cfg) as app:
             client = XdsClient(f"127.0.0.1:{app.xds_port}")
             stream = client.sotw()
@@ -177,7 +172,10 @@ async def test_graceful_shutdown_finishes_inflight_calls(tmp_path: Path) -> None
             base = f"http://127.0.0.1:{app.admin_port}/api/v1/filters"
             put = asyncio.create_task(api("PUT", f"{base}/hdr", {"source": {
                 "url": url, "sha256": hashlib.sha256(big).hexdigest()}}))
-            await asyncio.sleep(0.3)
+            # The stream is registered and the download is flowing, not finished, when stop begins.
+            await wait_for(lambda: app.xds.stream_count == 1 and sent["bytes"] > 0, 30,
+                           what="stream and download")
+            assert sent["bytes"] < len(big) and not put.done()
             await app.stop(grace=10)
             status, _ = await put
             assert status == 201  # the in-flight call finished
@@ -211,6 +209,7 @@ async def test_reconnect_storm_1000_clients(tmp_path: Path) -> None:
         for s in streams:
             s.cancel()
         await wait_for(lambda: app.xds.stream_count == 0 or None, 20, what="streams closed")
+        assert app.cache.watcher_count(TYPED_EXTENSION_CONFIG) == 0  # no watch left behind
         again = [clients[i % 10].sotw() for i in range(1000)]
         await asyncio.gather(*(s.send(sotw_request(["hdr"], node_msg=node(f"n{i}")))
                                for i, s in enumerate(again)))

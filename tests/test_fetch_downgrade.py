@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from tests.fixtures.envoy import free_port
+from tests.fixtures.net import free_port
 from tests.fixtures.pki import make_pki
 from xds_server.wasm import RegistryClient, RegistrySettings, parse_reference
 from xds_server.wasm.errors import UnsafeDestination

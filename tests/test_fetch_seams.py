@@ -18,7 +18,7 @@ from aiohttp import web
 from structlog.testing import capture_logs
 
 from tests.fixtures.envoy import wait_for
-from tests.fixtures.registry import free_port
+from tests.fixtures.net import free_port
 from xds_server.wasm import ModuleTooLarge, RegistryUnavailable, StoreError, VerificationError
 from xds_server.wasm._http import fetch_url
 from xds_server.wasm.download import read_body

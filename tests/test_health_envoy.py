@@ -17,7 +17,8 @@ import pytest
 from playwright.async_api import Browser, async_playwright, expect
 
 from tests.fixtures import wasm_filters as wf
-from tests.fixtures.envoy import EnvoyProcess, free_port, wait_for
+from tests.fixtures.envoy import EnvoyProcess, wait_for
+from tests.fixtures.net import free_port
 from tests.fixtures.server import running_server, server_bootstrap, write_config
 from tests.test_status_page import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 

@@ -27,7 +27,7 @@ from envoy.service.discovery.v3 import discovery_pb2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.fixtures.envoy import free_port
+from tests.fixtures.net import free_port
 from tests.fixtures.server import running_server, write_config
 from tests.xds_client import XdsClient, delta_request, node, sotw_request
 from xds_server.cache import ECDS, TYPED_EXTENSION_CONFIG, ResourceCache

@@ -1,7 +1,10 @@
 """Issue 4 end to end: three real Envoys in two clusters, a real registry, the admin API.
 
 Deploy v1 to one cluster, canary v2 to one proxy, promote, deploy a broken module with
-`on_nack: rollback`, roll back to v1, restart the server: Envoy reloads nothing.
+`on_nack: rollback`, roll back to v1, restart the server: Envoy reloads nothing; the
+history is kept; delete, restart again: the filter stays deleted. Run on SQLite and on a
+real PostgreSQL (issue 11): there, the restarted server gets a new data directory, so
+everything it knows comes from the database.
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
-from tests.fixtures.envoy import EnvoyProcess, free_port, http_get, wait_for, wait_for_header
+from tests.fixtures.envoy import EnvoyProcess, http_get, wait_for, wait_for_header
+from tests.fixtures.net import free_port
 from tests.fixtures.registry import RegistryProcess
 from tests.fixtures.server import running_server, server_bootstrap, write_config
 from tests.fixtures.wasm_filters import failing_filter, header_filter
@@ -41,8 +46,14 @@ async def api_client(port: int) -> AsyncIterator[Api]:
         yield Api(f"http://127.0.0.1:{port}", s)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest) -> str:
+    """"" (SQLite in the data directory) or the URL of a fresh PostgreSQL database."""
+    return "" if request.param == "sqlite" else str(request.getfixturevalue("fresh_database"))
+
+
 async def test_deploy_canary_promote_autorollback_rollback_restart(
-    tmp_path: Path, registry: RegistryProcess
+    tmp_path: Path, registry: RegistryProcess, database: str
 ) -> None:
     repo = f"{registry.host}/team/hdr"
     async with RegistryClient() as client:
@@ -52,7 +63,12 @@ async def test_deploy_canary_promote_autorollback_rollback_restart(
 
     xds_port, admin_port = free_port(), free_port()
     cfg = write_config(tmp_path / "config.yaml", [], xds_address=f"127.0.0.1:{xds_port}",
-                       admin_address=f"127.0.0.1:{admin_port}")
+                       admin_address=f"127.0.0.1:{admin_port}", database_url=database)
+    # With PostgreSQL the restarted server starts from an empty data directory.
+    restart_cfg = cfg if not database else write_config(
+        tmp_path / "restart.yaml", [], xds_address=f"127.0.0.1:{xds_port}",
+        admin_address=f"127.0.0.1:{admin_port}", database_url=database,
+        data_dir=str(tmp_path / "data-after-restart"))
     ports = {n: free_port() for n in ("e1", "e2", "e3")}
     url = {n: f"http://127.0.0.1:{p}/" for n, p in ports.items()}
     stack = contextlib.AsyncExitStack()
@@ -156,11 +172,14 @@ async def test_deploy_canary_promote_autorollback_rollback_restart(
 
         await wait_for(acked_v1, 10, what="v1 ACKed by e1 and e2")
         reloads = {n: (await e.stats("config_reload")) for n, e in envoys.items()}
+        history = (await api.call("GET", "/api/v1/filters/hdr/history"))["history"]
+        assert [h["action"] for h in history] == [
+            "rollback", "auto-rollback", "deploy", "promote", "deploy", "deploy"]
 
         # 5. Restart the server on the same data dir: nothing is reloaded by any Envoy.
         await app.stop(0)
         await app.cleanup()
-        async with running_server(cfg) as app2:
+        async with running_server(restart_cfg) as app2:
             async def reconnected() -> bool | None:
                 return True if sum(p.connected for p in app2.status.proxies.values()) == 3 else None
 
@@ -172,3 +191,17 @@ async def test_deploy_canary_promote_autorollback_rollback_restart(
                 assert e.pid == pids[n]
             await wait_for_header(url["e1"], HEADER, "v1", timeout=2)
             await wait_for_header(url["e2"], HEADER, "v1", timeout=2)
+            # The history survived the restart, revision for revision.
+            assert (await api.call("GET", "/api/v1/filters/hdr/history"))["history"] == history
+
+            # 6. Delete: recorded as a revision; the filter is gone from the API.
+            gone = await api.call("DELETE", "/api/v1/filters/hdr")
+            assert gone == {"deleted": "hdr", "revision": 7}
+            await api.call("GET", "/api/v1/filters/hdr", expect=404)
+
+        # 7. Restart once more: the delete holds, the history is still there.
+        async with running_server(restart_cfg) as app3:
+            assert "hdr" not in app3.controller.filters
+            after = (await api.call("GET", "/api/v1/filters/hdr/history"))["history"]
+            assert [h["action"] for h in after] == ["delete"] + [h["action"] for h in history]
+            await api.call("GET", "/api/v1/filters/hdr", expect=404)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.envoy import EnvoyProcess, free_port, validate_bootstrap, wait_for
+from tests.fixtures.envoy import EnvoyProcess, validate_bootstrap, wait_for
+from tests.fixtures.net import free_port
 from tests.fixtures.server import running_server, write_config
 from tests.fixtures.wasm_filters import network_counter_filter
 from xds_server.bootstrap import BootstrapOptions, bootstrap_yaml

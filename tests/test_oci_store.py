@@ -13,7 +13,8 @@ from aiohttp import web
 from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
-from tests.fixtures.registry import RegistryProcess, RegistryProxy, free_port, make_wasm
+from tests.fixtures.net import free_port
+from tests.fixtures.registry import RegistryProcess, RegistryProxy, make_wasm
 from xds_server.wasm import (
     InvalidReference,
     ModuleSource,

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
-from tests.fixtures.envoy import EnvoyProcess, free_port, wait_for_header
+from tests.fixtures.envoy import EnvoyProcess, wait_for, wait_for_header
+from tests.fixtures.net import free_port
 from tests.fixtures.registry import RegistryProcess, RegistryProxy
 from tests.fixtures.server import running_server, server_bootstrap, write_config
 from tests.fixtures.wasm_filters import header_filter
@@ -42,9 +42,10 @@ async def test_tag_update_and_registry_outage(
         before = registry_proxy.count("/manifests/latest")
         async with RegistryClient() as client:
             await push(client, f"{registry.host}/{repo}:latest", header_filter(HEADER, "v3"))
-        await asyncio.sleep(3)
-        assert registry_proxy.count("/manifests/latest") > before
-        await wait_for_header(url, HEADER, "v2", timeout=2)
+        # The server keeps trying (two refreshes reached the proxy) while Envoy stays on v2.
+        await wait_for(lambda: registry_proxy.count("/manifests/latest") >= before + 2, 30,
+                       what="two refresh attempts against the downed registry")
+        await wait_for_header(url, HEADER, "v2", timeout=10)
         assert app.controller.filters["hdr"].revision.revision == history[0].revision  # type: ignore[union-attr]
         registry_proxy.down = False
         await wait_for_header(url, HEADER, "v3", timeout=15)

@@ -18,7 +18,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.fixtures.envoy import EnvoyProcess, free_port, http_get, wait_for_header
+from tests.fixtures.envoy import EnvoyProcess, http_get, wait_for_header
+from tests.fixtures.net import free_port
 from tests.fixtures.registry import RegistryProcess, RegistryProxy
 from tests.fixtures.server import running_server, server_bootstrap, write_config
 from tests.fixtures.wasm_filters import header_filter

@@ -12,8 +12,10 @@ from typing import Any
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from tests.fixtures.envoy import EnvoyProcess, free_port, http_get, wait_for, wait_for_header
+from tests.fixtures.envoy import EnvoyProcess, wait_for, wait_for_header
+from tests.fixtures.net import free_port, wait_ready
 from tests.fixtures.registry import RegistryProcess
 from tests.fixtures.server import write_config
 from tests.fixtures.wasm_filters import failing_filter, header_filter
@@ -24,10 +26,11 @@ HEADER = "x-wasm-filter"
 
 
 class Replica:
-    def __init__(self, name: str, tmp: Path, database_url: str) -> None:
+    def __init__(self, name: str, tmp: Path, database_url: str,
+                 filters: list[dict[str, Any]] | None = None) -> None:
         self.name, self.xds, self.admin = name, free_port(), free_port()
         self.config = write_config(
-            tmp / f"{name}.yaml", [], xds_address=f"127.0.0.1:{self.xds}",
+            tmp / f"{name}.yaml", filters or [], xds_address=f"127.0.0.1:{self.xds}",
             admin_address=f"127.0.0.1:{self.admin}", data_dir=str(tmp / f"data-{name}"),
             database_url=database_url, replica_id=name)
         self.proc: asyncio.subprocess.Process | None = None
@@ -41,15 +44,7 @@ class Replica:
             sys.executable, "-m", "xds_server", "serve", "--config", str(self.config),
             "--log-format", "json", stdout=asyncio.subprocess.DEVNULL,
             stderr=open(self.config.with_suffix(".log"), "ab"))  # noqa: SIM115, ASYNC230
-
-        async def ready() -> bool | None:
-            try:
-                status, _, _ = await http_get(f"http://127.0.0.1:{self.admin}/readyz")
-            except OSError:
-                return None
-            return True if status == 200 else None
-
-        await wait_for(ready, 30, what=f"replica {self.name} ready")
+        await wait_ready(f"http://127.0.0.1:{self.admin}/readyz", 30)
 
     async def kill(self) -> None:
         assert self.proc is not None
@@ -71,6 +66,17 @@ async def call(method: str, url: str, body: Any = None) -> Any:
         data = await r.json()
         assert r.status < 300, (r.status, data)
         return data
+
+
+async def nacks_seen(replica: Replica, resource: str) -> float:
+    """`xds_server_nacks_total` of `resource` on one replica (its process's own count)."""
+    async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{replica.admin}/metrics") as r:
+        text = await r.text()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "xds_server_nacks_total" and sample.labels.get("resource") == resource:
+                return sample.value
+    return 0.0
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
@@ -134,14 +140,32 @@ async def test_replicas_share_state(tmp_path: Path, registry: RegistryProcess, d
             return True if p.get("connected") and (not pg or p.get("replica") != homes[0].name) else None
 
         await wait_for(moved, 30, what="e0 reconnected")
+        # Where each Envoy is now: with PostgreSQL, on two different replicas.
+        placed = {p["node_id"]: p["replica"]
+                  for p in (await call("GET", f"{replicas[-1].api}/proxies"))["proxies"]}
+        on = {placed[f"e{i}"] for i in range(len(homes))}
+        assert len(on) == len(homes), placed
         await asyncio.sleep(1.0)
         assert [await e.stats("config_reload") for e in envoys] == reloads
         await wait_for_header(urls[0], HEADER, "v1", timeout=5)
         survivor = replicas[0] if pg else homes[0]
 
-        # A broken module, NACKed by Envoys on several replicas: exactly one rollback.
+        # A broken module is NACKed by the Envoys on each replica they are on: each
+        # replica counts its own NACKs (its /metrics). With `on_nack: keep` nothing
+        # moves, so every replica gets to push it.
+        await call("PUT", f"{survivor.api}/filters/hdr", {"source": {"image": f"{repo}:broken"}})
+        by_name = {r.name: r for r in replicas}
+
+        async def nacked_on_each() -> bool | None:
+            return True if all([await nacks_seen(by_name[n], "hdr") > 0 for n in on]) else None
+
+        await wait_for(nacked_on_each, 20, what=f"NACKs counted on each of {sorted(on)}")
+        await wait_for_header(urls[0], HEADER, "v1", timeout=5)  # the NACKed module never ran
+
+        # Broken again (new content) with `on_nack: rollback`, NACKed on several
+        # replicas: exactly one rollback, to what the proxies still run.
         await call("PUT", f"{survivor.api}/filters/hdr",
-                   {"source": {"image": f"{repo}:broken"}, "on_nack": "rollback"})
+                   {"source": {"image": f"{repo}:broken"}, "configuration": "again", "on_nack": "rollback"})
 
         async def rolled_back() -> list[Any] | None:
             h = (await call("GET", f"{survivor.api}/filters/hdr/history"))["history"]

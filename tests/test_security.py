@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -11,15 +12,19 @@ import aiohttp
 import grpc
 import pytest
 import yaml
+from envoy.config.core.v3 import extension_pb2
+from envoy.service.discovery.v3 import discovery_pb2
 from envoy.service.extension.v3 import config_discovery_pb2_grpc
 from structlog.testing import capture_logs
 
-from tests.fixtures.envoy import EnvoyProcess, free_port, wait_for_header
+from tests.fixtures.envoy import EnvoyProcess, wait_for, wait_for_header
+from tests.fixtures.net import free_port
 from tests.fixtures.pki import Pki, make_pki
 from tests.fixtures.server import running_server, server_bootstrap, write_config
 from tests.fixtures.wasm_filters import header_filter
 from tests.xds_client import Stream, node, sotw_request
 from xds_server.admin._auth import hash_token
+from xds_server.cache import TYPED_EXTENSION_CONFIG
 
 READ_TOKEN = "read-token-0123456789abcdef"
 WRITE_TOKEN = "write-token-0123456789abcdef"
@@ -52,15 +57,33 @@ def channel(port: int, pki: Pki, client: tuple[Path, Path] | None) -> grpc.aio.C
                                    options=[("grpc.ssl_target_name_override", "localhost")])
 
 
-async def first_response(ch: grpc.aio.Channel, node_id: str) -> Any:
+async def first_response(ch: grpc.aio.Channel, node_id: str, timeout: float = 15.0) -> Any:  # noqa: ASYNC109
+    """The server's answer to an ECDS request for "hdr" as `node_id`: the first response, or
+    the error status the stream ended with. Fails the test if neither comes in `timeout`."""
     stream = Stream(config_discovery_pb2_grpc.ExtensionConfigDiscoveryServiceStub(ch).StreamExtensionConfigs())
     await stream.send(sotw_request(["hdr"], node_msg=node(node_id)))
+    got = asyncio.ensure_future(stream.responses.get())
+    ended = asyncio.ensure_future(stream.done.wait())
     try:
-        return await stream.recv(3)
-    except AssertionError:
-        return stream.error
+        await asyncio.wait({got, ended}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if got.done():
+            return got.result()
+        if stream.error is not None:
+            return stream.error
+        raise AssertionError(f"node {node_id}: no response and no error status within {timeout}s")
     finally:
+        got.cancel()
+        ended.cancel()
         stream.cancel()
+
+
+def assert_served(resp: Any) -> None:
+    """`resp` is a DiscoveryResponse carrying the "hdr" filter."""
+    assert isinstance(resp, discovery_pb2.DiscoveryResponse), f"not served: {resp!r}"
+    assert [r.type_url for r in resp.resources] == [TYPED_EXTENSION_CONFIG], resp
+    config = extension_pb2.TypedExtensionConfig()
+    resp.resources[0].Unpack(config)
+    assert config.name == "hdr", config.name
 
 
 async def test_mtls_and_node_identity(tmp_path: Path, pki: Pki) -> None:
@@ -70,8 +93,7 @@ async def test_mtls_and_node_identity(tmp_path: Path, pki: Pki) -> None:
         port = app.xds_port
         # The right certificate for the node: served.
         async with channel(port, pki, pki.clients["e1"]) as ch:
-            resp = await first_response(ch, "e1")
-            assert not isinstance(resp, grpc.aio.AioRpcError) and len(resp.resources) == 1
+            assert_served(await first_response(ch, "e1"))
         # Another node's id with e1's certificate: PERMISSION_DENIED, logged.
         with capture_logs() as logs:
             async with channel(port, pki, pki.clients["e1"]) as ch:
@@ -81,8 +103,7 @@ async def test_mtls_and_node_identity(tmp_path: Path, pki: Pki) -> None:
         assert "not allowed" in (err.details() or "")
         assert any(e["event"] == "node_identity_refused" for e in logs)
         async with channel(port, pki, pki.clients["e2"]) as ch:
-            resp = await first_response(ch, "e2-edge")
-            assert not isinstance(resp, grpc.aio.AioRpcError)
+            assert_served(await first_response(ch, "e2-edge"))
         # No client certificate, or one from another CA: refused at the handshake.
         for client in (None, pki.rogue_client):
             async with channel(port, pki, client) as ch:
@@ -209,7 +230,8 @@ async def test_request_rate_and_stream_limits(tmp_path: Path) -> None:
         held = [Stream(stub.StreamExtensionConfigs()) for _ in range(2)]
         for i, s in enumerate(held):
             await s.send(sotw_request(["x"], node_msg=node(f"n{i}")))
-        await asyncio.sleep(0.3)
+        # Both held streams are registered (the refused flood stream is gone) before the next.
+        await wait_for(lambda: app.xds.stream_count == 2, 30, what="two streams held")
         extra = Stream(stub.StreamExtensionConfigs())
         await extra.send(sotw_request(["x"], node_msg=node("n3")))
         err = await extra.closed_with()
@@ -243,3 +265,34 @@ async def test_bad_token_environment_is_a_clear_startup_error(tmp_path: Path) ->
     text = err.decode()
     assert "XDS_SERVER_ADMIN_TOKENS" in text and "sha256" in text
     assert WRITE_TOKEN not in text  # the mistaken plain token is not echoed
+
+
+async def test_real_envoy_with_another_nodes_certificate_gets_nothing(tmp_path: Path, pki: Pki) -> None:
+    """Envoy says it is node e1 but presents e2's certificate (SAN spiffe://fleet/e2): every
+    stream it opens is refused (node_identity_refused), and it never receives the filter."""
+    module = tmp_path / "a.wasm"
+    module.write_bytes(header_filter("x-wasm-filter", "A"))
+    port = free_port()
+    with capture_logs() as logs:
+        async with running_server(secure_config(tmp_path, pki, module)) as app:
+            cert, key = pki.clients["e2"]
+            boot = server_bootstrap(app, node_id="e1", filters=["hdr"], listen_port=port,
+                                    tls_ca=str(pki.ca), tls_cert=str(cert), tls_key=str(key),
+                                    tls_sni="localhost")
+            async with EnvoyProcess(boot, tmp_path) as envoy:
+
+                def refusals() -> list[MutableMapping[str, Any]]:
+                    return [e for e in logs if e["event"] == "node_identity_refused"]
+
+                # Envoy retries its stream; each attempt is refused.
+                await envoy.wait_for(lambda: len(refusals()) >= 2, 30, what="two refused streams")
+                await envoy.wait_for(lambda: "not allowed" in envoy.log_text(), 30,
+                                     what="Envoy logging the refusal")
+                assert {e["node_id"] for e in refusals()} == {"e1"}
+                assert "spiffe://fleet/e2" in refusals()[0]["reason"]
+                dump = await envoy.config_dump("ecds_filters")
+                assert "x-wasm-filter" not in str(dump) and "hdr" not in str(dump)
+                assert "e1" not in app.status.proxies
+                with pytest.raises(OSError):  # the listener waits for its filter: not bound
+                    _, writer = await asyncio.open_connection("127.0.0.1", port)
+                    writer.close()

@@ -17,7 +17,8 @@ import pytest
 from aiohttp import web
 from playwright.async_api import Browser, ConsoleMessage, async_playwright, expect
 
-from tests.fixtures.envoy import EnvoyProcess, free_port, wait_for, wait_for_header
+from tests.fixtures.envoy import EnvoyProcess, wait_for, wait_for_header
+from tests.fixtures.net import free_port
 from tests.fixtures.server import running_server, server_bootstrap, write_config
 from tests.fixtures.wasm_filters import failing_filter, header_filter
 from xds_server.admin._events import EventStreams

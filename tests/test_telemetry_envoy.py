@@ -19,7 +19,8 @@ import aiohttp
 import pytest
 import yaml
 
-from tests.fixtures.envoy import EnvoyProcess, free_port, http_get, validate_bootstrap
+from tests.fixtures.envoy import EnvoyProcess, http_get, validate_bootstrap
+from tests.fixtures.net import free_port
 from tests.fixtures.pki import make_pki
 from tests.fixtures.server import running_server, server_bootstrap, write_config
 from tests.fixtures.wasm_filters import debug_state_filter
@@ -246,13 +247,26 @@ async def test_telemetry_bootstrap_variants_validate(tmp_path: Path, extra: list
     doc = yaml.safe_load(text)
     hcm = doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
     (logger,) = hcm["access_log"]
-    keys = [v["key"] for v in logger["typed_config"]["attributes"]["values"]]
-    assert "http.response.status_code" in keys and "envoy.response_code_details" in keys
+    body = logger["typed_config"]["body"]["string_value"]
+    items = body.split("\x1f")
+    assert items[:3] == ["xds1", "%RESPONSE_CODE%", "%DURATION%"] and "%RESPONSE_CODE_DETAILS%" in items
     if "--telemetry-metadata" in extra:
-        assert {"envoy.metadata.envoy.lua", "envoy.filter_state.wasm.a", "envoy.filter_state.wasm.b"} <= set(keys)
-        assert "envoy.filter_state.wasm.debug" not in keys
+        assert {"md:envoy.lua=%DYNAMIC_METADATA(envoy.lua)%", "fs:wasm.a=%FILTER_STATE(wasm.a:PLAIN)%",
+                "fs:wasm.b=%FILTER_STATE(wasm.b:PLAIN)%"} <= set(items)
+        assert not any(i.startswith("fs:wasm.debug") for i in items)
     else:
-        assert "envoy.filter_state.wasm.debug" in keys
+        assert "fs:wasm.debug=%FILTER_STATE(wasm.debug:PLAIN)%" in items
     assert logger["typed_config"]["grpc_service"]["initial_metadata"] == [{"key": "x-xds-node-id", "value": "n1"}]
     assert doc["stats_flush_interval"] == "10s"
     assert doc["stats_sinks"][0]["typed_config"]["grpc_service"]["envoy_grpc"]["cluster_name"] == "xds_server"
+
+
+def test_readme_snippets_match_the_generated_ones() -> None:
+    """The README's snippets for hand-written bootstraps say what the generator does."""
+    from xds_server.telemetry import access_logger, stats_sink
+
+    text = (Path(ROOT) / "README.md").read_text()
+    block = text.split("**Snippets for your own bootstrap**", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
+    doc = yaml.safe_load(block)
+    assert doc["stats_sinks"][0] == stats_sink(node_id="edge-1", cluster="xds_server")
+    assert doc["access_log"][0] == access_logger(node_id="edge-1", cluster="xds_server")

@@ -186,6 +186,35 @@ async def test_logs_attributed_to_node_and_revision_across_a_swap(
     stream.cancel()
 
 
+def body_record(body: str, start: float = 0.0) -> logs_pb2.LogRecord:
+    return logs_pb2.LogRecord(time_unix_nano=int(start * 1e9), body=common_pb2.AnyValue(string_value=body))
+
+
+async def test_compact_body_form_as_the_generated_bootstrap_sends_it(
+        served: tuple[XdsServerApp, Collect, Otlp, XdsClient]) -> None:
+    _, collect, otlp, _ = served
+    sep = "\x1f"
+    fields = ["xds1", "503", "12", "POST", "/api/x", "shop", "wasm_fail_stream", "-", "-"]
+    records = [
+        body_record(sep.join([*fields, "fs:wasm.debug=rule=7", "md:lua={}", "fs:empty=-", "junk"])),
+        body_record(sep.join(fields)),
+        body_record(sep.join(fields[:5])),                       # cut short: bad
+        body_record(sep.join(["xds1", "abc", *fields[2:]])),     # non-numeric status: bad
+        body_record(sep.join([*fields[:4], "/" + "p" * 5000, *fields[5:]])),  # cut to 1,024
+    ]
+    before = dropped("bad_record")
+    response = await otlp.export_logs(logs_request("e1", records))
+    assert response.partial_success.rejected_log_records == 2
+    assert dropped("bad_record") == before + 2
+    first, second, long = collect.requests
+    assert (first.status, first.duration_ms, first.method) == (503, 12.0, "POST")
+    assert (first.path, first.authority) == ("/api/x", "shop")
+    assert (first.details, first.flags, first.upstream_host) == ("wasm_fail_stream", "", "")
+    assert dict(first.filter_state) == {"wasm.debug": "rule=7"} and dict(first.metadata) == {"lua": "{}"}
+    assert dict(second.filter_state) == {} and [r.filter for r in second.runs] == ["hdr"]
+    assert len(long.path) == 1024
+
+
 async def test_stats_need_the_node_header_and_are_attributed(
         served: tuple[XdsServerApp, Collect, Otlp, XdsClient]) -> None:
     _, collect, otlp, _ = served
@@ -319,3 +348,38 @@ def secure_channel(port: int, pki: Pki, client: tuple[Path, Path]) -> grpc.aio.C
                                          certificate_chain=client[0].read_bytes())
     return grpc.aio.secure_channel(f"127.0.0.1:{port}", creds,
                                    options=[("grpc.ssl_target_name_override", "localhost")])
+
+
+async def test_telemetry_reaching_another_replica_is_attributed(tmp_path: Path, fresh_database: str) -> None:
+    """Envoy's telemetry calls are balanced over the `xds_server` cluster: a replica that
+    does not hold the node's xDS stream knows the node, and what it ACKed, from the
+    shared PostgreSQL status."""
+    mod = tmp_path / "a.wasm"
+    mod.write_bytes(header_filter("x-a", "A"))
+    filters = [{"name": "hdr", "source": {"file": str(mod)}}]
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    cfg_a = write_config(tmp_path / "a" / "config.yaml", filters, database_url=fresh_database, replica_id="a")
+    cfg_b = write_config(tmp_path / "b" / "config.yaml", filters, database_url=fresh_database, replica_id="b")
+    async with running_server(cfg_a) as a, running_server(cfg_b) as b:
+        collect = Collect()
+        b.telemetry.subscribe(collect)
+        client = XdsClient(f"127.0.0.1:{a.xds_port}")
+        stream = client.sotw()
+        await stream.send(sotw_request(["hdr"], node_msg=node("e1")))
+        await stream.send(ack(await stream.recv(), ["hdr"]))
+
+        def known_to_b() -> bool | None:
+            p = b.status.proxies.get("e1")
+            return True if p is not None and p.resources.get("hdr") and p.resources["hdr"].acked else None
+
+        await wait_for(known_to_b, 15, what="replica b seeing e1's ACK")
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{b.xds_port}") as channel:
+            await Otlp(channel).export_logs(logs_request("e1", [log_record(start=time.time())]))
+        (rec,) = collect.requests
+        state = a.controller.filters["hdr"]
+        assert state.revision is not None
+        assert [(r.filter, r.revision, r.version) for r in rec.runs] == [
+            ("hdr", state.revision.revision, state.versions[0])]
+        stream.cancel()
+        await client.close()

@@ -7,7 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from tests.fixtures.envoy import EnvoyProcess, free_port, wait_for, wait_for_header
+from tests.fixtures.envoy import EnvoyProcess, wait_for, wait_for_header
+from tests.fixtures.net import free_port
 from tests.fixtures.registry import RegistryProcess
 from tests.fixtures.server import running_server, server_bootstrap, write_config
 from tests.fixtures.wasm_filters import config_echo_filter, failing_filter, header_filter

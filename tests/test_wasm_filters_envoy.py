@@ -21,12 +21,12 @@ from tests.fixtures.envoy import (
     EnvoyProcess,
     EnvoyStartupError,
     WasmFilter,
-    free_port,
     http_get,
     static_wasm_bootstrap,
     validate_bootstrap,
     wait_for_header,
 )
+from tests.fixtures.net import free_port
 from tests.fixtures.wasm_filters import (
     PROXY_WASM_ABI_EXPORT,
     compile_wat,

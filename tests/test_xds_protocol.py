@@ -342,15 +342,58 @@ async def test_delta_unknown_type_url(xds: Harness) -> None:
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-async def test_resource_serialized_once_for_many_streams(xds: Harness) -> None:
-    r = xds.put("f1", "shared")
-    streams = [xds.client.sotw() for _ in range(20)]
+class SerializationCounter:
+    """Counts protobuf serializations whose output carries a given marker string."""
+
+    def __init__(self) -> None:
+        self.marker = b""
+        self.count = 0
+
+
+@pytest.fixture
+def serializations(monkeypatch: pytest.MonkeyPatch) -> SerializationCounter:
+    """Wraps `SerializeToString` of every message type that can carry a resource (the
+    resource itself, `Any`, both response types, delta's `Resource`), before the server is
+    built, so handlers that captured the method are counted too."""
+    counter = SerializationCounter()
+    for cls in (extension_pb2.TypedExtensionConfig, wrappers_pb2.StringValue, any_pb2.Any,
+                discovery_pb2.DiscoveryResponse, discovery_pb2.DeltaDiscoveryResponse,
+                discovery_pb2.Resource):
+        original = cls.SerializeToString
+
+        def counting(self: Any, *args: Any, __original: Any = original, **kw: Any) -> bytes:
+            data: bytes = __original(self, *args, **kw)
+            if counter.marker and counter.marker in data:
+                counter.count += 1
+            return data
+
+        monkeypatch.setattr(cls, "SerializeToString", counting)
+    return counter
+
+
+@pytest.mark.parametrize("delta", [False, True], ids=["sotw", "delta"])
+async def test_resource_serialized_once_for_many_streams(
+    serializations: SerializationCounter, xds: Harness, delta: bool
+) -> None:
+    """A new version pushed to 20 subscribed streams is encoded when it enters the cache
+    (at most once more during the fan-out), never once per stream."""
+    xds.put("f1", "first")
+    streams = [xds.client.delta() if delta else xds.client.sotw() for _ in range(20)]
     for i, s in enumerate(streams):
-        await s.send(sotw_request(["f1"], node_msg=node(f"n{i}")))
+        await s.send(delta_request(subscribe=["f1"], node_msg=node(f"n{i}")) if delta
+                     else sotw_request(["f1"], node_msg=node(f"n{i}")))
+    for s in streams:
+        first = await s.recv()
+        await s.send(ack(first, ["f1"]) if not delta else delta_request(nonce=first.nonce))
+    serializations.marker = b"pushed-to-all-twenty"
+    r = xds.put("f1", "pushed-to-all-twenty")  # the cache encodes the new version here
+    at_put = serializations.count
     for s in streams:
         resp = await s.recv()
-        assert resp.resources[0].value == r.body
-    # every stream was served from the one Resource object held by the cache
-    assert xds.cache.resolve(TYPED_EXTENSION_CONFIG, "f1", __import__("xds_server.nodes").nodes.NodeInfo()) is r
+        sent = resp.resources[0].resource.value if delta else resp.resources[0].value
+        assert sent == r.body
+    fan_out = serializations.count - at_put
+    assert at_put >= 1 and fan_out <= 1, (
+        f"pushing to {len(streams)} streams serialized the resource {fan_out} more times")
     for s in streams:
         s.cancel()

@@ -158,7 +158,8 @@ class XdsServerApp:
         self.telemetry_receiver.register(self.grpc_server)  # telemetry: OTLP on the xDS port
         # grpc: CSDS, health, reflection, admin API on the xDS port (health starts NOT_SERVING)
         self.grpc_services = register_grpc_services(
-            self.grpc_server, self.admin, self.cache, self.xds.service_names)
+            self.grpc_server, self.admin, self.cache,
+            [*self.xds.service_names, *self.telemetry_receiver.service_names])
         self._admin_runner = web.AppRunner(build_admin_app(self.admin), access_log=None)
         await self._admin_runner.setup()
         self._stage = "setup"

@@ -37,6 +37,8 @@ async def get_logs(request: web.Request, logs: LogBuffer) -> web.StreamResponse:
     if not name:
         return _error(400, "the 'filter' query parameter is required (a filter name)")
     node = q.get("node", "*") or "*"
+    if len(node) > 256 or len(name) > 256:
+        return _error(400, "filter and node must be at most 256 characters")
     try:
         limit = max(0, min(10_000, int(q.get("limit", "100"))))
     except ValueError:

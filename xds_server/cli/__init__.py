@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     serve.register(sub)
     bootstrap.register(sub)
-    for name in ("modules", "admin", "logs", "health"):
+    for name in ("modules", "admin", "logs", "health", "project", "envoy", "dev"):
         try:
             module = importlib.import_module(f"xds_server.cli.{name}")
         except ModuleNotFoundError as exc:

@@ -13,7 +13,14 @@ from xds_server.telemetry import DEFAULT_FILTER_STATE
 def register(sub: Any) -> None:
     """Add the `bootstrap` subcommand."""
     p = sub.add_parser("bootstrap", help="print an Envoy bootstrap YAML using this server")
-    p.add_argument("--node-id", required=True, help="Envoy node id")
+    add_options(p)
+    p.set_defaults(func=run)
+
+
+def add_options(p: argparse.ArgumentParser, *, node_id: str | None = None) -> None:
+    """Add every bootstrap option to `p` (shared by `bootstrap` and `envoy`); read them back
+    with `options_from_args`. `node_id` is the default node id (None: `--node-id` required)."""
+    p.add_argument("--node-id", required=node_id is None, default=node_id, help="Envoy node id")
     p.add_argument("--cluster", default="xds-server-fleet", help="Envoy node cluster")
     p.add_argument("--filter", dest="filters", action="append", default=[], metavar="NAME",
                    help="HTTP wasm filter (ECDS resource name); repeat for several")
@@ -53,46 +60,52 @@ def register(sub: Any) -> None:
                         "what a module sets with proxy_set_property(\"debug\", ...))")
     p.add_argument("--telemetry-metadata", action="append", default=[], metavar="NAMESPACE",
                    help="with --telemetry: dynamic metadata namespace to log (repeatable)")
-    p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Print the bootstrap YAML to stdout."""
+def options_from_args(args: argparse.Namespace) -> BootstrapOptions:
+    """The `BootstrapOptions` that the options of `add_options` describe.
+
+    Raises ValueError naming the option that is wrong.
+    """
     metadata = {}
     for item in args.metadata:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            print(f"error: --metadata takes KEY=VALUE, got {item!r}", file=sys.stderr)
-            return 2
+            raise ValueError(f"--metadata takes KEY=VALUE, got {item!r}")
         metadata[key] = value
+    return BootstrapOptions(
+        node_id=args.node_id,
+        cluster=args.cluster,
+        filters=args.filters,
+        xds_addresses=args.xds_address or ["127.0.0.1:18000"],
+        ads=args.ads,
+        delta=args.delta,
+        listen=args.listen,
+        admin=args.admin,
+        upstream=args.upstream,
+        module_server=args.module_server or None,
+        initial_fetch_timeout=args.initial_fetch_timeout,
+        metadata=metadata,
+        tls_ca=args.tls_ca,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_sni=args.tls_sni,
+        module_server_tls=args.module_server_tls,
+        xds_failover=args.xds_failover,
+        network_filters=args.network_filters,
+        tcp_listen=args.tcp_listen,
+        tcp_upstream=args.tcp_upstream,
+        telemetry=args.telemetry,
+        telemetry_interval=args.telemetry_interval,
+        telemetry_filter_state=args.telemetry_filter_state or DEFAULT_FILTER_STATE,
+        telemetry_metadata=args.telemetry_metadata,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the bootstrap YAML to stdout."""
     try:
-        text = bootstrap_yaml(BootstrapOptions(
-            node_id=args.node_id,
-            cluster=args.cluster,
-            filters=args.filters,
-            xds_addresses=args.xds_address or ["127.0.0.1:18000"],
-            ads=args.ads,
-            delta=args.delta,
-            listen=args.listen,
-            admin=args.admin,
-            upstream=args.upstream,
-            module_server=args.module_server or None,
-            initial_fetch_timeout=args.initial_fetch_timeout,
-            metadata=metadata,
-            tls_ca=args.tls_ca,
-            tls_cert=args.tls_cert,
-            tls_key=args.tls_key,
-            tls_sni=args.tls_sni,
-            module_server_tls=args.module_server_tls,
-            xds_failover=args.xds_failover,
-            network_filters=args.network_filters,
-            tcp_listen=args.tcp_listen,
-            tcp_upstream=args.tcp_upstream,
-            telemetry=args.telemetry,
-            telemetry_interval=args.telemetry_interval,
-            telemetry_filter_state=args.telemetry_filter_state or DEFAULT_FILTER_STATE,
-            telemetry_metadata=args.telemetry_metadata,
-        ))
+        text = bootstrap_yaml(options_from_args(args))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -35,7 +35,7 @@ from xds_server.wasm import (
 )
 from xds_server.wasm.registry import ProgressCallback
 
-__all__ = ["default_store_dir", "register"]
+__all__ = ["default_store_dir", "docker_config_path", "register", "registry_options", "registry_settings"]
 
 USERNAME_ENV = "XDS_SERVER_REGISTRY_USERNAME"
 PASSWORD_ENV = "XDS_SERVER_REGISTRY_PASSWORD"
@@ -52,8 +52,9 @@ def _default_docker_config() -> Path:
     return Path(base) / "config.json"
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``pull``, ``inspect``, ``push`` and ``sign`` subcommands; each sets ``func(args) -> int``."""
+def registry_options() -> argparse.ArgumentParser:
+    """A parent parser with the registry access options (``parents=[...]``); read them
+    back with :func:`registry_settings` and :func:`docker_config_path`."""
     common = argparse.ArgumentParser(add_help=False)
     group = common.add_argument_group("registry access")
     group.add_argument(
@@ -70,7 +71,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--docker-config", type=Path, default=None,
         help="Docker config.json for credentials (default $DOCKER_CONFIG or ~/.docker)",
     )
+    return common
 
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``pull``, ``inspect``, ``push`` and ``sign`` subcommands; each sets
+    ``func(args) -> int``."""
+    common = registry_options()
     pull = subparsers.add_parser(
         "pull", parents=[common], help="fetch and verify a wasm module from a registry",
         description="Fetch a module from an image, verify it, and print its sha256, layout "
@@ -115,7 +122,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _settings(args: argparse.Namespace) -> list[RegistrySettings]:
-    host = parse_reference(args.ref).registry
+    return registry_settings(args, args.ref)
+
+
+def registry_settings(args: argparse.Namespace, ref: str) -> list[RegistrySettings]:
+    """Settings for the registry of ``ref`` from the options of :func:`registry_options`."""
+    host = parse_reference(ref).registry
     username = args.username or os.environ.get(USERNAME_ENV)
     password = args.password
     if args.password_stdin:
@@ -131,6 +143,11 @@ def _settings(args: argparse.Namespace) -> list[RegistrySettings]:
             password=password if username else None,
         )
     ]
+
+
+def docker_config_path(args: argparse.Namespace) -> Path:
+    """The Docker ``config.json`` the options of :func:`registry_options` name."""
+    return _docker_config(args)
 
 
 def _docker_config(args: argparse.Namespace) -> Path:

@@ -225,23 +225,24 @@ def check_overlaps(specs: tuple[FilterSpec, ...] | list[FilterSpec], where: str)
                 )
 
 
-def _server(data: Any, where: str, base_dir: Path | None) -> ServerConfig:
-    r = _Reader(data or {}, where, "server")
-    d = ServerConfig()
+def _path_under(value: str | None, base_dir: Path | None) -> Path | None:
+    """`value` as a path, relative ones under `base_dir` (the config file's folder)."""
+    if value is None:
+        return None
+    p = Path(value)
+    return (base_dir / p).resolve() if not p.is_absolute() and base_dir is not None else p
+
+
+def _addresses(r: _Reader, d: ServerConfig) -> tuple[str, str]:
     xds = r.text("xds_address", d.xds_address)
     admin = r.text("admin_address", d.admin_address)
     for key, value in (("xds_address", xds), ("admin_address", admin)):
         if not _ADDRESS.match(value):
             raise r.error(key, f"must be HOST:PORT (got {value!r})")
-    data_dir = Path(r.text("data_dir", str(d.data_dir)))
-    if not data_dir.is_absolute() and base_dir is not None:
-        data_dir = (base_dir / data_dir).resolve()
-    docker_config = r.opt_str("docker_config")
-    module_dir = r.opt_str("module_dir")
-    module_path = Path(module_dir) if module_dir else None
-    if module_path is not None and not module_path.is_absolute() and base_dir is not None:
-        module_path = (base_dir / module_path).resolve()
-    max_store = r.number("max_store_bytes", None, minimum=1)
+    return xds, admin
+
+
+def _log_levels(r: _Reader) -> dict[str, str]:
     raw_levels = r.get("log_levels") or {}
     if not isinstance(raw_levels, Mapping):
         raise r.error("log_levels", f"must be a mapping of logger name to level, got {_kind(raw_levels)}")
@@ -250,29 +251,29 @@ def _server(data: Any, where: str, base_dir: Path | None) -> ServerConfig:
         if lvl not in ("debug", "info", "warning", "error"):
             raise r.error(f"log_levels.{name}", f"must be one of debug, info, warning, error (got {lvl!r})")
         log_levels[str(name)] = lvl
-    def path_of(value: str | None) -> Path | None:
-        if value is None:
-            return None
-        p = Path(value)
-        return (base_dir / p).resolve() if not p.is_absolute() and base_dir is not None else p
+    return log_levels
 
-    def tls(key: str) -> TlsConfig | None:
-        raw = r.get(key)
-        if raw is None:
-            return None
-        t = _Reader(raw, where, r.at(key))
-        cert, keyf = t.opt_str("cert_file"), t.opt_str("key_file")
-        if cert is None or keyf is None:
-            raise ConfigError(where, r.at(key), "needs both cert_file and key_file")
-        out = TlsConfig(cert_file=path_of(cert) or Path(cert), key_file=path_of(keyf) or Path(keyf),
-                        client_ca_file=path_of(t.opt_str("client_ca_file")))
-        t.done()
-        for label, p in (("cert_file", out.cert_file), ("key_file", out.key_file),
-                         ("client_ca_file", out.client_ca_file)):
-            if p is not None and not p.is_file():
-                raise ConfigError(where, f"{r.at(key)}.{label}", f"no such file: {p}")
-        return out
 
+def _tls(r: _Reader, key: str, where: str, base_dir: Path | None) -> TlsConfig | None:
+    raw = r.get(key)
+    if raw is None:
+        return None
+    t = _Reader(raw, where, r.at(key))
+    cert, keyf = t.opt_str("cert_file"), t.opt_str("key_file")
+    if cert is None or keyf is None:
+        raise ConfigError(where, r.at(key), "needs both cert_file and key_file")
+    out = TlsConfig(cert_file=_path_under(cert, base_dir) or Path(cert),
+                    key_file=_path_under(keyf, base_dir) or Path(keyf),
+                    client_ca_file=_path_under(t.opt_str("client_ca_file"), base_dir))
+    t.done()
+    for label, p in (("cert_file", out.cert_file), ("key_file", out.key_file),
+                     ("client_ca_file", out.client_ca_file)):
+        if p is not None and not p.is_file():
+            raise ConfigError(where, f"{r.at(key)}.{label}", f"no such file: {p}")
+    return out
+
+
+def _node_identity(r: _Reader, where: str) -> tuple[IdentityRule, ...]:
     rules = []
     raw_rules = r.get("node_identity") or []
     if not isinstance(raw_rules, list):
@@ -281,6 +282,10 @@ def _server(data: Any, where: str, base_dir: Path | None) -> ServerConfig:
         ir = _Reader(item, where, f"{r.at('node_identity')}[{i}]")
         rules.append(IdentityRule(san=ir.text("san") or "*", node_id=ir.text("node_id") or "*"))
         ir.done()
+    return tuple(rules)
+
+
+def _limits(r: _Reader, where: str) -> Limits:
     lr = _Reader(r.get("limits") or {}, where, r.at("limits"))
     dl = Limits()
     limits = Limits(
@@ -297,7 +302,21 @@ def _server(data: Any, where: str, base_dir: Path | None) -> ServerConfig:
                                              minimum=1) or 0),
     )
     lr.done()
-    xds_tls = tls("xds_tls")
+    return limits
+
+
+def _server(data: Any, where: str, base_dir: Path | None) -> ServerConfig:
+    r = _Reader(data or {}, where, "server")
+    d = ServerConfig()
+    xds, admin = _addresses(r, d)
+    data_dir = _path_under(r.text("data_dir", str(d.data_dir)), base_dir) or d.data_dir
+    docker_config = r.opt_str("docker_config")
+    module_path = _path_under(r.opt_str("module_dir") or None, base_dir)
+    max_store = r.number("max_store_bytes", None, minimum=1)
+    log_levels = _log_levels(r)
+    rules = _node_identity(r, where)
+    limits = _limits(r, where)
+    xds_tls = _tls(r, "xds_tls", where, base_dir)
     if rules and (xds_tls is None or xds_tls.client_ca_file is None):
         raise r.error("node_identity", "needs mutual TLS: set server.xds_tls.client_ca_file")
     cfg = ServerConfig(
@@ -318,9 +337,9 @@ def _server(data: Any, where: str, base_dir: Path | None) -> ServerConfig:
         docker_config=Path(docker_config) if docker_config else None,
         watch_config=r.bool("watch_config", True),
         xds_tls=xds_tls,
-        admin_tls=tls("admin_tls"),
-        node_identity=tuple(rules),
-        admin_tokens_file=path_of(r.opt_str("admin_tokens_file")),
+        admin_tls=_tls(r, "admin_tls", where, base_dir),
+        node_identity=rules,
+        admin_tokens_file=_path_under(r.opt_str("admin_tokens_file"), base_dir),
         limits=limits,
         database_url=os.environ.get("XDS_SERVER_DATABASE_URL") or r.text("database_url", ""),
         replica_id=os.environ.get("XDS_SERVER_REPLICA_ID") or r.text("replica_id", ""),

@@ -21,7 +21,8 @@ MODULE_CLUSTER = "xds_server_modules"
 
 @dataclass(frozen=True, slots=True)
 class Code:
-    """How the module reaches Envoy.
+    """How the module reaches Envoy: Envoy's own kinds of code source. A delivery mode
+    (`controller/delivery/`) chooses the `Code` for a spec and module.
 
     Exactly one of: `inline` bytes, a local `filename`, or a remote `url` (with the
     `sha256` Envoy verifies). `sha256` is always the module's digest.

@@ -10,7 +10,7 @@ from envoy.config.core.v3 import extension_pb2
 from envoy.extensions.filters.http.wasm.v3 import wasm_pb2 as http_wasm_pb2
 
 from xds_server.config import Preflight
-from xds_server.controller._controller import Deployed, FilterError
+from xds_server.controller._model import Deployed, FilterError
 from xds_server.preflight import PreflightRefused, Sandbox, SandboxError
 
 log = structlog.get_logger("xds_server.controller")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from xds_server.controller._controller import Controller, FilterEvent
+from xds_server.controller._controller import Controller
+from xds_server.controller._model import FilterEvent
 
 __all__ = ["RevisionIndex"]
 

@@ -1,7 +1,11 @@
 """Durable desired state: every filter's revisions (history), replicas and fleet status.
 
 SQLite (`sqlite:///path`, the default, one process) or PostgreSQL (`postgresql://...`,
-any number of replicas), behind one interface, with the same schema and migrations.
+any number of replicas), behind one interface, with the same schema and migrations
+(run under a lock, so replicas may start together on a fresh database).
+
+May import: the standard library, `psycopg` and `structlog`; nothing of the server (the
+controller, admin API and runtime use it, never the other way).
 """
 
 from pathlib import Path

@@ -98,12 +98,14 @@ class StateStore(Protocol):
         its module's signature verdict."""
         ...
 
+    async def config_heads(self) -> dict[str, tuple[int, str | None]]:
+        """filter -> (current revision, hash of what the config file last said of it),
+        read together: a config change decided from them is recorded with
+        `expect_current` = that revision, so only one replica records it."""
+        ...
+
     async def set_config_hash(self, filter_name: str, config_hash: str | None) -> None:
         """Remember the hash of what the config file last said of the filter."""
-
-    async def config_hashes(self) -> dict[str, str | None]:
-        """filter -> hash of what the config file last said of it."""
-        ...
 
     async def current(self, filter_name: str) -> Revision | None:
         """The current revision (a delete revision when deleted), or None."""

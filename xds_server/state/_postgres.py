@@ -1,6 +1,7 @@
 """The PostgreSQL state store: shared by any number of replicas.
 
-Writes of one filter are serialized by a transaction-scoped advisory lock; each new
+Writes of one filter are serialized by a transaction-scoped advisory lock, and so are
+schema migrations (replicas may start together on a fresh database); each new
 revision is announced with NOTIFY on `xds_server_filters` (delivered at commit) to
 every replica's LISTEN connection. Lost notifications only delay: replicas also
 reconcile periodically.
@@ -23,6 +24,7 @@ from xds_server.state._sql import SqlStore, Tx
 log = structlog.get_logger("xds_server.state")
 
 CHANNEL = "xds_server_filters"
+SCHEMA_LOCK = 0x78647331  # "xds1": the advisory lock key migrations take
 _PARAM = re.compile(r"\?")
 
 
@@ -79,17 +81,27 @@ class PostgresStateStore(SqlStore):
             if not isinstance(exc, asyncio.CancelledError):
                 log.warning("state_listen_lost", error=str(exc), url=self.url)
 
-    async def close(self) -> None:
-        """Stop listening and disconnect."""
+    async def close(self, grace: float = 5.0) -> None:
+        """Stop listening and disconnect, after the transaction in flight (if any) ends
+        or `grace` seconds pass. Closing a connection under a running query would leave
+        its socket registered with the event loop, and the next socket that reuses the
+        descriptor would fail to register."""
         if self._listen_task is not None:
             self._listen_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._listen_task
-        for conn in (self._listen_conn, self._conn):
-            if conn is not None:
-                with contextlib.suppress(Exception):
-                    await conn.close()
-        self._conn = self._listen_conn = None
+        locked = False
+        with contextlib.suppress(TimeoutError):
+            locked = await asyncio.wait_for(self._lock.acquire(), grace)
+        try:
+            for conn in (self._listen_conn, self._conn):
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+            self._conn = self._listen_conn = None
+        finally:
+            if locked:
+                self._lock.release()
 
     async def transaction(self, fn: Any) -> Any:
         """Run `fn(tx)` in one transaction."""
@@ -105,6 +117,11 @@ class PostgresStateStore(SqlStore):
     async def lock_filter(self, tx: Tx, filter_name: str) -> None:
         """Transaction-scoped advisory lock on the filter's name."""
         await tx.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (filter_name,))
+
+    async def lock_schema(self, tx: Tx) -> None:
+        """Transaction-scoped advisory lock for migrations. The two-key form: PostgreSQL
+        keeps it apart from the one-key locks `lock_filter` takes."""
+        await tx.execute("SELECT pg_advisory_xact_lock(?, ?)", (SCHEMA_LOCK, 0))
 
     async def notify(self, tx: Tx, filter_name: str, revision: int) -> None:
         """NOTIFY the other replicas (delivered when the transaction commits)."""

@@ -75,7 +75,8 @@ def row_to_revision(row: Sequence[Any]) -> Revision:
 
 class SqlStore(HealthTable):
     """The state store's logic over any SQL dialect; subclasses provide `transaction`
-    (run a coroutine function in one transaction), `lock_filter` and `notify`."""
+    (run a coroutine function in one transaction), `lock_filter`, `lock_schema` and
+    `notify`."""
 
     url: str
     real_type = "REAL"
@@ -102,18 +103,23 @@ class SqlStore(HealthTable):
         for listener in tuple(self._listeners):
             listener(filter_name, revision)
 
+    async def lock_schema(self, tx: Tx) -> None:
+        """Serialize schema migrations across processes until the transaction ends."""
+
     async def migrate(self) -> None:
-        """Apply the migrations not applied yet."""
+        """Apply the migrations not applied yet.
 
-        async def create(tx: Tx) -> None:
-            await tx.execute(
-                f"CREATE TABLE IF NOT EXISTS schema_migrations "
-                f"(version INTEGER PRIMARY KEY, applied_at {self.real_type})")
-
-        await self.transaction(create)
+        Safe when several processes start at once on a fresh database: each migration
+        runs in one transaction that first takes the schema lock (`lock_schema`), then
+        creates the `schema_migrations` table if needed and checks its version row, so
+        no two processes run the same DDL concurrently.
+        """
         for version, sql in MIGRATIONS:
             async def apply(tx: Tx, version: int = version, sql: str = sql) -> None:
-                await self.lock_filter(tx, "__schema__")
+                await self.lock_schema(tx)
+                await tx.execute(
+                    f"CREATE TABLE IF NOT EXISTS schema_migrations "
+                    f"(version INTEGER PRIMARY KEY, applied_at {self.real_type})")
                 done = await tx.execute("SELECT 1 FROM schema_migrations WHERE version = ?", (version,))
                 if done:
                     return
@@ -172,15 +178,16 @@ class SqlStore(HealthTable):
         result: Revision = await self.transaction(write)
         return result
 
+    async def config_heads(self) -> dict[str, tuple[int, str | None]]:
+        """See `StateStore.config_heads`."""
+        rows = await self.transaction(lambda tx: tx.execute(
+            "SELECT filter, current, config_hash FROM filters"))
+        return {r[0]: (int(r[1]), r[2]) for r in rows}
+
     async def set_config_hash(self, filter_name: str, config_hash: str | None) -> None:
         """See `StateStore.set_config_hash`."""
         await self.transaction(lambda tx: tx.execute(
             "UPDATE filters SET config_hash = ? WHERE filter = ?", (config_hash, filter_name)))
-
-    async def config_hashes(self) -> dict[str, str | None]:
-        """See `StateStore.config_hashes`."""
-        rows = await self.transaction(lambda tx: tx.execute("SELECT filter, config_hash FROM filters"))
-        return {r[0]: r[1] for r in rows}
 
     async def current(self, filter_name: str) -> Revision | None:
         """See `StateStore.current`."""

@@ -9,6 +9,7 @@ which side of a canary an xDS version belongs to; telemetry does not import it).
 from __future__ import annotations
 
 import bisect
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from typing import Protocol
@@ -79,11 +80,13 @@ class AckAttribution:
         self.depth = depth
         self.max_nodes = max_nodes
         self._acks: OrderedDict[str, dict[str, deque[tuple[float, str]]]] = OrderedDict()
+        self._timelines: dict[str, tuple[float, RunTimeline]] = {}
         self.unsubscribe = status.subscribe(self._on_event)
 
     def _on_event(self, event: StatusEvent) -> None:
         if event.kind != "ack":
             return
+        self._timelines.pop(event.node_id, None)
         per_node = self._acks.pop(event.node_id, None) or {}
         self._acks[event.node_id] = per_node
         for name, version in event.resources.items():
@@ -101,7 +104,22 @@ class AckAttribution:
         return proxy.node if proxy is not None else None
 
     def timeline(self, node_id: str) -> RunTimeline:
-        """The node's runs: from its ACK history here, else its last reported ACKs."""
+        """The node's runs: from its ACK history here, else its last reported ACKs.
+        Cached per node until its next ACK, for at most `TIMELINE_TTL` seconds (so a
+        revision's canary flag, changed by a promote, shows within that time)."""
+        now = time.monotonic()
+        cached = self._timelines.get(node_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        timeline = self._timeline(node_id)
+        if len(self._timelines) >= self.max_nodes:
+            self._timelines.clear()
+        self._timelines[node_id] = (now + self.TIMELINE_TTL, timeline)
+        return timeline
+
+    TIMELINE_TTL = 1.0
+
+    def _timeline(self, node_id: str) -> RunTimeline:
         history: Mapping[str, deque[tuple[float, str]]] | None = self._acks.get(node_id)
         if not history:
             proxy = self.status.proxies.get(node_id)

@@ -3,8 +3,8 @@
 `access_logger` goes into an HTTP connection manager's `access_log` list; `stats_sink`
 into the bootstrap's `stats_sinks`. Both name the server's xDS cluster and carry the
 node id in the `x-xds-node-id` gRPC header (Envoy's stats sink sends no node otherwise).
-`add_telemetry` applies both to a generated bootstrap. The attribute names are the
-receiver's contract (`xds_server.telemetry._otlp`).
+`add_telemetry` applies both to a generated bootstrap. The access log's body format
+is the receiver's contract (`xds_server.telemetry._otlp`).
 """
 
 from __future__ import annotations
@@ -12,18 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from xds_server.telemetry._otlp import (
-    ATTR_AUTHORITY,
-    ATTR_DETAILS,
-    ATTR_DURATION,
-    ATTR_FLAGS,
-    ATTR_METHOD,
-    ATTR_PATH,
-    ATTR_STATUS,
-    ATTR_UPSTREAM,
-    FILTER_STATE_PREFIX,
-    METADATA_PREFIX,
-)
+from xds_server.telemetry._otlp import body_format
 from xds_server.telemetry._receiver import NODE_HEADER
 
 __all__ = ["DEFAULT_FILTER_STATE", "access_logger", "add_telemetry", "stats_sink"]
@@ -39,18 +28,6 @@ DEFAULT_FILTER_STATE = ("wasm.debug",)
 """Filter state logged by default: what a module sets with
 `proxy_set_property("debug", value)` (Envoy stores it as `wasm.debug`)."""
 
-_FIELDS = {
-    ATTR_STATUS: "%RESPONSE_CODE%",
-    ATTR_DETAILS: "%RESPONSE_CODE_DETAILS%",
-    ATTR_FLAGS: "%RESPONSE_FLAGS%",
-    ATTR_DURATION: "%DURATION%",
-    ATTR_METHOD: "%REQ(:METHOD)%",
-    ATTR_PATH: "%PATH(NQ)%",  # without the query string: it may carry secrets
-    ATTR_AUTHORITY: "%REQ(:AUTHORITY)%",
-    ATTR_UPSTREAM: "%UPSTREAM_HOST%",
-}
-
-
 def _grpc_service(cluster: str, node_id: str) -> dict[str, Any]:
     return {"envoy_grpc": {"cluster_name": cluster},
             "initial_metadata": [{"key": NODE_HEADER, "value": node_id}]}
@@ -60,14 +37,10 @@ def access_logger(*, node_id: str, cluster: str,
                   filter_state: Sequence[str] = DEFAULT_FILTER_STATE,
                   metadata: Sequence[str] = (), flush_interval: str = "1s") -> dict[str, Any]:
     """An `access_log` entry (Envoy's OpenTelemetry access logger) sending each request's
-    status, details, flags, duration, method, path (no query), authority, upstream host,
-    the `filter_state` keys (e.g. `wasm.debug`) and the dynamic `metadata` namespaces to
-    the gRPC cluster `cluster`, batched every `flush_interval`."""
-    values = [{"key": k, "value": {"string_value": v}} for k, v in _FIELDS.items()]
-    values += [{"key": FILTER_STATE_PREFIX + key, "value": {"string_value": f"%FILTER_STATE({key}:PLAIN)%"}}
-               for key in filter_state]
-    values += [{"key": METADATA_PREFIX + ns, "value": {"string_value": f"%DYNAMIC_METADATA({ns})%"}}
-               for ns in metadata]
+    status, duration, method, path (no query string: it may carry secrets), authority,
+    response code details, flags, upstream host, the `filter_state` keys (e.g.
+    `wasm.debug`) and the dynamic `metadata` namespaces to the gRPC cluster `cluster`,
+    as the compact body (see `xds_server.telemetry._otlp`), batched every `flush_interval`."""
     return {
         "name": ACCESS_LOGGER,
         "typed_config": {
@@ -75,7 +48,7 @@ def access_logger(*, node_id: str, cluster: str,
             "log_name": "xds-server",
             "grpc_service": _grpc_service(cluster, node_id),
             "buffer_flush_interval": flush_interval,
-            "attributes": {"values": values},
+            "body": {"string_value": body_format(filter_state, metadata)},
         },
     }
 

@@ -431,9 +431,11 @@ class HealthWindows:
                 log.warning("health_flush_failed", error=str(exc), replica=self.replica_id)
 
     async def close(self) -> None:
-        """Flush what is left (errors are logged)."""
+        """Flush what is left (errors are logged); the windows leave the process's
+        Prometheus series."""
         with contextlib.suppress(Exception):
             await self.flush()
+        FILTER_METRICS.untrack(self)
 
     # -- reads -----------------------------------------------------------------------
 

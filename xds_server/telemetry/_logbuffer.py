@@ -77,39 +77,78 @@ class LogFollower:
             self._queue.put_nowait(None)
 
 
+Entry = tuple[RequestRecord, FilterRun, int]  # the record, the run, its approximate size
+
+
+def _size(r: RequestRecord) -> int:
+    """Approximate bytes one entry holds (object overhead plus its strings)."""
+    n = 240 + len(r.node_id) + len(r.cluster) + len(r.method) + len(r.path) + len(r.authority)
+    n += len(r.details) + len(r.flags) + len(r.upstream_host)
+    for extra in (r.filter_state, r.metadata):
+        for k, v in extra.items():
+            n += 100 + len(k) + len(v)
+    return n
+
+
 class LogBuffer:
     """A `TelemetryConsumer` that keeps the last `per_filter` access-log entries of each
     filter (for at most `max_filters` filters) and feeds followers.
 
     An entry is kept under every filter the request ran through (its `runs`); requests
-    that ran no known filter are not kept. Memory is bounded by
-    `per_filter x max_filters` entries plus `max_followers x follower_queue`.
-    Event-loop only; no locking.
+    that ran no known filter are not kept. Memory is bounded by `max_bytes` (entries'
+    approximate size; over it, the oldest entries of the filter holding the most go
+    first, so a busy filter does not push out a quiet one's history) plus
+    `max_followers x follower_queue` entries. Event-loop only; no locking.
     """
 
     def __init__(self, *, per_filter: int = 2_000, max_filters: int = 1_000,
-                 max_followers: int = 100, follower_queue: int = 1_000) -> None:
+                 max_bytes: int = 64 * 2**20, max_followers: int = 100,
+                 follower_queue: int = 1_000) -> None:
         self.per_filter = per_filter
         self.max_filters = max_filters
+        self.max_bytes = max_bytes
         self.max_followers = max_followers
         self.follower_queue = follower_queue
-        self._entries: dict[str, deque[LogEntry]] = {}
+        self.total_bytes = 0
+        self._entries: dict[str, deque[Entry]] = {}
+        self._bytes: dict[str, int] = {}
         self._followers: list[LogFollower] = []
 
     def on_requests(self, records: Sequence[RequestRecord]) -> None:
         """Keep each record under each filter it ran through; wake followers."""
+        all_entries, followers = self._entries, self._followers
         for record in records:
+            size = _size(record)
             for run in record.runs:
-                entries = self._entries.get(run.filter)
+                f = run.filter
+                entries = all_entries.get(f)
                 if entries is None:
-                    if len(self._entries) >= self.max_filters:
+                    if len(all_entries) >= self.max_filters:
                         continue
-                    entries = self._entries[run.filter] = deque(maxlen=self.per_filter)
-                entry = LogEntry(record, run)
-                entries.append(entry)
-                for follower in self._followers:
-                    if follower.filter == run.filter and _matches(follower.node_glob, record.node_id):
-                        follower.offer(entry)
+                    entries = all_entries[f] = deque()
+                    self._bytes[f] = 0
+                if len(entries) >= self.per_filter:
+                    self._drop_oldest(f)
+                entries.append((record, run, size))
+                self._bytes[f] += size
+                self.total_bytes += size
+                while self.total_bytes > self.max_bytes:
+                    self._drop_oldest(self._victim(f))
+                for follower in followers:
+                    if follower.filter == f and _matches(follower.node_glob, record.node_id):
+                        follower.offer(LogEntry(record, run))
+
+    def _victim(self, current: str) -> str:
+        """Whose oldest entry goes: `current` when it holds at least its fair share of
+        the budget, else the filter holding the most."""
+        if self._bytes[current] * len(self._bytes) >= self.total_bytes:
+            return current
+        return max(self._bytes, key=self._bytes.__getitem__)
+
+    def _drop_oldest(self, filter_name: str) -> None:
+        _, _, size = self._entries[filter_name].popleft()
+        self._bytes[filter_name] -= size
+        self.total_bytes -= size
 
     def on_stats(self, records: Sequence[StatRecord]) -> None:
         """Stats are not logs: ignored."""
@@ -118,11 +157,11 @@ class LogBuffer:
         """The newest `limit` entries of `filter_name` from nodes matching `node_glob`,
         oldest first."""
         out: list[LogEntry] = []
-        for entry in reversed(self._entries.get(filter_name, ())):
+        for record, run, _ in reversed(self._entries.get(filter_name, ())):
             if len(out) >= limit:
                 break
-            if _matches(node_glob, entry.record.node_id):
-                out.append(entry)
+            if _matches(node_glob, record.node_id):
+                out.append(LogEntry(record, run))
         out.reverse()
         return out
 

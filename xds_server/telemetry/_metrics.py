@@ -31,8 +31,13 @@ class _FilterMetrics:
         self._windows: weakref.WeakSet[HealthWindows] = weakref.WeakSet()
 
     def track(self, windows: HealthWindows) -> None:
-        """Include `windows` in scrapes until it is garbage."""
+        """Include `windows` in scrapes until it is closed (`untrack`) or garbage."""
         self._windows.add(windows)
+
+    def untrack(self, windows: HealthWindows) -> None:
+        """Leave `windows` out of scrapes (a stopped server's windows, which may live on
+        in reference cycles until the garbage collector runs)."""
+        self._windows.discard(windows)
 
     def collect(self) -> Iterator[Any]:
         """Yield the metric families (prometheus_client collector protocol)."""

@@ -1,17 +1,26 @@
 """OTLP messages -> telemetry records: bounded, defensive decoding.
 
-The attribute names below are the contract between the access logger in the bootstrap
-(`xds_server.telemetry.access_log_config`) and the receiver. Values may come as OTLP
-strings (what Envoy's formatter produces), ints or doubles; Envoy writes "-" for a
-value it does not have, which reads as absent. Nothing here raises on hostile input:
-unreadable records are skipped and counted by the caller.
+An access-log record is read in one of two forms, the contract with the access logger:
+
+* the compact body the generated bootstrap sends (`BODY_FORMAT`): the string
+  `xds1` US status US duration_ms US method US path US authority US details US flags
+  US upstream_host, then `fs:<filter state key>=<value>` and `md:<namespace>=<value>`
+  items, all separated by US (\x1f, a control character HTTP forbids in the fields).
+  One string per record: decoding it costs a split, not a protobuf access per field;
+* else the attributes named below (`http.response.status_code`, ...,
+  `envoy.filter_state.<key>`, `envoy.metadata.<namespace>`), as a hand-written OTLP
+  logger configuration would send them (values as strings, ints or doubles).
+
+Envoy writes "-" for a value it does not have, which reads as absent. Nothing here
+raises on hostile input: unreadable records are skipped and counted by the caller.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
@@ -20,9 +29,25 @@ from xds_server.telemetry._limits import TelemetryLimits
 from xds_server.telemetry._model import FilterRun, RequestRecord, StatRecord
 
 __all__ = [
-    "ATTR_AUTHORITY", "ATTR_DETAILS", "ATTR_DURATION", "ATTR_FLAGS", "ATTR_METHOD", "ATTR_PATH",
-    "ATTR_STATUS", "ATTR_UPSTREAM", "FILTER_STATE_PREFIX", "METADATA_PREFIX", "RES_CLUSTER",
-    "RES_NODE", "Decoded", "count_logs", "count_points", "decode_logs", "decode_metrics",
+    "ATTR_AUTHORITY",
+    "ATTR_DETAILS",
+    "ATTR_DURATION",
+    "ATTR_FLAGS",
+    "ATTR_METHOD",
+    "ATTR_PATH",
+    "ATTR_STATUS",
+    "ATTR_UPSTREAM",
+    "BODY_MAGIC",
+    "FILTER_STATE_PREFIX",
+    "METADATA_PREFIX",
+    "RES_CLUSTER",
+    "RES_NODE",
+    "Decoded",
+    "body_format",
+    "count_logs",
+    "count_points",
+    "decode_logs",
+    "decode_metrics",
     "resource_node",
 ]
 
@@ -38,9 +63,6 @@ FILTER_STATE_PREFIX = "envoy.filter_state."
 METADATA_PREFIX = "envoy.metadata."
 RES_NODE = "node_name"        # resource attributes Envoy's access logger sets
 RES_CLUSTER = "cluster_name"
-
-_FIELDS = {ATTR_DETAILS: "details", ATTR_FLAGS: "flags", ATTR_METHOD: "method",
-           ATTR_PATH: "path", ATTR_AUTHORITY: "authority", ATTR_UPSTREAM: "upstream_host"}
 
 RunsAt = Callable[[float], tuple[FilterRun, ...]]
 
@@ -82,38 +104,100 @@ def resource_node(resource: Any, limit: int) -> tuple[str, str]:
     return node, cluster
 
 
+SEP = "\x1f"
+BODY_MAGIC = "xds1" + SEP
+BODY_FIELDS = ("%RESPONSE_CODE%", "%DURATION%", "%REQ(:METHOD)%", "%PATH(NQ)%",
+               "%REQ(:AUTHORITY)%", "%RESPONSE_CODE_DETAILS%", "%RESPONSE_FLAGS%", "%UPSTREAM_HOST%")
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+
+
+def body_format(filter_state: Sequence[str], metadata: Sequence[str]) -> str:
+    """The access logger's body format string for the compact form."""
+    items = [*BODY_FIELDS, *(f"fs:{k}=%FILTER_STATE({k}:PLAIN)%" for k in filter_state),
+             *(f"md:{ns}=%DYNAMIC_METADATA({ns})%" for ns in metadata)]
+    return BODY_MAGIC + SEP.join(items)
+
+
+Fields = tuple[str, str, list[str], Mapping[str, str], Mapping[str, str]]
+"""status, duration, [method, path, authority, details, flags, upstream_host],
+filter state, metadata (all text; "" for absent)."""
+
+
+def _from_body(body: str, limit: int) -> Fields | None:
+    parts = body.split(SEP)
+    if len(parts) < 9:
+        return None
+    if len(body) > limit:  # only then can a value be longer than the limit
+        parts = [p[:limit] for p in parts]
+    fixed = parts[3:9]
+    if "-" in fixed:
+        fixed = ["" if p == "-" else p for p in fixed]
+    if len(parts) == 9:
+        return parts[1], parts[2], fixed, _EMPTY, _EMPTY
+    state: dict[str, str] = {}
+    meta: dict[str, str] = {}
+    for item in parts[9:64]:
+        key, _, value = item.partition("=")
+        if not value or value == "-":
+            continue
+        if key.startswith("fs:"):
+            state[key[3:131]] = value
+        elif key.startswith("md:"):
+            meta[key[3:131]] = value
+    return parts[1], parts[2], fixed, state or _EMPTY, meta or _EMPTY
+
+
+_ORDER = {ATTR_METHOD: 0, ATTR_PATH: 1, ATTR_AUTHORITY: 2, ATTR_DETAILS: 3, ATTR_FLAGS: 4,
+          ATTR_UPSTREAM: 5}
+
+
+def _from_attributes(record: Any, limits: TelemetryLimits) -> Fields:
+    limit = limits.max_value_chars
+    fixed = ["", "", "", "", "", ""]
+    state: dict[str, str] = {}
+    meta: dict[str, str] = {}
+    status = duration = ""
+    for kv in record.attributes[: limits.max_attributes]:
+        v = text(kv.value, limit)
+        if v is None:
+            continue
+        key = kv.key
+        if key == ATTR_STATUS:
+            status = v
+        elif key == ATTR_DURATION:
+            duration = v
+        elif key in _ORDER:
+            fixed[_ORDER[key]] = v
+        elif key.startswith(FILTER_STATE_PREFIX):
+            state[key[len(FILTER_STATE_PREFIX):][:128]] = v
+        elif key.startswith(METADATA_PREFIX):
+            meta[key[len(METADATA_PREFIX):][:128]] = v
+    return status, duration, fixed, state, meta
+
+
 def _request(record: Any, node_id: str, cluster: str, runs_at: RunsAt,
              limits: TelemetryLimits) -> RequestRecord | None:
-    fields: dict[str, str] = {}
-    metadata: dict[str, str] = {}
-    filter_state: dict[str, str] = {}
-    status = duration = None
-    for kv in record.attributes[: limits.max_attributes]:
-        key = kv.key
-        value = text(kv.value, limits.max_value_chars)
-        if value is None:
-            continue
-        if key == ATTR_STATUS:
-            status = value
-        elif key == ATTR_DURATION:
-            duration = value
-        elif key in _FIELDS:
-            fields[_FIELDS[key]] = value
-        elif key.startswith(FILTER_STATE_PREFIX):
-            filter_state[key[len(FILTER_STATE_PREFIX):][:128]] = value
-        elif key.startswith(METADATA_PREFIX):
-            metadata[key[len(METADATA_PREFIX):][:128]] = value
+    """One log record (compact body, else attributes); None when its body is cut short
+    or its status or duration cannot be read."""
+    body = record.body.string_value
+    if body.startswith(BODY_MAGIC):
+        fields = _from_body(body, limits.max_value_chars)
+        if fields is None:
+            return None
+    else:
+        fields = _from_attributes(record, limits)
+    status, duration, (method, path, authority, details, flags, upstream), state, meta = fields
     try:
-        code = int(status) if status is not None else 0
-        ms = float(duration) if duration is not None else 0.0
+        code = int(status) if status and status != "-" else 0
+        ms = float(duration) if duration and duration != "-" else 0.0
     except ValueError:
         return None
     if not 0 <= code < 1000 or not 0.0 <= ms < 1e10:
         return None
     nanos = record.time_unix_nano or record.observed_time_unix_nano
     at = nanos / 1e9 if nanos else time.time()
-    return RequestRecord(node_id=node_id, cluster=cluster, time=at, duration_ms=ms, status=code,
-                         runs=runs_at(at), metadata=metadata, filter_state=filter_state, **fields)
+    return RequestRecord(node_id, cluster, at, ms, code, method, path, authority, details, flags,
+                         upstream, runs_at(at), meta, state)
 
 
 def decode_logs(resources: Iterable[Any], node_id: str, cluster: str,

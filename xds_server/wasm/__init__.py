@@ -13,6 +13,7 @@ module from an image), ``push``, ``store`` (content-addressed store, resolve), `
 ``limits`` (caps, timeouts and size defaults), ``reference``, ``errors``, ``metrics``.
 """
 
+from ._validate import validate_module
 from .errors import (
     AuthError,
     InvalidModule,
@@ -70,4 +71,5 @@ __all__ = [
     "fetch_image_module",
     "parse_reference",
     "push",
+    "validate_module",
 ]
