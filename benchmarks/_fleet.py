@@ -2,8 +2,10 @@
 
 Each client has its own `grpc.aio` channel (its own TCP connection: local subchannel
 pool), opens one stream (ECDS SotW, ECDS delta, ADS SotW or ADS delta, round robin),
-subscribes to a few filters, ACKs every response and counts arrivals: `reached[k]` is
-how many clients have received their k-th response, `last[k]` when the latest did.
+subscribes to a few filters, ACKs every response (or NACKs it with a message, for the
+clients `cmd_nack` names) and counts arrivals: `reached[k]` is how many clients have
+received their k-th response, `last[k]` when the latest did. Node ids are
+`<node_prefix><index>`; with `clusters` > 1 client i is in cluster `c<i % clusters>`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 import grpc
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import discovery_pb2
+from google.rpc import status_pb2
 
 from benchmarks._proc import now
 from xds_server.cache import TYPED_EXTENSION_CONFIG
@@ -78,21 +81,26 @@ class FleetWorker:
         self.tasks: list[asyncio.Task[None]] = []
         self.stall_every = 0
         self.errors: Counter[str] = Counter()
+        self.nack_ids: frozenset[int] = frozenset()
+        self.nack_message = ""
         self._forever: asyncio.Future[None] | None = None
         self.channel_of: dict[int, grpc.aio.Channel] = {}
         self.senders: list[asyncio.Task[None]] = []
         self.exported = 0
 
     async def cmd_connect(self, target: str, n: int, offset: int, sub: dict[str, Any],
-                          modes: list[int], batch: int = 200) -> float:
+                          modes: list[int], batch: int = 200, node_prefix: str = "proxy-",
+                          clusters: int = 1) -> float:
         """Start `n` clients (indices offset..offset+n-1); returns the start time."""
         t0 = now()
         cycle = itertools.cycle(modes)
         for i in range(n):
             idx = offset + i
             self.counts[idx] = 0
+            node = base_pb2.Node(id=f"{node_prefix}{idx}", user_agent_name="envoy",
+                                 cluster="bench" if clusters <= 1 else f"c{idx % clusters}")
             self.tasks.append(asyncio.create_task(
-                self._client(target, idx, subscriptions(sub, idx), next(cycle))))
+                self._client(target, idx, subscriptions(sub, idx), next(cycle), node)))
             if i % batch == batch - 1:
                 await asyncio.sleep(0)
         return t0
@@ -108,15 +116,20 @@ class FleetWorker:
         """Clients whose index is a multiple of `every` stop reading after their next response."""
         self.stall_every = every
 
-    async def _client(self, target: str, idx: int, names: list[str], mode: int) -> None:
+    async def cmd_nack(self, ids: list[int], message: str) -> None:
+        """Clients `ids` NACK every later response with `message` (code 13, as Envoy)."""
+        self.nack_ids, self.nack_message = frozenset(ids), message
+
+    async def _client(self, target: str, idx: int, names: list[str], mode: int,
+                      node: Any) -> None:
         path, delta = MODES[mode]
         channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
         self.channels.append(channel)
         self.channel_of[idx] = channel
-        node = base_pb2.Node(id=f"proxy-{idx}", cluster="bench", user_agent_name="envoy")
         call = channel.stream_stream(
             path, request_serializer=lambda m: m.SerializeToString(),
             response_deserializer=lambda b: b)()
+        accepted = ""
         try:
             if delta:
                 await call.write(discovery_pb2.DeltaDiscoveryRequest(
@@ -138,15 +151,18 @@ class FleetWorker:
                     if self._forever is None:
                         self._forever = asyncio.get_running_loop().create_future()
                     await asyncio.shield(self._forever)  # stop reading, keep the stream
+                error = (status_pb2.Status(code=13, message=self.nack_message)
+                         if idx in self.nack_ids else None)
                 if delta:
-                    resp = discovery_pb2.DeltaDiscoveryResponse.FromString(data)
+                    dresp = discovery_pb2.DeltaDiscoveryResponse.FromString(data)
                     await call.write(discovery_pb2.DeltaDiscoveryRequest(
-                        type_url=TYPED_EXTENSION_CONFIG, response_nonce=resp.nonce))
+                        type_url=TYPED_EXTENSION_CONFIG, response_nonce=dresp.nonce, error_detail=error))
                 else:
                     resp = discovery_pb2.DiscoveryResponse.FromString(data)
+                    accepted = accepted if error is not None else resp.version_info
                     await call.write(discovery_pb2.DiscoveryRequest(
-                        type_url=TYPED_EXTENSION_CONFIG, version_info=resp.version_info,
-                        response_nonce=resp.nonce, resource_names=names))
+                        type_url=TYPED_EXTENSION_CONFIG, version_info=accepted,
+                        response_nonce=resp.nonce, resource_names=names, error_detail=error))
         except asyncio.CancelledError:
             pass
         except grpc.aio.AioRpcError as exc:

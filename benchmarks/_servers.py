@@ -159,6 +159,10 @@ class XdsServerWorker(_Profiling):
             self.telemetry.receiver.register(self.server)
         port: int = self.server.add_insecure_port("127.0.0.1:0")
         await self.server.start()
+        if os.environ.get("BENCH_DEFAULT_GC") is None:
+            from xds_server.runtime import tune_gc
+
+            tune_gc()  # as `xds-server serve` does once started
         return port
 
     async def cmd_set(self, names: list[str], version: int, kind: str = SMALL) -> None:
@@ -230,6 +234,10 @@ class BareServerWorker(_Profiling):
         ))
         port: int = self.server.add_insecure_port("127.0.0.1:0")
         await self.server.start()
+        if os.environ.get("BENCH_FLOOR_GC"):  # the floor with xds-server's GC settings
+            from xds_server.runtime import tune_gc
+
+            tune_gc()
         return port
 
     def _build(self, changed: Resource | None) -> None:

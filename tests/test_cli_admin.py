@@ -92,6 +92,23 @@ def make_proxies() -> list[dict[str, Any]]:
 
 PROXIES = make_proxies()
 
+SUMMARY: dict[str, Any] = {
+    "seq": 9, "at": 1.0, "proxies": {"known": 3003, "connected": 3002},
+    "filters": [{
+        "name": "add-header", "served": True, "revision": 3, "canary": False, "error": None,
+        "current_versions": [V_CURRENT], "attention": True, "failing": True,
+        "totals": {"ACKED": 2, "NACKED": 3000, "REQUESTED": 0, "STALE": 0, "connected": 3002,
+                   "disconnected": 1},
+        "versions": [{"version": V_CURRENT, "current": True, "running": 2, "ACKED": 2, "NACKED": 3000,
+                      "REQUESTED": 0, "STALE": 0,
+                      "clusters": {"edge": {"ACKED": 2, "NACKED": 3000, "REQUESTED": 0, "STALE": 0}}}],
+        "nacks": [{"message": "Unable to create Wasm plugin add-header", "count": 3000,
+                   "versions": [V_CURRENT], "nodes": ["edge-2", "edge-4", "edge-5", "edge-6", "edge-7"]}],
+        "health": [{"revision": 3, "version": V_CURRENT, "canary": False, "failing": True, "proxies": 2,
+                    "requests": 40, "errors_5xx": 40, "error_rate": 1.0, "vm_failures": 40}],
+    }],
+}
+
 HISTORY = [
     {"revision": 3, "created_at": 1_700_000_300.0, "author": "alice@laptop",
      "action": "deploy", "summary": "image registry.example.com/team/add-header:v3",
@@ -117,6 +134,7 @@ class FakeAdmin:
 
     requests: list[Recorded] = field(default_factory=list)
     errors: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
+    queries: list[dict[str, str]] = field(default_factory=list)
     url: str = ""
 
     def fail(self, method: str, path: str, status: int, message: str) -> None:
@@ -167,8 +185,13 @@ class FakeAdmin:
         async def promote(request: web.Request) -> web.Response:
             return web.json_response(filter_view(request.match_info["name"], 7, action="promote"))
 
-        async def proxies(_: web.Request) -> web.Response:
-            return web.json_response({"proxies": PROXIES})
+        async def proxies(request: web.Request) -> web.Response:
+            self.queries.append(dict(request.query))
+            return web.json_response({"proxies": PROXIES, "total": len(PROXIES) + 5,
+                                      "next_cursor": "edge-9"})
+
+        async def summary(_: web.Request) -> web.Response:
+            return web.json_response(SUMMARY)
 
         app = web.Application(middlewares=[record])
         app.router.add_get("/api/v1/filters", list_filters)
@@ -179,6 +202,7 @@ class FakeAdmin:
         app.router.add_post("/api/v1/filters/{name}/rollback", rollback)
         app.router.add_post("/api/v1/filters/{name}/promote", promote)
         app.router.add_get("/api/v1/proxies", proxies)
+        app.router.add_get("/api/v1/summary", summary)
         return app
 
 
@@ -429,7 +453,7 @@ def test_history_table(admin: FakeAdmin, capsys: pytest.CaptureFixture[str]) -> 
 def test_status_marks_nacks_and_fits_100_columns(
     admin: FakeAdmin, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert cli(admin, "status") == 0
+    assert cli(admin, "status", "--proxies") == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
     assert all(len(line) <= 100 for line in lines), out
@@ -457,7 +481,7 @@ def test_status_is_red_on_a_terminal(
 ) -> None:
     monkeypatch.delenv("NO_COLOR", raising=False)
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
-    assert cli(admin, "status") == 0
+    assert cli(admin, "status", "--proxies") == 0
     [red] = [line for line in capsys.readouterr().out.splitlines() if "\x1b[31m" in line]
     assert red.startswith("\x1b[31m! add-header") and "edge-2" in red
 
@@ -469,8 +493,41 @@ def test_status_json_is_one_document(
     doc = json.loads(capsys.readouterr().out)
     assert doc["proxies"] == json.loads(json.dumps(PROXIES))
     assert doc["filters"][0]["name"] == "add-header"
+    assert doc["summary"] == SUMMARY and doc["total"] == len(PROXIES) + 5
     assert sorted((r.method, r.path) for r in admin.requests) == [
-        ("GET", "/api/v1/filters"), ("GET", "/api/v1/proxies")]
+        ("GET", "/api/v1/filters"), ("GET", "/api/v1/proxies"), ("GET", "/api/v1/summary")]
+    assert admin.queries == [{}]  # every proxy, not a page
+
+
+def test_status_prints_the_summary_by_default(
+    admin: FakeAdmin, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(admin, "status") == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert all(len(line) <= 100 for line in lines), out
+    assert lines[0] == "3002 proxies connected, 3003 known"
+    assert ("add-header: revision 3, 2/3002 connected ACKED, 3000 NACKED, 1 disconnected, "
+            "FAILING AT RUNTIME") in lines
+    [group] = [i for i, line in enumerate(lines) if line.startswith("! 3000 proxies NACKED")]
+    assert lines[group].endswith(f"{V_CURRENT[:8]}: Unable to create Wasm plugin add-header")
+    assert lines[group + 1] == "    edge-2, edge-4, edge-5, edge-6, edge-7 +2995"
+    assert any(line.startswith("! rev 3: failing at runtime, 40 requests, 100.0% 5xx") for line in lines)
+    [row] = [line for line in lines if line.strip().startswith(V_CURRENT)]
+    assert row.split()[:7] == [V_CURRENT, "yes", "2", "2", "3000", "0", "0"]
+    assert [(r.method, r.path) for r in admin.requests] == [("GET", "/api/v1/summary")]
+
+
+def test_status_proxies_passes_the_filters_and_names_the_next_page(
+    admin: FakeAdmin, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(admin, "status", "--proxies", "--node", "edge-*", "--cluster", "c1", "--filter",
+               "add-header", "--state", "NACKED", "--version", V_CURRENT, "--limit", "3",
+               "--cursor", "edge-0") == 0
+    out = capsys.readouterr().out
+    assert admin.queries == [{"node": "edge-*", "cluster": "c1", "filter": "add-header", "state": "NACKED",
+                              "version": V_CURRENT, "limit": "3", "cursor": "edge-0"}]
+    assert out.splitlines()[-1] == f"{len(PROXIES)} of {len(PROXIES) + 5} proxies; next page: --cursor edge-9"
 
 
 def test_filters_table_and_json(admin: FakeAdmin, capsys: pytest.CaptureFixture[str]) -> None:

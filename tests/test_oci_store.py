@@ -410,3 +410,32 @@ async def test_resolve_before_start_raises(tmp_path: Path) -> None:
     store = ModuleStore(tmp_path / "s")
     with pytest.raises(RuntimeError, match=r"call start\(\) first"):
         await store.resolve(ModuleSource("file", "/nonexistent"))
+
+
+async def test_index_lost_after_crash_blobs_are_adopted_and_torn_ones_dropped(
+    tmp_path: Path,
+) -> None:
+    """The index is not fsynced (a module is durable through its blob): a store whose
+    index lost entries adopts the blobs whose content matches their name, and drops a
+    blob that does not."""
+    path = tmp_path / "m.wasm"
+    path.write_bytes(make_wasm("adopt"))
+    store = await _open(tmp_path / "s")
+    try:
+        module = await store.resolve(ModuleSource("file", str(path)))
+    finally:
+        await store.close()
+    blobs = tmp_path / "s" / "blobs" / "sha256"
+    torn = blobs / ("ab" * 32)
+    torn.write_bytes(b"\0asm partial")
+    (tmp_path / "s" / "index.json").write_text("")  # as a crash can leave it
+    with capture_logs() as logs:
+        reopened = await _open(tmp_path / "s")
+    try:
+        again = reopened.get(module.sha256)
+        assert again is not None and again.read_bytes() == path.read_bytes()
+        assert reopened.get("ab" * 32) is None and not torn.exists()
+        events = [e["event"] for e in logs]
+        assert "module_blob_adopted" in events and "module_blob_discarded" in events
+    finally:
+        await reopened.close()

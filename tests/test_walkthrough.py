@@ -50,8 +50,8 @@ async def test_readme_walkthrough(tmp_path: Path, registry: RegistryProcess) -> 
                      server=api)
             await wait_for_header(url, "x-wasm-filter", "v1")
 
-            async def status_shows(text: str) -> str | None:
-                _, out, _ = await xs("status", server=api)
+            async def status_shows(text: str, *flags: str) -> str | None:
+                _, out, _ = await xs("status", *flags, server=api)
                 return out if text in out else None
 
             await wait_for(lambda: status_shows("ACKED"), 10, what="status ACKED")
@@ -82,8 +82,9 @@ async def test_readme_walkthrough(tmp_path: Path, registry: RegistryProcess) -> 
 
             await wait_for(auto_rolled_back, 15, what="auto-rollback")
             await wait_for_header(url, "x-wasm-filter", "v1", timeout=2)
-            # The proxy runs v1 again (ACKED); its last NACK stays visible with Envoy's message.
-            await wait_for(lambda: status_shows("Unable to create Wa"), 10, what="NACK in status")
+            # The proxy runs v1 again (ACKED); its last NACK stays visible with Envoy's message
+            # in the proxy list (the summary groups the NACKs of the current version only).
+            await wait_for(lambda: status_shows("Unable to create Wa", "--proxies"), 10, what="NACK in status")
 
             code, _, err = await xs("deploy", "hello", "--image", f"{reg}/hello:nope", server=api, ok=False)
             assert code == 1 and "error:" in err and "hello:nope" in err

@@ -397,3 +397,31 @@ async def test_resource_serialized_once_for_many_streams(
         f"pushing to {len(streams)} streams serialized the resource {fan_out} more times")
     for s in streams:
         s.cancel()
+
+
+def test_cache_snapshot_shared_until_change_and_per_node_when_targeted() -> None:
+    from xds_server.nodes import NodeInfo
+
+    cache = ResourceCache()
+    a = Resource.from_message("a", wrappers_pb2.StringValue(value="a1"))
+    b = Resource.from_message("b", wrappers_pb2.StringValue(value="b1"))
+    cache.set(TYPED_EXTENSION_CONFIG, "a", [Variant(NodeSelector(), a)])
+    cache.set(TYPED_EXTENSION_CONFIG, "b", [Variant(NodeSelector(), b)])
+    names = frozenset({"a", "b"})
+    n1, n2 = NodeInfo(id="n1"), NodeInfo(id="n2")
+    first = cache.snapshot(TYPED_EXTENSION_CONFIG, names, False, n1)
+    assert [r.name for r in first.resources] == ["a", "b"]
+    assert first.versions == {"a": a.version, "b": b.version}
+    assert first.version_info.startswith("set-")
+    assert cache.snapshot(TYPED_EXTENSION_CONFIG, names, False, n2) is first  # shared
+
+    a2 = Resource.from_message("a", wrappers_pb2.StringValue(value="a2"))
+    cache.set(TYPED_EXTENSION_CONFIG, "a", [Variant(NodeSelector(node_id="n1"), a2),
+                                             Variant(NodeSelector(), a)])
+    for_n1 = cache.snapshot(TYPED_EXTENSION_CONFIG, names, False, n1)
+    for_n2 = cache.snapshot(TYPED_EXTENSION_CONFIG, names, False, n2)
+    assert for_n1.versions["a"] == a2.version and for_n2.versions["a"] == a.version
+    assert for_n1 is not first and for_n2 is not first
+    # wildcard sees every name; a single resource's version_info is its own version
+    assert cache.snapshot(TYPED_EXTENSION_CONFIG, frozenset(), True, n2).versions == first.versions
+    assert cache.snapshot(TYPED_EXTENSION_CONFIG, frozenset({"b"}), False, n1).version_info == b.version

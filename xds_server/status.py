@@ -17,6 +17,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from xds_server.nodes import NodeInfo
+from xds_server.proxy_index import ProxyIndex, ProxyQuery
 from xds_server.xds import StreamInfo
 
 __all__ = ["Nack", "ProxyStatus", "ResourceStatus", "StatusEvent", "StatusTracker"]
@@ -229,6 +230,9 @@ class StatusTracker:
         self.remote: dict[str, ProxyStatus] = {}
         self._expired_at = 0.0
         self._listeners: list[Listener] = []
+        self._change_listeners: list[Callable[[str], None]] = []
+        self.index = ProxyIndex(self._changed)
+        """Counters and natural order over `proxies`, kept current by every change."""
 
     @property
     def proxies(self) -> dict[str, ProxyStatus]:
@@ -250,9 +254,56 @@ class StatusTracker:
 
     def set_remote(self, views: Mapping[str, Mapping[str, Any]]) -> None:
         """Replace the other replicas' proxies (JSON views with `replica`)."""
+        before = self.remote
         self.remote = {
             k: ProxyStatus.from_dict(v) for k, v in views.items() if v.get("replica") != self.replica_id
         }
+        for node_id in before.keys() | self.remote.keys():
+            self._touch(node_id)
+
+    def proxy(self, node_id: str) -> ProxyStatus | None:
+        """The record `proxies` shows for `node_id` (the merge rule, for one node),
+        without building the merged mapping."""
+        local, remote = self.local.get(node_id), self.remote.get(node_id)
+        if local is None or remote is None:
+            return local or remote
+        return local if local.connected or not remote.connected else remote
+
+    def _touch(self, node_id: str) -> None:
+        """Bring the index up to date for `node_id` after its record changed."""
+        self.index.update(node_id, self.proxy(node_id))
+
+    def subscribe_changes(self, listener: Callable[[str], None]) -> Callable[[], None]:
+        """Call `listener(node_id)` after a proxy's state changed in a way the index
+        sees (connection, versions, state, NACK message; added or forgotten). Must not
+        block or raise. Returns a function that unsubscribes."""
+        self._change_listeners.append(listener)
+        return lambda: self._change_listeners.remove(listener) if listener in self._change_listeners else None
+
+    def _changed(self, node_id: str) -> None:
+        for listener in tuple(self._change_listeners):
+            listener(node_id)
+
+    def query(self, q: ProxyQuery) -> tuple[list[ProxyStatus], int, str]:
+        """Proxies matching `q` in natural node order: (one page, how many match in
+        all, the cursor of the next page or "" when this is the last). One pass over the
+        records with a cheap predicate; nothing is serialized."""
+        proxies = self.proxies
+        match = q.matcher()
+        start = self.index.position(q.cursor)
+        page: list[ProxyStatus] = []
+        total = before = 0
+        for i, node_id in enumerate(self.index.ordered()):
+            p = proxies.get(node_id)
+            if p is None or not match(p):
+                continue
+            total += 1
+            if i < start:
+                before += 1
+            elif q.limit is None or len(page) < q.limit:
+                page.append(p)
+        more = bool(page) and before + len(page) < total
+        return page, total, page[-1].node.id if more else ""
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call `listener` on every event; returns a function that unsubscribes."""
@@ -278,6 +329,7 @@ class StatusTracker:
         ]
         for k in gone:
             del self.local[k]
+            self._touch(k)
 
     def all_acked(self, name: str, versions: Sequence[str]) -> bool:
         """True when every connected proxy that was sent one of `versions` of `name`
@@ -293,24 +345,24 @@ class StatusTracker:
         return seen
 
     def rollout(self, name: str) -> dict[str, int]:
-        """xDS version -> number of connected proxies that ACKed it, for `name`."""
+        """xDS version -> number of connected proxies that ACKed it, for `name` (from
+        the index: costs the number of distinct states, not of proxies)."""
         out: dict[str, int] = {}
-        for proxy in self.proxies.values():
-            r = proxy.resources.get(name)
-            if proxy.connected and r is not None and r.acked:
-                out[r.acked] = out.get(r.acked, 0) + 1
+        for slot, n in self.index.slots.items():
+            if slot.name == name and slot.connected and slot.acked:
+                out[slot.acked] = out.get(slot.acked, 0) + n
         return out
 
     def counts(self, name: str) -> dict[str, int]:
-        """How many connected proxies were sent `name`, ACKed their version, NACKed it."""
+        """How many connected proxies were sent `name`, ACKed their version, NACKed it
+        (from the index)."""
         total = acked = nacked = 0
-        for proxy in self.proxies.values():
-            r = proxy.resources.get(name)
-            if not proxy.connected or r is None or not r.sent:
+        for slot, n in self.index.slots.items():
+            if slot.name != name or not slot.connected or not slot.sent:
                 continue
-            total += 1
-            acked += r.state == "ACKED"
-            nacked += r.state == "NACKED"
+            total += n
+            acked += n if slot.state == "ACKED" else 0
+            nacked += n if slot.state == "NACKED" else 0
         return {"total": total, "acked": acked, "nacked": nacked}
 
     # -- StreamCallbacks ------------------------------------------------------------
@@ -334,6 +386,7 @@ class StatusTracker:
             self._emit(StatusEvent("connect", stream.node.id))
         proxy.streams.add(stream.stream_id)
         proxy.disconnected_at = None
+        self._touch(stream.node.id)
 
     def on_response(
         self, stream: StreamInfo, type_url: str, nonce: str,
@@ -350,6 +403,7 @@ class StatusTracker:
             r.sent, r.sent_at = version, now
         for name in removed:
             proxy.resources.pop(name, None)
+        self._touch(proxy.node.id)
 
     def on_ack(
         self, stream: StreamInfo, type_url: str, nonce: str, resources: Mapping[str, str]
@@ -363,6 +417,7 @@ class StatusTracker:
         for name, version in resources.items():
             r = _resource(proxy, name, type_url)
             r.acked, r.acked_at = version, now
+        self._touch(proxy.node.id)
         self._emit(StatusEvent("ack", proxy.node.id, dict(resources)))
 
     def on_nack(
@@ -379,6 +434,7 @@ class StatusTracker:
         for name, version in resources.items():
             r = _resource(proxy, name, type_url)
             r.last_nack = Nack(version=version, code=code, message=message, at=now)
+        self._touch(proxy.node.id)
         self._emit(StatusEvent("nack", proxy.node.id, dict(resources), message))
 
     def on_stream_closed(self, stream: StreamInfo) -> None:
@@ -391,4 +447,5 @@ class StatusTracker:
         if not proxy.streams:
             self.stats.proxies -= 1
             proxy.disconnected_at = time.time()
+            self._touch(proxy.node.id)
             self._emit(StatusEvent("disconnect", proxy.node.id))

@@ -19,12 +19,18 @@ from aiohttp import web
 
 from xds_server.admin._auth import LOCAL, auth_middleware, caller_of
 from xds_server.admin._events import EventStreams
-from xds_server.admin._filter_health import add_filter_health_routes
+from xds_server.admin._filter_health import WindowError, add_filter_health_routes, parse_window
 from xds_server.admin._logs import get_logs
 from xds_server.admin._page import static_file, status_page
 from xds_server.admin._service import AdminService
-from xds_server.admin._specs import parse_filter_body, parse_promote_body, parse_rollback_body
+from xds_server.admin._specs import (
+    parse_debug_body,
+    parse_filter_body,
+    parse_promote_body,
+    parse_rollback_body,
+)
 from xds_server.controller import FilterError
+from xds_server.proxy_index import ProxyQuery, QueryError
 
 __all__ = ["SERVICE", "AppExtension", "build_admin_app", "json_error"]
 
@@ -166,9 +172,41 @@ async def promote_filter(request: web.Request) -> web.Response:
     return web.json_response(view)
 
 
+async def debug_filter(request: web.Request) -> web.Response:
+    """POST /api/v1/filters/{name}/debug, body {"node", "configuration", "for"}: a
+    time-boxed configuration override for the matching proxies."""
+    name = request.match_info["name"]
+    node, configuration, seconds = parse_debug_body(name, await _json_body(request))
+    view = await request.app[SERVICE].debug(name, node=node, configuration=configuration,
+                                            seconds=seconds, author=_actor(request))
+    return web.json_response(view)
+
+
+async def end_debug(request: web.Request) -> web.Response:
+    """DELETE /api/v1/filters/{name}/debug: end the override now (409 without one)."""
+    name = request.match_info["name"]
+    return web.json_response(await request.app[SERVICE].end_debug(name, author=_actor(request)))
+
+
 async def list_proxies(request: web.Request) -> web.Response:
-    """GET /api/v1/proxies: every known Envoy with per-resource versions and NACKs."""
-    return web.json_response({"proxies": request.app[SERVICE].proxies()})
+    """GET /api/v1/proxies[?node=&cluster=&filter=&state=&version=&limit=&cursor=]:
+    known Envoys with per-resource versions and NACKs, in natural node order, one page
+    (without `limit`: all that match), with `total` and `next_cursor`."""
+    try:
+        query = ProxyQuery.from_params(request.query)
+    except QueryError as exc:
+        return json_error(400, str(exc))
+    return web.json_response(request.app[SERVICE].query_proxies(query))
+
+
+async def get_summary(request: web.Request) -> web.Response:
+    """GET /api/v1/summary[?window=S]: per filter, versions by state and cluster, NACKs
+    grouped by message, health per revision (see `_fleet`)."""
+    try:
+        window = parse_window(request.query.get("window"))
+    except WindowError as exc:
+        return json_error(400, str(exc))
+    return web.json_response(await request.app[SERVICE].summary(window=window))
 
 
 async def get_module(request: web.Request) -> web.StreamResponse:
@@ -202,7 +240,10 @@ def build_admin_app(service: AdminService, *, extensions: Sequence[AppExtension]
     app.router.add_get("/api/v1/filters/{name}/history", filter_history)
     app.router.add_post("/api/v1/filters/{name}/rollback", rollback_filter)
     app.router.add_post("/api/v1/filters/{name}/promote", promote_filter)
+    app.router.add_post("/api/v1/filters/{name}/debug", debug_filter)
+    app.router.add_delete("/api/v1/filters/{name}/debug", end_debug)
     app.router.add_get("/api/v1/proxies", list_proxies)
+    app.router.add_get("/api/v1/summary", get_summary)
 
     async def logs(request: web.Request) -> web.StreamResponse:  # telemetry: access logs
         return await get_logs(request, service.logs)
@@ -210,9 +251,15 @@ def build_admin_app(service: AdminService, *, extensions: Sequence[AppExtension]
     app.router.add_get("/api/v1/logs", logs)
     add_filter_health_routes(app, service)
     app.router.add_get("/modules/sha256/{digest}", get_module)
-    events = EventStreams((service.subscribe_proxies, service.subscribe_filters))
+    events = EventStreams((service.subscribe_proxies, service.subscribe_filters),
+                          fleet_sources=(service.subscribe_fleet, service.subscribe_filters))
     app.router.add_get("/api/v1/events", events.handle)
     app.on_shutdown.append(events.close_all)
+
+    async def close_fleet_feed(_app: web.Application) -> None:
+        await service.fleet_feed.close()
+
+    app.on_shutdown.append(close_fleet_feed)
 
     async def close_log_followers(_app: web.Application) -> None:
         service.logs.close_all()

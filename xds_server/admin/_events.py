@@ -1,7 +1,7 @@
 """Server-sent events: every status and filter change, as it happens, for browsers.
 
 `GET /api/v1/events` answers `text/event-stream`. Each change is one SSE event whose
-`data` is a JSON object:
+`data` is a JSON object (without `?feed=fleet`):
 
 * status events (`"source": "status"`): `kind` connect, disconnect, ack or nack,
   `node_id`, `resources` ({name: version}), `message` (Envoy's, for a NACK), `at`;
@@ -11,9 +11,15 @@
   "resync", "dropped": N}` when the client fell behind and events were dropped: the
   client should refetch everything.
 
+With `?feed=fleet` the stream carries, instead of one status event per ACK and NACK,
+the coalesced fleet feed's ticks (`"source": "fleet"`, see `_fleet_feed`: per proxy
+state changes at a bounded rate, with the fleet summary) and the filter events; the
+status page uses this form.
+
 A comment line (`: heartbeat`) goes out every `heartbeat` seconds so proxies and the
-browser keep the connection open. Events carry no state: a client refetches
-`/api/v1/filters` and `/api/v1/proxies` when told something changed.
+browser keep the connection open. Status and filter events carry no state: a client
+refetches `/api/v1/filters` and `/api/v1/proxies` when told something changed (fleet
+ticks carry the changed proxies' state and the summary).
 """
 
 from __future__ import annotations
@@ -44,8 +50,10 @@ Subscribe = Callable[[Callable[[StatusEvent | FilterEvent], None]], Callable[[],
 """`StatusTracker.subscribe` or `Controller.subscribe`: takes a listener, returns unsubscribe."""
 
 
-def event_to_dict(event: StatusEvent | FilterEvent) -> dict[str, Any]:
-    """The JSON form of one event as the stream sends it."""
+def event_to_dict(event: StatusEvent | FilterEvent | dict[str, Any]) -> dict[str, Any]:
+    """The JSON form of one event as the stream sends it (a dict is already one)."""
+    if isinstance(event, dict):
+        return event
     if isinstance(event, StatusEvent):
         return {
             "source": "status",
@@ -88,7 +96,7 @@ class _ClientQueue:
         self._loop = asyncio.get_running_loop()
         self._thread = threading.get_ident()
 
-    def listener(self, event: StatusEvent | FilterEvent) -> None:
+    def listener(self, event: StatusEvent | FilterEvent | dict[str, Any]) -> None:
         if threading.get_ident() == self._thread:
             self._put(event_to_dict(event))
         else:
@@ -127,10 +135,12 @@ class EventStreams:
     """
 
     def __init__(self, sources: Sequence[Subscribe], *, heartbeat: float = HEARTBEAT_SECONDS,
-                 queue_size: int = 256) -> None:
+                 queue_size: int = 256, fleet_sources: Sequence[Any] = ()) -> None:
         if heartbeat <= 0 or queue_size < 2:
             raise ValueError("heartbeat must be positive and queue_size at least 2")
         self.sources = tuple(sources)
+        self.fleet_sources = tuple(fleet_sources)
+        """The subscribe functions `?feed=fleet` uses instead of `sources`."""
         self.heartbeat = heartbeat
         self.queue_size = queue_size
         self._open: set[_ClientQueue] = set()
@@ -153,7 +163,9 @@ class EventStreams:
         if self._closing:
             raise web.HTTPServiceUnavailable(reason="shutting down")
         client = _ClientQueue(self.queue_size)
-        unsubscribe = [subscribe(client.listener) for subscribe in self.sources]
+        fleet = request.query.get("feed") == "fleet" and bool(self.fleet_sources)
+        sources = self.fleet_sources if fleet else self.sources
+        unsubscribe = [subscribe(client.listener) for subscribe in sources]
         self._open.add(client)
         stream = next(self._ids)
         peer = request.remote or "unknown"

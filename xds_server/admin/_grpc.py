@@ -40,6 +40,7 @@ from xds_server.admin._messages import (
     filter_message,
     proxy_message,
     revision_message,
+    summary_message,
     whole_numbers,
 )
 from xds_server.admin._service import AdminService
@@ -47,6 +48,7 @@ from xds_server.admin._specs import FilterRequest, expect_revision, parse_specs
 from xds_server.admin.v1 import admin_pb2, admin_pb2_grpc
 from xds_server.cache import ResourceCache
 from xds_server.controller import FilterError, FilterEvent
+from xds_server.proxy_index import ProxyQuery, QueryError
 from xds_server.status import StatusEvent
 
 __all__ = [
@@ -291,10 +293,37 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def GetProxyStatus(
         self, request: admin_pb2.GetProxyStatusRequest, context: Context
     ) -> admin_pb2.GetProxyStatusResponse:
-        """Every known proxy (or only `node_id`), as GET /api/v1/proxies lists them."""
+        """Known proxies (only `node_id`, or those the query fields select, a page at a
+        time), as GET /api/v1/proxies lists them."""
         await authorize(self.service, context, write=False)
+        if request.node_id:
+            views = self.service.proxies(request.node_id)
+            return admin_pb2.GetProxyStatusResponse(proxies=[proxy_message(p) for p in views],
+                                                    total=len(views))
+        try:
+            state = admin_pb2.ResourceState.Name(request.state).removeprefix("RESOURCE_STATE_")
+            query = ProxyQuery(node=request.node, cluster=request.cluster, filter=request.filter,
+                               state="" if state == "UNSPECIFIED" else state, version=request.version,
+                               limit=request.limit or None, cursor=request.cursor)
+        except (QueryError, ValueError) as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            raise
+        answer = self.service.query_proxies(query)
         return admin_pb2.GetProxyStatusResponse(
-            proxies=[proxy_message(p) for p in self.service.proxies(request.node_id)])
+            proxies=[proxy_message(p) for p in answer["proxies"]], total=answer["total"],
+            next_cursor=answer["next_cursor"] or "")
+
+    async def GetSummary(
+        self, request: admin_pb2.GetSummaryRequest, context: Context
+    ) -> admin_pb2.Summary:
+        """The fleet summary (GET /api/v1/summary)."""
+        await authorize(self.service, context, write=False)
+        try:
+            window = parse_window(str(request.window_seconds) if request.window_seconds else None)
+        except WindowError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            raise
+        return summary_message(await self.service.summary(window=window))
 
     async def WatchStatus(
         self, request: admin_pb2.WatchStatusRequest, context: Context

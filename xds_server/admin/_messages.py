@@ -14,8 +14,8 @@ from xds_server.controller import FilterEvent
 from xds_server.status import StatusEvent
 
 __all__ = [
-    "event_message", "filter_message", "proxy_message", "revision_message", "timestamp",
-    "whole_numbers",
+    "event_message", "filter_message", "proxy_message", "revision_message", "summary_message",
+    "timestamp", "whole_numbers",
 ]
 
 
@@ -83,6 +83,7 @@ def proxy_message(p: Mapping[str, Any]) -> admin_pb2.ProxyStatus:
         node_id=p["node_id"], cluster=p["cluster"], metadata=_struct(p["metadata"]),
         envoy_version=p["envoy_version"], address=p["address"], connected=p["connected"],
         connected_since=timestamp(p["connected_since"]), disconnected_at=timestamp(p["disconnected_at"]),
+        seq=p.get("seq", 0),
     )
     for name, r in p["resources"].items():
         nack = r["last_nack"]
@@ -95,6 +96,35 @@ def proxy_message(p: Mapping[str, Any]) -> admin_pb2.ProxyStatus:
                 version=nack["version"], code=nack["code"], message=nack["message"],
                 at=timestamp(nack["at"])),
         ))
+    return msg
+
+
+def _states(counts: Mapping[str, Any]) -> admin_pb2.StateCounts:
+    return admin_pb2.StateCounts(acked=counts["ACKED"], nacked=counts["NACKED"],
+                                 requested=counts["REQUESTED"], stale=counts["STALE"])
+
+
+def summary_message(view: Mapping[str, Any]) -> admin_pb2.Summary:
+    """A `Summary` from the fleet summary view (`AdminService.summary`)."""
+    msg = admin_pb2.Summary(seq=view["seq"], at=timestamp(view["at"]),
+                            proxies_known=view["proxies"]["known"],
+                            proxies_connected=view["proxies"]["connected"])
+    for f in view["filters"]:
+        t = f["totals"]
+        fs = admin_pb2.FilterSummary(
+            name=f["name"], served=f["served"], revision=f["revision"], canary=f["canary"],
+            error=f["error"] or "", current_versions=f["current_versions"], attention=f["attention"],
+            failing=f["failing"], totals=_states(t), connected=t["connected"],
+            disconnected=t["disconnected"],
+            nacks=[admin_pb2.NackGroup(message=g["message"], count=g["count"], versions=g["versions"],
+                                       nodes=g["nodes"]) for g in f["nacks"]],
+            health=[admin_pb2.RevisionHealthSummary(**h) for h in f["health"] or []],
+        )
+        for v in f["versions"]:
+            fs.versions.append(admin_pb2.VersionSummary(
+                version=v["version"], current=v["current"], running=v["running"], states=_states(v),
+                clusters={c: _states(n) for c, n in v["clusters"].items()}))
+        msg.filters.append(fs)
     return msg
 
 

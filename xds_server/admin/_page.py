@@ -1,8 +1,11 @@
 """The status page: `GET /` and its static files, shipped as package data.
 
 Plain HTML, CSS and JavaScript in `xds_server/admin/static/`, no build step and no
-external URLs. The page reads `/api/v1/filters`, `/api/v1/filters/{name}/history` and
-`/api/v1/proxies`, and refetches them when `/api/v1/events` reports a change.
+external URLs. The page reads `/api/v1/summary`, `/api/v1/filters` (with each filter's
+history and health) and one page of `/api/v1/proxies` at a time, and follows
+`/api/v1/events?feed=fleet`: it applies the coalesced ticks in place and refetches the
+filters only on filter changes, the proxy page only when which proxies match may have
+changed.
 """
 
 from __future__ import annotations

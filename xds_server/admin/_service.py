@@ -17,8 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from xds_server.admin._auth import TokenStore, redact_spec
+from xds_server.admin._fleet import add_health, fleet_summary
+from xds_server.admin._fleet_feed import FleetFeed
 from xds_server.admin._specs import FilterRequest
 from xds_server.controller import Controller, Deployed, FilterError, FilterEvent, FilterState
+from xds_server.proxy_index import ProxyQuery
 from xds_server.state import Revision
 from xds_server.status import StatusEvent, StatusTracker
 from xds_server.telemetry import HealthWindows, LogBuffer
@@ -32,10 +35,15 @@ Event = StatusEvent | FilterEvent
 Unsubscribe = Callable[[], None]
 
 
-def filter_to_dict(state: FilterState, status: StatusTracker, *, redact: bool = False) -> dict[str, Any]:
+def filter_to_dict(state: FilterState, status: StatusTracker, *, redact: bool = False,
+                   analysis: dict[str, Any] | None = None) -> dict[str, Any]:
     """JSON form of one filter (the API's FilterView). With `redact`, plugin
-    configuration and env values are hidden (read-only callers)."""
+    configuration and env values are hidden (read-only callers). `analysis` is the live
+    state of its health-gated rollout; `debug` the override it runs (or None)."""
     rev = state.revision
+    debug = rev.details.get("debug") if rev is not None and rev.action == "debug" else None
+    if redact and isinstance(debug, dict):
+        debug = redact_spec(debug)
     return {
         "name": state.name,
         "revision": rev.revision if rev else 0,
@@ -66,6 +74,8 @@ def filter_to_dict(state: FilterState, status: StatusTracker, *, redact: bool = 
         ],
         "proxies": status.counts(state.name),
         "rollout": status.rollout(state.name),
+        "analysis": analysis,
+        "debug": debug,
     }
 
 
@@ -106,6 +116,8 @@ class AdminService:
         self.health = health
         self.loaded = False
         self.draining = False
+        self.fleet_feed = FleetFeed(status, controller)
+        """Coalesced proxy changes for the status page (`subscribe_fleet`)."""
 
     @property
     def tracker(self) -> StatusTracker:
@@ -137,14 +149,18 @@ class AdminService:
     def filters(self, *, redact: bool = False) -> list[dict[str, Any]]:
         """Every served filter's view, by name."""
         filters = self._controller.filters
-        return [filter_to_dict(filters[n], self._status, redact=redact) for n in sorted(filters)]
+        return [self._filter_view(filters[n], redact=redact) for n in sorted(filters)]
+
+    def _filter_view(self, state: FilterState, *, redact: bool = False) -> dict[str, Any]:
+        return filter_to_dict(state, self._status, redact=redact,
+                              analysis=self._controller.analysis_view(state.name))
 
     def filter(self, name: str, *, redact: bool = False) -> dict[str, Any]:
         """One filter's view; `FilterError` 404 when it is not served."""
         state = self._controller.filters.get(name)
         if state is None:
             raise FilterError(name, f"no filter named {name!r}", status=404)
-        return filter_to_dict(state, self._status, redact=redact)
+        return self._filter_view(state, redact=redact)
 
     def exists(self, name: str) -> bool:
         """True when `name` is a served (or desired) filter."""
@@ -172,14 +188,39 @@ class AdminService:
             d = r.to_dict()
             if redact:
                 d["specs"] = [redact_spec(spec) for spec in d["specs"]]
+                if isinstance(d["details"].get("debug"), dict):  # an override's configuration
+                    d["details"] = {**d["details"], "debug": redact_spec(d["details"]["debug"])}
             views.append(d)
         return views
 
     def proxies(self, node_id: str = "") -> list[dict[str, Any]]:
-        """Every known proxy's view (or only `node_id`'s, if known), by node id."""
-        proxies = self._status.proxies
-        ids = [node_id] if node_id else sorted(proxies)
-        return [proxies[n].to_dict() for n in ids if n in proxies]
+        """Every known proxy's view (or only `node_id`'s, if known), in natural node
+        order (`fleet-2` before `fleet-10`)."""
+        if node_id:
+            p = self._status.proxy(node_id)
+            return [] if p is None else [self._view(p.node.id, p.to_dict())]
+        views: list[dict[str, Any]] = self.query_proxies(ProxyQuery())["proxies"]
+        return views
+
+    def _view(self, node_id: str, view: dict[str, Any]) -> dict[str, Any]:
+        view["seq"] = self._status.index.node_seq(node_id)
+        return view
+
+    def query_proxies(self, query: ProxyQuery) -> dict[str, Any]:
+        """The proxies `query` selects, one page in natural node order:
+        `{"proxies": [view + "seq"], "total": all that match, "next_cursor": the cursor
+        of the next page or None}`. Only the page is serialized."""
+        page, total, cursor = self._status.query(query)
+        return {"proxies": [self._view(p.node.id, p.to_dict()) for p in page], "total": total,
+                "next_cursor": cursor or None}
+
+    def summary_now(self) -> dict[str, Any]:
+        """The fleet summary without health (counters only; see `_fleet`)."""
+        return fleet_summary(self._controller.filters, self._status)
+
+    async def summary(self, *, window: float = 300.0) -> dict[str, Any]:
+        """The fleet summary with health per revision over `window` seconds."""
+        return await add_health(self.summary_now(), self.health, window=window)
 
     # -- changes ----------------------------------------------------------------------
 
@@ -188,7 +229,7 @@ class AdminService:
         created = not self.exists(name)
         state = await self._controller.deploy(name, change.specs, author=author, action="deploy",
                                               expect_revision=change.expect_revision)
-        return filter_to_dict(state, self._status), created
+        return self._filter_view(state), created
 
     async def delete(self, name: str, *, author: str) -> int:
         """Stop serving `name`; returns the revision that records it."""
@@ -197,11 +238,21 @@ class AdminService:
     async def rollback(self, name: str, *, author: str, to: int | str | None = None) -> dict[str, Any]:
         """Serve revision `to` (a number or an xDS version; default: the previous
         content) again, as a new revision."""
-        return filter_to_dict(await self._controller.rollback(name, author=author, to=to), self._status)
+        return self._filter_view(await self._controller.rollback(name, author=author, to=to))
 
     async def promote(self, name: str, *, author: str) -> dict[str, Any]:
         """Widen a canary to its full selector."""
-        return filter_to_dict(await self._controller.promote(name, author=author), self._status)
+        return self._filter_view(await self._controller.promote(name, author=author))
+
+    async def debug(self, name: str, *, node: str, configuration: str, seconds: float,
+                    author: str) -> dict[str, Any]:
+        """Start a time-boxed debug override (see `Controller.debug`)."""
+        return self._filter_view(await self._controller.debug(name, node=node, configuration=configuration,
+                                                       seconds=seconds, author=author))
+
+    async def end_debug(self, name: str, *, author: str) -> dict[str, Any]:
+        """End the filter's debug override early."""
+        return self._filter_view(await self._controller.end_debug(name, author=author, reason="ended early"))
 
     # -- modules ----------------------------------------------------------------------
 
@@ -218,6 +269,10 @@ class AdminService:
     def subscribe_proxies(self, listener: Callable[[Event], None]) -> Unsubscribe:
         """Call `listener` on every proxy event (connect, disconnect, ack, nack)."""
         return self._status.subscribe(listener)
+
+    def subscribe_fleet(self, listener: Callable[[dict[str, Any]], None]) -> Unsubscribe:
+        """Call `listener` with every coalesced fleet tick (see `_fleet_feed`)."""
+        return self.fleet_feed.subscribe(listener)
 
     def subscribe_filters(self, listener: Callable[[Event], None]) -> Unsubscribe:
         """Call `listener` on every filter change (deployed, deleted, rejected)."""

@@ -22,13 +22,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from xds_server.admin._auth import redacted_members
-from xds_server.config import ConfigError, FilterSpec, check_overlaps, parse_filter_spec
+from xds_server.config import (
+    ConfigError,
+    FilterSpec,
+    check_overlaps,
+    configuration_text,
+    parse_duration,
+    parse_filter_spec,
+)
 from xds_server.controller import FilterError
 
 __all__ = [
     "FILTER_DERIVED",
     "SPEC_DERIVED",
     "FilterRequest",
+    "parse_debug_body",
     "parse_filter_body",
     "parse_promote_body",
     "parse_rollback_body",
@@ -40,7 +48,7 @@ SPEC_DERIVED = frozenset({"version", "module", "verdict"})
 
 FILTER_DERIVED = frozenset({
     "author", "action", "updated_at", "summary", "error", "error_at", "canary",
-    "good_revision", "base_versions", "proxies", "rollout",
+    "good_revision", "base_versions", "proxies", "rollout", "analysis", "debug",
 })
 """Members of a shown filter that describe its state: ignored on input."""
 
@@ -146,3 +154,32 @@ def parse_promote_body(name: str, body: Any, *, where: str = "request body") -> 
     if body:
         raise FilterError(name, f"{where}: {sorted(map(str, body))[0]!r} has no effect (a promote "
                           "takes no members)", status=400)
+
+
+def parse_debug_body(name: str, body: Any, *, where: str = "request body") -> tuple[str, str, float]:
+    """A debug body `{"node": GLOB, "configuration": JSON or string, "for": DURATION}`
+    -> (node glob, configuration as Envoy gets it, seconds). `FilterError` 400 naming
+    the member that is wrong or unknown."""
+    if not isinstance(body, Mapping):
+        raise FilterError(name, f"{where}: must be a JSON object: {{\"node\", \"configuration\", \"for\"}}",
+                          status=400)
+    extra = sorted(set(map(str, body)) - {"node", "configuration", "for"})
+    if extra:
+        raise FilterError(name, f"{where}: {extra[0]!r} has no effect (a debug override takes node, "
+                          "configuration and for)", status=400)
+    node = body.get("node")
+    if not isinstance(node, str) or not node:
+        raise FilterError(name, f"{where}: 'node' must be a node id glob (e.g. \"edge-1\" or \"edge-*\")",
+                          status=400)
+    if "for" not in body:
+        raise FilterError(name, f"{where}: 'for' is required: how long the override lasts (e.g. \"10m\")",
+                          status=400)
+    try:
+        seconds = parse_duration(body["for"])
+    except ValueError as exc:
+        raise FilterError(name, f"{where}: 'for' {exc}", status=400) from exc
+    try:
+        configuration = configuration_text(body.get("configuration"))
+    except ValueError as exc:
+        raise FilterError(name, f"{where}: 'configuration' {exc}", status=400) from exc
+    return node, configuration, seconds

@@ -4,7 +4,7 @@ The xDS protocol loops read resources only through `ResourceCache`; what the res
 mean (wasm filters, listeners, ...) is decided elsewhere.
 """
 
-from xds_server.cache._cache import ResourceCache, Variant, Watch
+from xds_server.cache._cache import ResourceCache, Snapshot, Variant, Watch
 from xds_server.cache._resource import Resource, ResourceType, TypeRegistry, collection_version
 from xds_server.cache._types import (
     CLUSTER,
@@ -26,6 +26,7 @@ __all__ = [
     "Resource",
     "ResourceCache",
     "ResourceType",
+    "Snapshot",
     "TypeRegistry",
     "Variant",
     "Watch",

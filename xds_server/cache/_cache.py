@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from xds_server.cache._resource import Resource
-from xds_server.nodes import NodeInfo, Selector
+from xds_server.cache._resource import Resource, collection_version
+from xds_server.nodes import NodeInfo, NodeSelector, Selector
 
-__all__ = ["ResourceCache", "Variant", "Watch"]
+__all__ = ["ResourceCache", "Snapshot", "Variant", "Watch"]
 
 WatchCallback = Callable[[str, str], None]
 """Called as `callback(type_url, name)` when a watched resource may have changed."""
@@ -53,11 +53,37 @@ class Watch:
             self._cache._remove_watch(self)
 
 
+class Snapshot:
+    """What one subscription resolves to at one point: the resources (sorted by name),
+    their versions (name -> version) and the SotW `version_info` of that set.
+
+    Shared by every stream with the same subscription while the type does not change
+    (when no variant of its names depends on the node), so it must not be modified:
+    `versions` is handed to stream callbacks as is.
+    """
+
+    __slots__ = ("key", "resources", "version_info", "versions")
+
+    def __init__(self, resources: tuple[Resource, ...]) -> None:
+        self.resources = resources
+        self.versions: dict[str, str] = {r.name: r.version for r in resources}
+        self.version_info = collection_version(self.versions)
+        self.key: tuple[str, ...] = (self.version_info, *(r.version for r in resources))
+
+
+_MATCH_ALL = NodeSelector()
+_SNAPSHOT_MEMO = 4096
+
+
 @dataclass(slots=True)
 class _TypeEntry:
     variants: dict[str, tuple[Variant, ...]] = field(default_factory=dict)
     by_name: dict[str, set[Watch]] = field(default_factory=dict)
     wildcard: set[Watch] = field(default_factory=set)
+    # Names whose resolution depends on the node (the first variant does not match all).
+    per_node: set[str] = field(default_factory=set)
+    # (names, wildcard) -> Snapshot, valid until the type next changes.
+    snapshots: dict[tuple[frozenset[str], bool], Snapshot] = field(default_factory=dict)
 
 
 class ResourceCache:
@@ -93,6 +119,11 @@ class ResourceCache:
             entry.variants[name] = new
         else:
             entry.variants.pop(name, None)
+        if new and new[0].selector != _MATCH_ALL:
+            entry.per_node.add(name)
+        else:
+            entry.per_node.discard(name)
+        entry.snapshots.clear()
         self._notify(entry, type_url, name)
         return True
 
@@ -109,6 +140,37 @@ class ResourceCache:
             if variant.selector.matches(node):
                 return variant.resource
         return None
+
+    def snapshot(
+        self, type_url: str, names: frozenset[str], wildcard: bool, node: NodeInfo
+    ) -> Snapshot:
+        """What `node` gets for a subscription to `names` (or, with `wildcard`, to every
+        name as well): the resources that resolve, sorted by name.
+
+        Computed once per subscription and cache change, and shared between nodes,
+        unless a variant of a name in scope depends on the node.
+        """
+        entry = self._types.get(type_url)
+        if entry is None:
+            return _EMPTY
+        key = (names, wildcard)
+        snap = entry.snapshots.get(key)
+        if snap is not None:
+            return snap
+        scope = set(names)
+        if wildcard:
+            scope.update(entry.variants)
+        found = []
+        for name in sorted(scope):
+            resource = self.resolve(type_url, name, node)
+            if resource is not None:
+                found.append(resource)
+        snap = Snapshot(tuple(found))
+        if entry.per_node.isdisjoint(scope):
+            if len(entry.snapshots) >= _SNAPSHOT_MEMO:
+                entry.snapshots.pop(next(iter(entry.snapshots)))
+            entry.snapshots[key] = snap
+        return snap
 
     def variants(self, type_url: str, name: str) -> tuple[Variant, ...]:
         """All variants of `name`, in resolution order."""
@@ -165,6 +227,9 @@ class ResourceCache:
         for w in tuple(entry.wildcard):
             if name not in w._names:
                 w._callback(type_url, name)
+
+
+_EMPTY = Snapshot(())
 
 
 def _same(a: tuple[Variant, ...], b: tuple[Variant, ...]) -> bool:

@@ -164,14 +164,31 @@ class AdminClient:
         """``POST /api/v1/filters/{name}/promote``: widen a canary to the full selector."""
         return await self.request("POST", _filter_path(name, "promote"), {})
 
+    async def debug(self, name: str, *, node: str, configuration: Any, seconds: float) -> JSONObject:
+        """``POST /api/v1/filters/{name}/debug``: serve ``configuration`` to the nodes
+        matching ``node`` for ``seconds``; returns the FilterView."""
+        body: JSONObject = {"node": node, "configuration": configuration, "for": seconds}
+        return await self.request("POST", _filter_path(name, "debug"), body)
+
+    async def end_debug(self, name: str) -> JSONObject:
+        """``DELETE /api/v1/filters/{name}/debug``: end the override now."""
+        return await self.request("DELETE", _filter_path(name, "debug"))
+
     async def filter_health(self, name: str, *, window: float | None = None) -> JSONObject:
         """``GET /api/v1/filters/{name}/health`` -> health per revision over ``window`` seconds."""
         query = {} if window is None else {"window": f"{window:g}"}
         return await self.request("GET", _filter_path(name, "health"), query=query)
 
-    async def list_proxies(self) -> JSONObject:
-        """``GET /api/v1/proxies`` -> ``{"proxies": [...]}``."""
-        return await self.request("GET", "/api/v1/proxies")
+    async def list_proxies(self, query: dict[str, str] | None = None) -> JSONObject:
+        """``GET /api/v1/proxies`` -> ``{"proxies": [...], "total", "next_cursor"}``;
+        ``query``: ``node``, ``cluster``, ``filter``, ``state``, ``version``, ``limit``,
+        ``cursor`` (none: every proxy)."""
+        return await self.request("GET", "/api/v1/proxies", query=query or {})
+
+    async def summary(self) -> JSONObject:
+        """``GET /api/v1/summary``: per filter, versions by state and cluster, NACK
+        groups, health per revision."""
+        return await self.request("GET", "/api/v1/summary")
 
     async def logs(self, filter_name: str, *, node: str = "*", limit: int = 100) -> JSONObject:
         """``GET /api/v1/logs?filter=NAME`` -> ``{"filter", "node", "entries": [...]}``,

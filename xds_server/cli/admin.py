@@ -30,13 +30,16 @@ from xds_server.cli._client import (
     JSONObject,
     default_actor,
 )
+from xds_server.cli._summary import summary_report
 from xds_server.cli._table import RED, Column, render_table, truncate
 from xds_server.config import (
     DELIVERY_MODES,
     FAILURE_POLICIES,
     FILTER_TYPES,
     ON_NACK_POLICIES,
+    ON_RUNTIME_FAILURE_POLICIES,
     PULL_POLICIES,
+    parse_duration,
 )
 
 __all__ = ["parse_selector", "register"]
@@ -77,6 +80,19 @@ def parse_selector(text: str) -> JSONObject:
         target[key] = value
     if metadata:
         out["metadata"] = metadata
+    return out
+
+
+def _analysis(text: str) -> JSONObject:
+    """``interval=10s,min_requests=20`` -> ``{"interval": "10s", "min_requests": 20}``
+    (numbers as numbers; the server validates the rest)."""
+    out: JSONObject = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, value = _key_value(part)
+        try:
+            out[key.strip()] = json.loads(value) if key.strip() != "interval" else value
+        except ValueError:
+            out[key.strip()] = value
     return out
 
 
@@ -195,6 +211,13 @@ def _add_deploy(subparsers: Subparsers, common: argparse.ArgumentParser) -> None
     p.add_argument("--delivery", choices=DELIVERY_MODES)
     p.add_argument("--pull-policy", choices=PULL_POLICIES)
     p.add_argument("--on-nack", choices=ON_NACK_POLICIES)
+    p.add_argument("--on-runtime-failure", choices=ON_RUNTIME_FAILURE_POLICIES,
+                   help="without --analysis: roll back when the filter fails at run time")
+    p.add_argument(
+        "--analysis", metavar="K=V,...", type=_analysis,
+        help="promote or roll back by itself on health, e.g. "
+        "interval=10s,min_requests=20,max_error_rate=0.05,intervals=3",
+    )
     p.add_argument("--type", choices=FILTER_TYPES)
     p.set_defaults(func=run_deploy)
 
@@ -230,6 +253,19 @@ def _add_changes(subparsers: Subparsers, common: argparse.ArgumentParser) -> Non
     p.add_argument("name", metavar="NAME")
     p.set_defaults(func=run_promote)
 
+    p = subparsers.add_parser(
+        "debug", parents=[common], help="override a filter's configuration on some proxies for a while",
+        description="Serve another plugin configuration (e.g. a debug log level) to the proxies "
+        "whose node id matches --node, for --for; it reverts by itself (also after a server "
+        "restart) and is recorded in history (debug, debug-end). --end ends it now.",
+    )
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--node", metavar="GLOB", help="node ids to serve the override to")
+    p.add_argument("--config", metavar="JSON_OR_STRING", help="the plugin configuration to serve")
+    p.add_argument("--for", dest="duration", metavar="DURATION", help="how long: 30s, 10m, 1h")
+    p.add_argument("--end", action="store_true", help="end the running override now")
+    p.set_defaults(func=run_debug)
+
 
 def _add_reads(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
     """history, status."""
@@ -240,8 +276,19 @@ def _add_reads(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=run_history)
 
     p = subparsers.add_parser(
-        "status", parents=[common], help="which proxy runs which filter version; NACKs",
+        "status", parents=[common],
+        help="the fleet per filter: versions by state, NACKs grouped by message, health; "
+             "--proxies lists proxies",
     )
+    p.add_argument("--proxies", action="store_true",
+                   help="list proxies (with the filters below) instead of the summary")
+    for flag, what in (("--node", "node id glob (no wildcard: ids containing it)"),
+                       ("--cluster", "cluster glob"), ("--filter", "proxies that know this filter"),
+                       ("--state", "ACKED, NACKED, STALE or REQUESTED"),
+                       ("--version", "an xDS version sent or ACKed"),
+                       ("--cursor", "next_cursor of the previous page")):
+        p.add_argument(flag, default="", help=what)
+    p.add_argument("--limit", type=_positive_int, default=None, help="at most N proxies (a page)")
     p.set_defaults(func=run_status)
 
 
@@ -343,6 +390,16 @@ def _describe_filter(view: JSONObject) -> str:
         if spec.get("canary") is not None:
             line += f", canary {_describe_selector(spec.get('canary'))}"
         lines.append(line)
+    debug = view.get("debug")
+    if isinstance(debug, dict):
+        lines.append(f"  debug override for nodes {debug.get('node')!r} until {_when(debug.get('expires_at'))}")
+    analysis = view.get("analysis")
+    if isinstance(analysis, dict):
+        last = analysis.get("last") or {}
+        rate = (last.get("canary") or {}).get("error_rate")
+        lines.append(f"  analysis of revision {analysis.get('revision')}: {analysis.get('phase')}, "
+                     f"interval {analysis.get('interval')} of {analysis.get('intervals')} passed"
+                     + (f", last error rate {rate}" if rate is not None else ""))
     if view.get("error"):
         lines.append(f"  error: {view['error']}")
     return "\n".join(lines)
@@ -380,7 +437,7 @@ def build_deploy_spec(args: argparse.Namespace) -> JSONObject:
     optional = {
         "root_id": args.root_id, "vm_id": args.vm_id, "failure_policy": args.failure_policy,
         "delivery": args.delivery, "pull_policy": args.pull_policy, "on_nack": args.on_nack,
-        "type": args.type,
+        "type": args.type, "analysis": args.analysis, "on_runtime_failure": args.on_runtime_failure,
     }
     spec.update({k: v for k, v in optional.items() if v is not None})
     if args.env:
@@ -557,6 +614,32 @@ def run_promote(args: argparse.Namespace) -> int:
     return _call(args, work)
 
 
+def run_debug(args: argparse.Namespace) -> int:
+    """``debug NAME --node GLOB --config JSON --for DURATION`` or ``debug NAME --end``."""
+    if not args.end:
+        missing = [f for f, v in (("--node", args.node), ("--config", args.config),
+                                  ("--for", args.duration)) if v is None]
+        if missing:
+            _error(f"debug needs {', '.join(missing)} (or --end)")
+            return 2
+        try:
+            seconds = parse_duration(args.duration)
+        except ValueError as exc:
+            _error(f"--for {exc}")
+            return 2
+
+    async def work(client: AdminClient) -> int:
+        if args.end:
+            view = await client.end_debug(args.name)
+        else:
+            view = await client.debug(args.name, node=args.node, configuration=_configuration(args.config),
+                                      seconds=seconds)
+        _print_view(args, view)
+        return 0
+
+    return _call(args, work)
+
+
 def run_delete(args: argparse.Namespace) -> int:
     """``delete NAME``."""
 
@@ -683,16 +766,33 @@ def filters_table(filters: list[JSONObject]) -> str:
     return render_table(columns, rows, max_width=TABLE_WIDTH)
 
 
+def _proxy_query(args: argparse.Namespace) -> dict[str, str]:
+    query = {k: getattr(args, k) for k in ("node", "cluster", "filter", "state", "version", "cursor")}
+    if args.limit is not None:
+        query["limit"] = str(args.limit)
+    return {k: v for k, v in query.items() if v}
+
+
 def run_status(args: argparse.Namespace) -> int:
-    """``status``: proxies by filter and version, NACKs marked, then a summary per filter."""
+    """``status``: the fleet summary; ``--proxies``: the proxies the filters select, by
+    filter and version, NACKs marked, then a line per filter. ``--output json``: the
+    summary, the filters and the proxies (all of them, or the page asked for)."""
 
     async def work(client: AdminClient) -> int:
-        filters, proxies = await asyncio.gather(client.list_filters(), client.list_proxies())
+        query = _proxy_query(args)
         if args.output == "json":
-            _print_json({**filters, **proxies})
-            return 0
-        print(status_report(filters.get("filters") or [], proxies.get("proxies") or [],
-                            color=_use_color(sys.stdout)))
+            filters, proxies, summary = await asyncio.gather(
+                client.list_filters(), client.list_proxies(query), client.summary())
+            _print_json({**filters, **proxies, "summary": summary})
+        elif args.proxies or query:
+            filters, proxies = await asyncio.gather(client.list_filters(), client.list_proxies(query))
+            print(status_report(filters.get("filters") or [], proxies.get("proxies") or [],
+                                color=_use_color(sys.stdout)))
+            listed, total = len(proxies.get("proxies") or []), proxies.get("total")
+            if isinstance(total, int) and total > listed:
+                print(f"{listed} of {total} proxies; next page: --cursor {proxies.get('next_cursor')}")
+        else:
+            print(summary_report(await client.summary(), width=TABLE_WIDTH, color=_use_color(sys.stdout)))
         return 0
 
     return _call(args, work)

@@ -93,6 +93,9 @@ async def _serve(config: Any, args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         await app.cleanup()
         return 1
+    from xds_server.runtime import tune_gc
+
+    tune_gc()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, stop.set)

@@ -1,13 +1,22 @@
 """Validated, typed configuration. No I/O beyond reading the config file."""
 
 from xds_server.config._errors import ConfigError
-from xds_server.config._load import check_overlaps, load_config, parse_config, parse_filter_spec
+from xds_server.config._load import (
+    check_overlaps,
+    configuration_text,
+    load_config,
+    parse_config,
+    parse_duration,
+    parse_filter_spec,
+)
 from xds_server.config._model import (
     DELIVERY_MODES,
     FAILURE_POLICIES,
     FILTER_TYPES,
     ON_NACK_POLICIES,
+    ON_RUNTIME_FAILURE_POLICIES,
     PULL_POLICIES,
+    AnalysisSpec,
     Config,
     FilterSpec,
     IdentityRule,
@@ -27,7 +36,9 @@ __all__ = [
     "FAILURE_POLICIES",
     "FILTER_TYPES",
     "ON_NACK_POLICIES",
+    "ON_RUNTIME_FAILURE_POLICIES",
     "PULL_POLICIES",
+    "AnalysisSpec",
     "Config",
     "ConfigError",
     "FilterSpec",
@@ -42,7 +53,9 @@ __all__ = [
     "TlsConfig",
     "VerifyRule",
     "check_overlaps",
+    "configuration_text",
     "load_config",
     "parse_config",
+    "parse_duration",
     "parse_filter_spec",
 ]

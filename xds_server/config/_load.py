@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -19,7 +20,9 @@ from xds_server.config._model import (
     FAILURE_POLICIES,
     FILTER_TYPES,
     ON_NACK_POLICIES,
+    ON_RUNTIME_FAILURE_POLICIES,
     PULL_POLICIES,
+    AnalysisSpec,
     Config,
     FilterSpec,
     IdentityRule,
@@ -33,6 +36,8 @@ from xds_server.nodes import NodeSelector, selectors_overlap
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/]{0,252}$")
 _SHA256 = re.compile(r"^(sha256:)?[0-9a-f]{64}$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _ADDRESS = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+):\d{1,5}$")
 
 
@@ -159,14 +164,65 @@ def _strip(sha: str | None) -> str | None:
     return sha.removeprefix("sha256:") if sha else None
 
 
-def _configuration(value: Any, where: str, path: str) -> str:
+def configuration_text(value: Any) -> str:
+    """A plugin configuration as Envoy gets it: a string as it is, a mapping or list
+    as compact JSON with sorted keys, nothing as "". `ValueError` for anything else."""
     if value is None:
         return ""
     if isinstance(value, str):
         return value
     if isinstance(value, Mapping | list | int | float | bool):
         return json.dumps(value, sort_keys=True, separators=(",", ":"))
-    raise ConfigError(where, path, f"must be a string or a mapping, got {_kind(value)}")
+    raise ValueError(f"must be a string or a mapping, got {_kind(value)}")
+
+
+def _configuration(value: Any, where: str, path: str) -> str:
+    try:
+        return configuration_text(value)
+    except ValueError as exc:
+        raise ConfigError(where, path, str(exc)) from None
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a duration: a number of seconds, or a string such as "10s", "1.5m",
+    "500ms", "2h" (a bare number in a string means seconds). Raises `ValueError` saying
+    what is accepted."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        seconds = float(m.group(1)) * _UNITS[m.group(2) or "s"]
+    else:
+        raise ValueError(f"must be a duration such as \"10s\", \"2m\" or a number of seconds "
+                         f"(got {value!r})")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"must be a positive duration (got {value!r})")
+    return seconds
+
+
+def _analysis(data: Any, where: str, path: str) -> AnalysisSpec | None:
+    """The `analysis` member: {interval, min_requests, max_error_rate, intervals}."""
+    if data is None:
+        return None
+    r = _Reader(data, where, path)
+    d = AnalysisSpec()
+    try:
+        interval = parse_duration(r.get("interval", f"{d.interval:g}s"))
+    except ValueError as exc:
+        raise r.error("interval", str(exc)) from None
+    if not 1.0 <= interval <= 3600.0:
+        raise r.error("interval", f"must be between 1s and 1h (got {interval:g}s)")
+    min_requests = r.number("min_requests", d.min_requests, minimum=1)
+    max_rate = r.number("max_error_rate", d.max_error_rate, minimum=0)
+    intervals = r.number("intervals", d.intervals, minimum=1)
+    for key, value in (("min_requests", min_requests), ("intervals", intervals)):
+        if value is not None and value != int(value):
+            raise r.error(key, f"must be a whole number (got {value})")
+    if max_rate is not None and max_rate > 1:
+        raise r.error("max_error_rate", f"must be a fraction between 0 and 1 (got {max_rate})")
+    r.done()
+    return AnalysisSpec(interval=interval, min_requests=int(min_requests or d.min_requests),
+                        max_error_rate=float(d.max_error_rate if max_rate is None else max_rate),
+                        intervals=int(intervals or d.intervals))
 
 
 def parse_filter_spec(data: Any, *, where: str, path: str = "", base_dir: Path | None = None) -> FilterSpec:
@@ -206,6 +262,8 @@ def parse_filter_spec(data: Any, *, where: str, path: str = "", base_dir: Path |
         selector=_selector(r.get("selector"), where, r.at("selector")),
         canary=None if canary_raw is None else _selector(canary_raw, where, r.at("canary")),
         preflight=parse_preflight(r.get("preflight"), where, r.at("preflight")),
+        analysis=_analysis(r.get("analysis"), where, r.at("analysis")),
+        on_runtime_failure=r.text("on_runtime_failure", "keep", choices=ON_RUNTIME_FAILURE_POLICIES),
     )
     r.done()
     return spec
@@ -345,7 +403,11 @@ def _server(data: Any, where: str, base_dir: Path | None) -> ServerConfig:
         replica_id=os.environ.get("XDS_SERVER_REPLICA_ID") or r.text("replica_id", ""),
         advertise_url=os.environ.get("XDS_SERVER_ADVERTISE_URL") or r.text("advertise_url", ""),
         preflight_envoy=r.opt_str("preflight_envoy"),
+        health_bucket_seconds=int(r.number("health_bucket_seconds", d.health_bucket_seconds,
+                                           minimum=1) or d.health_bucket_seconds),
     )
+    if not cfg.health_bucket_seconds <= 60:
+        raise r.error("health_bucket_seconds", f"must be 1 to 60 seconds (got {cfg.health_bucket_seconds})")
     if cfg.database_url and not cfg.database_url.startswith(("sqlite:///", "postgresql://", "postgres://")):
         raise r.error("database_url", "must start with sqlite:/// or postgresql://")
     r.done()

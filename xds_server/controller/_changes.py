@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 import structlog
 
@@ -14,7 +15,14 @@ from xds_server.config import FilterSpec
 from xds_server.controller._build import Builder
 from xds_server.controller._context import Context
 from xds_server.controller._metrics import FILTER_CHANGES
-from xds_server.controller._model import Deployed, FilterError, FilterEvent, FilterState, specs_of
+from xds_server.controller._model import (
+    Deployed,
+    FilterError,
+    FilterEvent,
+    FilterState,
+    remember_previous,
+    specs_of,
+)
 from xds_server.controller._sync import ReplicaSync
 from xds_server.state import ANY_REVISION, Conflict, Revision, StateError
 
@@ -42,6 +50,7 @@ class Changes:
         digests: Sequence[str | None] = (),
         config_hash: str | None = None,
         expect_revision: int | None = None,
+        details: dict[str, Any] | None = None,
     ) -> FilterState:
         """Make `specs` the filter's new revision, or raise and change nothing.
 
@@ -50,6 +59,7 @@ class Changes:
         the current revision until `promote`. The write is a compare-and-set against
         the revision this replica serves (or `expect_revision`): if another replica
         changed the filter meanwhile, this one catches up and the call fails with 409.
+        `details` is recorded with the revision (`Revision.details`).
         """
         _check_names(name, specs)
         async with self.ctx.lock(name):
@@ -72,7 +82,8 @@ class Changes:
             expect = expect_revision if expect_revision is not None else (
                 state.revision.revision if state.revision is not None else ANY_REVISION)
             revision = await self._record(state, deployed, base, author=author, action=action,
-                                          summary=summary, config_hash=config_hash, expect=expect)
+                                          summary=summary, config_hash=config_hash, expect=expect,
+                                          details=details)
             self._serve(state, revision, deployed, base, author=author)
             return state
 
@@ -95,7 +106,7 @@ class Changes:
 
     async def _record(self, state: FilterState, deployed: Sequence[Deployed], base: Sequence[Deployed], *,
                       author: str, action: str, summary: str, config_hash: str | None,
-                      expect: int) -> Revision:
+                      expect: int, details: dict[str, Any] | None = None) -> Revision:
         """Append the revision (compare-and-set on `expect`); on a conflict, catch up."""
         name = state.name
         try:
@@ -105,10 +116,11 @@ class Changes:
                 specs=[d.spec.to_dict() for d in deployed],
                 digests=[d.module.sha256 for d in deployed],
                 versions=[d.resource.version for d in deployed],
-                base_revision=state.revision.revision if base and state.revision else None,
+                base_revision=_base_revision(state) if base else None,
                 config_hash=config_hash,
                 expect_current=expect,
                 verdicts=[dict(d.module.verdict or {}) for d in deployed],
+                details=details,
             )
         except Conflict as exc:
             FILTER_CHANGES.labels(action, "conflict").inc()
@@ -123,6 +135,9 @@ class Changes:
                base: tuple[Deployed, ...], *, author: str) -> None:
         """Make a recorded revision the served one."""
         name, action = state.name, revision.action
+        if state.deployed and [d.resource.version for d in deployed] != state.versions:
+            state.previous_digests = remember_previous(state.previous_digests,
+                                                       tuple(d.module.sha256 for d in state.deployed))
         state.revision, state.deployed, state.base = revision, deployed, base
         state.error = state.error_at = None
         state.remote_forms = {}
@@ -170,12 +185,14 @@ class Changes:
 
     async def rollback(self, name: str, *, author: str, to: int | str | None = None,
                        action: str = "rollback", reason: str = "",
-                       expect_revision: int | None = None) -> FilterState:
+                       expect_revision: int | None = None,
+                       details: dict[str, Any] | None = None) -> FilterState:
         """Serve an earlier revision's content again, as a new revision.
 
         `to`: a revision number (`7` or `"v7"`) or an xDS version it served; default:
         the newest earlier revision whose content differs from the current one. Its
-        modules come from the store by digest.
+        modules come from the store by digest. `expect_revision` makes it a
+        compare-and-set (409 when the filter moved on); `details` is recorded.
         """
         state = self.ctx.filters.get(name)
         current = state.revision if state and state.revision else await self.ctx.state.current(name)
@@ -184,7 +201,8 @@ class Changes:
         target = await self._rollback_target(name, current, to)
         summary = f"rollback to revision {target.revision}" + (f": {reason}" if reason else "")
         return await self.deploy(name, specs_of(target), author=author, action=action, summary=summary,
-                                 digests=target.digests, expect_revision=expect_revision)
+                                 digests=target.digests, expect_revision=expect_revision,
+                                 details=details)
 
     async def _rollback_target(self, name: str, current: Revision, to: int | str | None) -> Revision:
         """The revision `rollback(to=...)` means; `FilterError` if there is none."""
@@ -212,18 +230,33 @@ class Changes:
             raise FilterError(name, "no earlier revision to roll back to", status=409)
         return found_rev
 
-    async def promote(self, name: str, *, author: str) -> FilterState:
-        """Widen a canary revision to its full selectors."""
+    async def promote(self, name: str, *, author: str, action: str = "promote", summary: str = "",
+                      expect_revision: int | None = None,
+                      details: dict[str, Any] | None = None) -> FilterState:
+        """Widen a canary revision to its full selectors. A debug override is not a
+        canary to promote (409). `expect_revision` makes it a compare-and-set."""
         state = self.ctx.filters.get(name)
         if state is None:
             raise FilterError(name, "no such filter", status=404)
+        if state.revision is not None and state.revision.action == "debug":
+            raise FilterError(name, "the current revision is a debug override, not a canary: end it "
+                              "(`xds-server debug NAME --end`) instead", status=409)
         if not state.canary:
             raise FilterError(name, "no canary to promote: the current revision serves every "
                               "targeted node already", status=409)
         specs = [replace(d.spec, canary=None) for d in state.deployed]
-        return await self.deploy(name, specs, author=author, action="promote",
-                                 summary="promoted canary to all targeted nodes",
-                                 digests=[d.module.sha256 for d in state.deployed])
+        return await self.deploy(name, specs, author=author, action=action,
+                                 summary=summary or "promoted canary to all targeted nodes",
+                                 digests=[d.module.sha256 for d in state.deployed],
+                                 expect_revision=expect_revision, details=details)
+
+
+def _base_revision(state: FilterState) -> int | None:
+    """The revision nodes outside a new canary keep: the current one, or, when the
+    current one is staged itself, the revision it keeps."""
+    if state.revision is None:
+        return None
+    return state.revision.base_revision if state.canary and state.revision.base_revision else state.revision.revision
 
 
 def _check_names(name: str, specs: Sequence[FilterSpec]) -> None:

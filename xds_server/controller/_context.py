@@ -62,5 +62,9 @@ class Context:
         task.add_done_callback(self._tasks.discard)
 
     def digests_in_use(self) -> list[str]:
-        """Every module digest a served or base spec runs (never evicted)."""
-        return [d.module.sha256 for f in self.filters.values() for d in (*f.deployed, *f.base)]
+        """Every module digest a served or base spec runs, and the modules of each
+        filter's rollback targets (the last contents served before, the last good revision),
+        so that an automatic rollback never finds its module evicted."""
+        return [*(d.module.sha256 for f in self.filters.values() for d in (*f.deployed, *f.base)),
+                *(h for f in self.filters.values() for prev in f.previous_digests for h in prev),
+                *(h for f in self.filters.values() for h in f.good_digests)]

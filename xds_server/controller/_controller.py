@@ -9,12 +9,15 @@ verify or record leaves the running version untouched.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from xds_server.cache import ResourceCache
+from xds_server.controller._analysis import Analysis, HealthReader
 from xds_server.controller._build import Builder
 from xds_server.controller._changes import Changes
 from xds_server.controller._config import ConfigApplier
 from xds_server.controller._context import Context
+from xds_server.controller._debug import DebugOverrides, debug_of
 from xds_server.controller._model import Deployed, FilterState
 from xds_server.controller._modules import ModuleProvider
 from xds_server.controller._nack import NackPolicy
@@ -31,7 +34,9 @@ class Controller:
     `on_module_fetched`), changes (`deploy`, `delete`, `rollback`, `promote`), restore
     and replica sync (`restore`, `sync`, `on_store_change`, `reconcile`), the config
     file and pull-`Always` refresh (`apply_config`, `retry_pending`, `refresh_once`,
-    `refresh_forever`), and the NACK policy (`on_proxy_report`).
+    `refresh_forever`), the NACK policy (`on_proxy_report`), debug overrides
+    (`debug`, `end_debug`) and health-gated rollouts (`analyze_forever`,
+    `analysis_tick`, `analysis_view`).
 
     Concurrency: changes to one name are serialized by a per-name lock; different names
     proceed concurrently. Public mutators raise `FilterError` with a clear message.
@@ -64,6 +69,25 @@ class Controller:
         self.apply_config, self.retry_pending = config.apply_config, config.retry_pending
         self.refresh_once, self.refresh_forever = config.refresh_once, config.refresh_forever
         self.on_proxy_report = nack.on_proxy_report
+        debug = DebugOverrides(ctx, changes)
+        self.debug, self.end_debug = debug.start, debug.end
+        self.analysis = Analysis(ctx, changes, debug)
+        self.analysis_tick, self.analysis_view = self.analysis.tick, self.analysis.view
+
+    def attach_health(self, health: HealthReader, *, bucket_seconds: int = 10, settle: float = 3.0) -> None:
+        """Base analyses and the runtime-failure policy on `health` (buckets
+        `bucket_seconds` wide; an interval is judged `settle` seconds after its end)."""
+        self.analysis.attach(health, bucket_seconds=bucket_seconds, settle=settle)
+
+    async def analyze_forever(self, tick: float = 1.0) -> None:
+        """Run analyses, the runtime-failure policy and debug expiry every `tick`
+        seconds until cancelled."""
+        await self.analysis.run(tick)
+
+    def debug_view(self, name: str) -> dict[str, Any] | None:
+        """The debug override the filter runs (node, configuration, expires_at), or None."""
+        state = self._ctx.filters.get(name)
+        return debug_of(state.revision) if state is not None else None
 
     @property
     def preflight(self) -> Callable[[Sequence[Deployed]], Awaitable[None]] | None:

@@ -43,6 +43,14 @@ class Deployed:
         return (self.resource.version,) if self.alt is None else (self.resource.version, self.alt.version)
 
 
+KEEP_PREVIOUS = 2
+
+
+def remember_previous(kept: tuple[tuple[str, ...], ...], digests: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
+    """`kept` with `digests` first (once), at most `KEEP_PREVIOUS` entries."""
+    return ((digests, *(k for k in kept if k != digests)))[:KEEP_PREVIOUS]
+
+
 @dataclass(slots=True)
 class FilterState:
     """What the controller serves for one filter name, and its last failure."""
@@ -58,6 +66,10 @@ class FilterState:
     pending: tuple[FilterSpec, ...] = ()  # config specs not applied yet (retried)
     pending_key: str | None = None
     acks_unchecked: bool = False
+    previous_digests: tuple[tuple[str, ...], ...] = ()
+    """Modules of the last `KEEP_PREVIOUS` contents served before this one, newest first
+    (rollback targets: never evicted from the module store)."""
+    good_digests: tuple[str, ...] = ()  # modules of `good_revision`
 
     def refresh_good(self, acked_everywhere: Callable[[str, list[str]], bool]) -> int | None:
         """Update and return `good_revision`: the current revision once every connected
@@ -67,6 +79,7 @@ class FilterState:
             self.acks_unchecked = False
             if acked_everywhere(self.name, self.all_versions):
                 self.good_revision = self.revision.revision
+                self.good_digests = tuple(self.revision.digests)
         return self.good_revision
 
     @property

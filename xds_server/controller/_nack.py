@@ -83,5 +83,5 @@ class NackPolicy:
                 return
             log.error("auto_rollback_failed", filter=name, error=exc.message)
             return
-        AUTO_ROLLBACKS.labels(name).inc()
+        AUTO_ROLLBACKS.labels(name, "nack").inc()
         log.warning("auto_rollback", filter=name, from_revision=bad, to_revision=good, reason=reason)

@@ -11,7 +11,15 @@ import structlog
 from xds_server.cache import TYPED_EXTENSION_CONFIG
 from xds_server.controller._build import Builder
 from xds_server.controller._context import Context
-from xds_server.controller._model import Deployed, FilterError, FilterEvent, FilterState, specs_of
+from xds_server.controller._model import (
+    KEEP_PREVIOUS,
+    Deployed,
+    FilterError,
+    FilterEvent,
+    FilterState,
+    remember_previous,
+    specs_of,
+)
 from xds_server.state import Revision
 
 log = structlog.get_logger("xds_server.controller")
@@ -66,7 +74,15 @@ class ReplicaSync:
             raise
         old = self.ctx.filters.get(rev.filter)
         if old is not None:
-            new.good_revision = old.good_revision
+            new.good_revision, new.good_digests = old.good_revision, old.good_digests
+            new.previous_digests = (
+                remember_previous(old.previous_digests, tuple(d.module.sha256 for d in old.deployed))
+                if old.deployed and old.versions != new.versions else old.previous_digests)
+        else:  # a restart: the rollback targets are the newest earlier contents
+            for r in await self.ctx.state.history(rev.filter, 50):
+                if (r.revision < rev.revision and not r.deleted and r.versions != rev.versions
+                        and tuple(r.digests) not in new.previous_digests):
+                    new.previous_digests = (*new.previous_digests, tuple(r.digests))[:KEEP_PREVIOUS]
         self.ctx.filters[rev.filter] = new
         self.builder.publish(rev.filter, new.deployed, new.base)
         self.ctx.emit(FilterEvent("deployed", rev.filter, rev.revision, rev.action, rev.author, rev.summary))

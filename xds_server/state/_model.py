@@ -29,8 +29,11 @@ class Revision:
     `specs` are filter specs in their JSON form (the config/API schema); an empty list
     means the filter was deleted. `digests` and `versions` give, per spec, the module
     sha256 and the xDS resource version it produced. `base_revision` is the revision
-    that nodes outside a canary keep while this revision is staged. `verdicts` give, per
-    spec, the signature verdict of its module (`{}` when no verify policy covered it).
+    that nodes outside a canary keep while this revision is staged. `details` is
+    structured data about the change (JSON-able; empty for most): an automatic decision's
+    numbers (`analysis`), a debug override's node glob and expiry (`debug`). `verdicts`
+    give, per spec, the signature verdict of its module (`{}` when no verify policy
+    covered it).
     """
 
     filter: str
@@ -43,6 +46,7 @@ class Revision:
     digests: list[str] = field(default_factory=list)
     versions: list[str] = field(default_factory=list)
     base_revision: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)
     verdicts: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -62,6 +66,7 @@ class Revision:
             "digests": self.digests,
             "versions": self.versions,
             "base_revision": self.base_revision,
+            "details": self.details,
             "verdicts": self.verdicts,
         }
 
@@ -91,11 +96,12 @@ class StateStore(Protocol):
         self, filter_name: str, *, author: str, action: str, summary: str,
         specs: list[dict[str, Any]], digests: list[str], versions: list[str],
         base_revision: int | None = None, config_hash: str | None = None,
-        expect_current: int = ANY_REVISION, verdicts: list[dict[str, Any]] | None = None,
+        expect_current: int = ANY_REVISION, details: dict[str, Any] | None = None,
+        verdicts: list[dict[str, Any]] | None = None,
     ) -> Revision:
         """Record a revision and make it current; `Conflict` if `expect_current` (0 = the
-        filter has no revision yet) is not the current revision. `verdicts`: per spec,
-        its module's signature verdict."""
+        filter has no revision yet) is not the current revision. `details`: see
+        `Revision.details`; `verdicts`: per spec, its module's signature verdict."""
         ...
 
     async def config_heads(self) -> dict[str, tuple[int, str | None]]:

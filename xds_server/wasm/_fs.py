@@ -1,4 +1,5 @@
-"""Atomic file writes: temp file in the target directory, fsync, rename, fsync directory."""
+"""File writes: atomic and durable (temp file in the target directory, fsync, rename, fsync
+directory), or atomic only (no fsync) for files that can be rebuilt after a crash."""
 
 from __future__ import annotations
 
@@ -36,6 +37,40 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
             os.unlink(temp_name)
         raise
     fsync_dir(directory)
+
+
+def replace(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+    """Write ``data`` to ``path`` atomically (readers see the old file or the whole new
+    one) but without fsync: after a crash the file may be the old one, or missing or
+    empty. For files that can be rebuilt from durable ones (the module store's index)."""
+    directory = path.parent
+    fd, temp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(temp_name, mode)
+        os.replace(temp_name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp_name)
+        raise
+
+
+def write_temp(directory: Path, data: bytes) -> Path:
+    """Write ``data`` to a new temp file in ``directory`` and fsync it; return its path.
+    Complete it with :func:`install` (or unlink it)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, temp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp_name)
+        raise
+    return Path(temp_name)
 
 
 def remove_stale_temp_files(directory: Path) -> int:

@@ -2,9 +2,17 @@
 
 Layout on disk under ``root``::
 
-    blobs/sha256/<hex>   module bytes, named by their sha256, written atomically
+    blobs/sha256/<hex>   module bytes, named by their sha256, written atomically and
+                         durably (fsync of the file and the directory) before resolve returns
     index.json           reference -> digest, layout, root ids, resolved_at; module sizes
-                         and last use (written atomically)
+                         and last use (written atomically, not fsynced: after a crash it
+                         may be older than the blobs; a blob it does not list is adopted
+                         at start-up once its content matches its name, and a reference
+                         it lost is resolved again)
+
+Durability: a module is durable when :meth:`ModuleStore.resolve` returns it, so a revision
+that a caller records after that (one more durable commit, in the state database) never
+names a module a crash could lose. One journal commit per new module, not three.
 
 Concurrency contract: one :class:`ModuleStore` per directory and per process, used from one
 event loop. Stored module files are immutable once written.
@@ -55,6 +63,7 @@ __all__ = ["Module", "ModuleSource", "ModuleStore"]
 log = structlog.get_logger(__name__)
 
 _INDEX_VERSION = 1
+_INLINE_INDEX_BYTES = 64 * 2**10
 
 
 @dataclass(frozen=True)
@@ -172,6 +181,13 @@ def _read_file_capped(location: str, max_bytes: int) -> bytes:
     return data
 
 
+def _small_file(location: str) -> bool:
+    try:
+        return Path(location).expanduser().stat().st_size <= SMALL_MODULE_BYTES
+    except OSError:
+        return False  # the read reports it
+
+
 def _hash_file(path: Path) -> str | None:
     hasher = hashlib.sha256()
     try:
@@ -247,6 +263,7 @@ class ModuleStore:
         self._refs: dict[str, dict[str, Any]] = {}
         self._modules: dict[str, dict[str, Any]] = {}
         self._load_index()
+        self._adopt_blobs()
         self._update_gauges()
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -301,14 +318,40 @@ class ModuleStore:
             if isinstance(entry, dict) and entry.get("sha256") in self._modules:
                 self._refs[key] = entry
 
+    def _adopt_blobs(self) -> None:
+        """Index stored blobs the index does not list (it is not fsynced, so a crash can
+        lose its last writes): each is hashed, and kept only if it matches its name."""
+        for path in self._blobs.iterdir():
+            name = path.name
+            if name in self._modules or len(name) != 64 or name.startswith(_fs.TEMP_PREFIX):
+                continue
+            actual = _hash_file(path)
+            if actual != name:
+                log.warning("module_blob_discarded", path=str(path), received=actual)
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                continue
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            self._modules[name] = {"size": stat.st_size, "last_used": stat.st_mtime}
+            self._verified.add(name)
+            log.info("module_blob_adopted", digest=f"sha256:{name}", size=stat.st_size)
+
     def _index_json(self) -> bytes:
         payload = {"version": _INDEX_VERSION, "modules": self._modules, "refs": self._refs}
         return json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
 
     async def _save_index(self) -> None:
+        """Replace the index atomically, without fsync (see the module docstring): on the
+        event loop when it is small, so a deploy makes no thread hop for it."""
         async with self._save_lock:
             data = self._index_json()
-            await asyncio.to_thread(_fs.atomic_write, self._index_path, data)
+            if len(data) <= _INLINE_INDEX_BYTES:
+                _fs.replace(self._index_path, data)
+            else:
+                await asyncio.to_thread(_fs.replace, self._index_path, data)
 
     def _update_gauges(self) -> None:
         STORE_MODULES.set(len(self._modules))
@@ -532,7 +575,11 @@ class ModuleStore:
             )
             return _Fetched(reference=source.location, layout="url", path=body.path,
                             sha256=body.sha256)
-        data = await asyncio.to_thread(_read_file_capped, source.location, self._max_module_bytes)
+        if _small_file(source.location):  # no thread hop for a small local module
+            data = _read_file_capped(source.location, self._max_module_bytes)
+        else:
+            data = await asyncio.to_thread(
+                _read_file_capped, source.location, self._max_module_bytes)
         return _Fetched(reference=source.location, layout="file", data=data)
 
     async def _install(self, fetched: _Fetched, location: str) -> tuple[str, int]:
@@ -559,9 +606,44 @@ class ModuleStore:
         hex_digest = fetched.sha256 or await _sha256_hex(data)
         path = self._blobs / hex_digest
         if hex_digest not in self._modules or not path.is_file():
-            await self._validate(data, hex_digest, location)
-            await self._write(path, location, data=data)
+            if len(data) <= SMALL_MODULE_BYTES:
+                await self._validate(data, hex_digest, location)
+                await self._write(path, location, data=data)
+            else:
+                await self._validate_and_write(data, hex_digest, location, path)
         return hex_digest, len(data)
+
+    async def _validate_and_write(self, data: bytes, hex_digest: str, location: str,
+                                  path: Path) -> None:
+        """Validate a large module and write (and fsync) its temp file at the same time,
+        in two threads (wasmtime and the disk both release the GIL); the file gets its
+        name only once both are done and validation passed."""
+        where = f"module sha256:{hex_digest} of {location}"
+        checked = asyncio.ensure_future(asyncio.to_thread(validate_module, data, where=where))
+        try:
+            temp = await asyncio.to_thread(_fs.write_temp, self._blobs, data)
+        except OSError as error:
+            checked.cancel()
+            with contextlib.suppress(BaseException):
+                await checked
+            raise StoreError(
+                f"module {hex_digest[:12]} of {location} cannot be stored in {self._blobs}: "
+                f"{error.strerror or error}"
+            ) from None
+        except BaseException:
+            checked.cancel()
+            raise
+        try:
+            await checked
+        except BaseException:
+            with contextlib.suppress(OSError):
+                temp.unlink()
+            raise
+        try:
+            await self._write(path, location, temp=temp)
+        finally:
+            with contextlib.suppress(OSError):
+                temp.unlink()  # gone once installed; left only when the rename failed
 
     async def _write(self, path: Path, location: str, *, data: bytes = b"",
                      temp: Path | None = None) -> None:

@@ -32,6 +32,7 @@ class DeltaTypeState:
     nonce: str = ""
     sent: dict[str, str] = field(default_factory=dict)
     watch: Watch | None = None
+    frozen_names: frozenset[str] | None = None  # `names` as the cache's snapshot key
 
 
 class DeltaStream(BaseStream[DeltaDiscoveryRequest]):
@@ -106,6 +107,7 @@ class DeltaStream(BaseStream[DeltaDiscoveryRequest]):
                 state.client_versions.pop(name, None)
                 changed = True
         if changed:
+            state.frozen_names = None
             if state.watch is not None:
                 state.watch.cancel()
             state.watch = self.ctx.cache.watch(
@@ -118,40 +120,39 @@ class DeltaStream(BaseStream[DeltaDiscoveryRequest]):
         state = self.states.get(type_url)
         if state is None:
             return None
-        cache = self.ctx.cache
-        scope = set(state.names)
-        if state.wildcard:
-            scope.update(cache.names(type_url))
-        updates: list[Resource] = []
-        for name in sorted(scope):
-            resource = cache.resolve(type_url, name, self.node)
-            held = state.client_versions.get(name)
-            claimed = name in state.claimed and held in (resource.aliases if resource else ())
-            if resource is not None and held != resource.version and not claimed:
-                updates.append(resource)
-        removed = [
-            name
-            for name in sorted(state.client_versions)
-            if (name in scope or state.wildcard)
-            and cache.resolve(type_url, name, self.node) is None
+        names = state.frozen_names
+        if names is None:
+            names = state.frozen_names = frozenset(state.names)
+        snap = self.ctx.cache.snapshot(type_url, names, state.wildcard, self.node)
+        held_versions = state.client_versions
+        claimed = state.claimed
+        updates = [
+            r for r in snap.resources
+            if (held := held_versions.get(r.name)) != r.version
+            and not (claimed and r.name in claimed and held in r.aliases)
         ]
+        in_scope = snap.versions
+        removed = [
+            name for name in sorted(held_versions)
+            if name not in in_scope and (state.wildcard or name in state.names)
+        ] if not held_versions.keys() <= in_scope.keys() else []
         if not updates and not removed:
             return None
         for r in updates:
-            state.client_versions[r.name] = r.version
-            state.claimed.discard(r.name)
+            held_versions[r.name] = r.version
+            claimed.discard(r.name)
         for name in removed:
-            del state.client_versions[name]
-        state.nonce = self.next_nonce()
-        state.sent = {r.name: r.version for r in updates}  # a new dict: callbacks may keep it
-        nonce = state.nonce
+            del held_versions[name]
+        nonce = state.nonce = self.next_nonce()
+        sent = state.sent = {r.name: r.version for r in updates}  # a new dict: callbacks may keep it
+        ctx = self.ctx
         key = ("delta", type_url, nonce, tuple(removed), *(r.version for r in updates))
-        data = self.ctx.response(key, lambda: _delta_response(
-            type_url, nonce, removed, self.ctx.delta_control_plane_field, updates))
+        data = ctx.response(key, lambda: _delta_response(
+            type_url, nonce, removed, ctx.delta_control_plane_field, updates))
         if debug_enabled():
-            self.log.debug("push", type_url=type_url, nonce=nonce, resources=state.sent,
+            self.log.debug("push", type_url=type_url, nonce=nonce, resources=sent,
                            removed=removed)
-        self.ctx.callbacks.on_response(self.info, type_url, nonce, state.sent, removed)
+        ctx.callbacks.on_response(self.info, type_url, nonce, sent, removed)
         return data
 
     def close_watches(self) -> None:

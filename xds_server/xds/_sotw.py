@@ -7,7 +7,7 @@ from typing import Any
 
 from envoy.service.discovery.v3 import discovery_pb2
 
-from xds_server.cache import Resource, Watch, collection_version
+from xds_server.cache import Resource, Watch
 from xds_server.xds._stream import BaseStream, debug_enabled
 
 DiscoveryRequest = Any  # envoy.service.discovery.v3.DiscoveryRequest (xds-protos ships no type stubs)
@@ -78,7 +78,8 @@ class SotwStream(BaseStream[DiscoveryRequest]):
         wildcard = "*" in names or (first and not names)
         if not wildcard and state.wildcard and not names:
             wildcard = True  # an empty list after wildcard keeps the wildcard (legacy)
-        names = names - {"*"}
+        if "*" in names:
+            names = names - {"*"}
         if first or names != state.names or wildcard != state.wildcard:
             state.names, state.wildcard = names, wildcard
             if state.watch is not None:
@@ -90,35 +91,25 @@ class SotwStream(BaseStream[DiscoveryRequest]):
         elif not nonce:
             self.mark_dirty(type_url)
 
-    def _desired(self, state: SotwTypeState) -> dict[str, Resource]:
-        cache = self.ctx.cache
-        names = set(state.names)
-        if state.wildcard:
-            names.update(cache.names(state.type_url))
-        out: dict[str, Resource] = {}
-        for name in sorted(names):
-            resource = cache.resolve(state.type_url, name, self.node)
-            if resource is not None:
-                out[name] = resource
-        return out
-
     def flush(self, type_url: str) -> bytes | None:
         """Build the response due for `type_url`, or None when the client is current.
 
         A response is due when a subscribed resource's version differs from what was
         last sent (for full-state types, any difference, removals included). A NACK
-        leaves `sent` unchanged, so the rejected content is not sent again.
+        leaves `sent` unchanged, so the rejected content is not sent again. What the
+        subscription resolves to comes from the cache's shared `Snapshot`, so streams
+        with the same subscription build nothing per stream but the nonce.
         """
         state = self.states.get(type_url)
         if state is None:
             return None
-        desired = self._desired(state)
-        versions = {name: r.version for name, r in desired.items()}
+        snap = self.ctx.cache.snapshot(type_url, state.names, state.wildcard, self.node)
+        versions = snap.versions
         if not state.nonce:
-            if not desired:
+            if not versions:
                 return None
-            if state.client_version and (state.client_version == collection_version(versions) or (
-                    len(desired) == 1 and state.client_version in next(iter(desired.values())).aliases)):
+            if state.client_version and (state.client_version == snap.version_info or (
+                    len(versions) == 1 and state.client_version in snap.resources[0].aliases)):
                 versions = {name: state.client_version for name in versions}
                 state.sent, state.version_info = versions, state.client_version
                 state.client_version = ""
@@ -127,25 +118,25 @@ class SotwStream(BaseStream[DiscoveryRequest]):
                 self.ctx.callbacks.on_response(self.info, type_url, "", versions, ())
                 self.ctx.callbacks.on_ack(self.info, type_url, "", versions)
                 return None
-        elif versions == state.sent:
+        elif versions is state.sent or versions == state.sent:
             return None
         else:
             rtype = self.ctx.types.get(type_url)
             full_state = rtype is not None and rtype.full_state
-            if not full_state and all(state.sent.get(n) == v for n, v in versions.items()):
+            sent = state.sent
+            if not full_state and all(sent.get(n) == v for n, v in versions.items()):
                 return None  # only removals: not announced for non-full-state types
         state.client_version = ""
-        state.sent = versions  # a new dict per response: callbacks may keep it
-        state.version_info = collection_version(versions)
-        state.nonce = self.next_nonce()
-        resources = tuple(desired.values())
-        key = ("sotw", type_url, state.version_info, state.nonce, *(r.version for r in resources))
-        data = self.ctx.response(key, lambda: _sotw_response(
-            type_url, state.version_info, state.nonce, self.ctx.control_plane_field, resources))
+        state.sent = versions  # the snapshot's: never modified, callbacks may keep it
+        version_info = state.version_info = snap.version_info
+        nonce = state.nonce = self.next_nonce()
+        ctx = self.ctx
+        data = ctx.response(("sotw", type_url, nonce, snap.key), lambda: _sotw_response(
+            type_url, version_info, nonce, ctx.control_plane_field, snap.resources))
         if debug_enabled():
-            self.log.debug("push", type_url=type_url, version=state.version_info,
-                           nonce=state.nonce, resources=versions)
-        self.ctx.callbacks.on_response(self.info, type_url, state.nonce, versions, ())
+            self.log.debug("push", type_url=type_url, version=version_info,
+                           nonce=nonce, resources=versions)
+        ctx.callbacks.on_response(self.info, type_url, nonce, versions, ())
         return data
 
     def close_watches(self) -> None:

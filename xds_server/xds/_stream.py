@@ -137,9 +137,11 @@ class StreamContext:
 class BaseStream(Generic[Req]):
     """One xDS stream: a single loop that waits for a request or a cache change.
 
-    The reader task only queues requests; all state is changed by the loop in `run`,
-    so no locking is needed. Subclasses implement `handle_request` (update state from
-    a request) and `flush` (send what a type's state says is due).
+    The reader task queues requests for the loop in `run`, or applies one itself when
+    the loop is parked with nothing queued (synchronously: the loop cannot interleave),
+    so state changes one step at a time and no locking is needed. Subclasses implement
+    `handle_request` (update state from a request) and `flush` (send what a type's
+    state says is due).
     """
 
     def __init__(
@@ -158,15 +160,48 @@ class BaseStream(Generic[Req]):
             stream_id=next(_stream_ids), service=service, delta=delta, peer=grpc_context.peer()
         )
         self.node = NodeInfo()
-        self.log = log.bind(stream_id=self.info.stream_id, service=service, delta=delta)
+        self._log: Any = None
         self._requests: deque[Req | Malformed] = deque()
         self._dirty: set[str] = set()
-        self._wake = asyncio.Event()
+        # The loop's wake-up: `_woken` is set by whoever has work for the loop; the loop
+        # sleeps on `_waiter` only when nothing is pending. A bare future costs less than
+        # an `asyncio.Event` (no waiter deque), which counts when a push wakes every stream.
+        self._woken = False
+        self._waiter: asyncio.Future[None] | None = None
         self._reader_done = False
+        self._failure: Exception | None = None  # raised by a request the reader applied
         self._nonces = itertools.count(1)
         self._unknown_types: set[str] = set()
         self._tokens = float(ctx.limits.request_burst)
         self._token_at = time.monotonic()
+
+    @property
+    def log(self) -> Any:
+        """The stream's logger, bound to its id and (once known) its node. Bound on first
+        use: most streams never log at the levels enabled, and binding costs."""
+        if self._log is None:
+            info = self.info
+            self._log = log.bind(stream_id=info.stream_id, service=info.service, delta=info.delta)
+            if info.node is not None:
+                self._log = self._log.bind(node_id=info.node.id, cluster=info.node.cluster)
+        return self._log
+
+    def wake(self) -> None:
+        """Have the loop look at its requests and dirty types; safe from callbacks."""
+        self._woken = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _sleep(self) -> None:
+        """Return at once if woken since the last call, else wait for `wake()`."""
+        if not self._woken:
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+        self._woken = False
 
     # -- hooks for subclasses -------------------------------------------------------
 
@@ -191,7 +226,7 @@ class BaseStream(Generic[Req]):
     def mark_dirty(self, type_url: str, _name: str = "") -> None:
         """Note that `type_url` may need a response; safe to call from cache watches."""
         self._dirty.add(type_url)
-        self._wake.set()
+        self.wake()
 
     def resolve_type(self, type_url: str) -> str | None:
         """The type a request addresses, or None (logged once) when it is not served.
@@ -230,7 +265,7 @@ class BaseStream(Generic[Req]):
                     raise ProtocolError(grpc.StatusCode.PERMISSION_DENIED, refused)
             self.node = candidate
             self.info.node = self.node
-            self.log = self.log.bind(node_id=self.node.id, cluster=self.node.cluster)
+            self._log = None  # rebound with the node on next use
             if _stdlib_log.isEnabledFor(logging.INFO):  # cheap check: a storm of streams
                 self.log.info("stream_node", user_agent=self.node.user_agent,
                               envoy_version=self.node.user_agent_version)
@@ -269,15 +304,27 @@ class BaseStream(Generic[Req]):
                 except ProtocolError as exc:
                     self._requests.append(Malformed(exc.message, exc.code))
                     break
+                if (self._waiter is not None and not self._woken and not self._requests
+                        and not isinstance(request, Malformed)):
+                    # The loop is parked with nothing pending: apply the request here. It
+                    # runs synchronously, so the loop cannot interleave; the loop is woken
+                    # only if the request made a type dirty. An ACK then costs one task
+                    # step instead of two (reader, then loop).
+                    try:
+                        self.handle_request(request)
+                    except Exception as exc:  # raised by the loop, as if it had applied it
+                        self._failure = exc
+                        break
+                    continue
                 self._requests.append(request)
-                self._wake.set()
+                self.wake()
         except (asyncio.CancelledError, grpc.aio.AioRpcError, grpc.RpcError):
             pass
         except Exception as exc:  # the transport failed under us: end the stream
             self.log.info("stream_read_failed", error=str(exc))
         finally:
             self._reader_done = True
-            self._wake.set()
+            self.wake()
 
     async def _write(self, data: bytes) -> None:
         """Write holding one of the shared write slots, for at most `slot_timeout`:
@@ -313,12 +360,14 @@ class BaseStream(Generic[Req]):
                                   "retry later or another replica")
         ctx.open_streams.add(self)
         ctx.callbacks.on_stream_open(self.info)
-        self.log.debug("stream_opened", peer=self.info.peer)
+        if debug_enabled():
+            self.log.debug("stream_opened", peer=self.info.peer)
         reader = asyncio.create_task(self._read(requests))
         try:
             while True:
-                await self._wake.wait()
-                self._wake.clear()
+                await self._sleep()
+                if self._failure is not None:
+                    raise self._failure
                 while self._requests:
                     request = self._requests.popleft()
                     if isinstance(request, Malformed):
@@ -335,7 +384,8 @@ class BaseStream(Generic[Req]):
             self.log.warning("stream_refused", code=exc.code.name, reason=exc.message)
             await self.grpc.abort(exc.code, exc.message)
         except (asyncio.CancelledError, grpc.aio.AioRpcError, grpc.RpcError) as exc:
-            self.log.debug("stream_write_failed", error=type(exc).__name__)
+            if debug_enabled():
+                self.log.debug("stream_write_failed", error=type(exc).__name__)
             if isinstance(exc, asyncio.CancelledError):
                 raise
         finally:

@@ -1,16 +1,23 @@
-// xds-server status page: renders /api/v1/filters, their history and health and
-// /api/v1/proxies, and refetches them (debounced) whenever /api/v1/events reports a change,
-// and every few seconds for the live health sparklines.
+// xds-server status page. Summary first: per filter, versions by state and cluster, NACKs
+// grouped by Envoy's message, health per revision (/api/v1/summary). Then the filters'
+// details (/api/v1/filters, history, health) and the proxies a page at a time, searched and
+// filtered on the server (/api/v1/proxies). Live: /api/v1/events?feed=fleet sends coalesced
+// ticks (at most a few a second) carrying the summary and each changed proxy; the page
+// applies them in place and refetches only the filters on a filter change and the visible
+// page when the set of proxies it shows may have changed.
 // Every server string goes into the DOM as text (textContent), never as HTML.
 "use strict";
 
 (() => {
-  const REFRESH_DELAY_MS = 150;   // debounce: a burst of events costs one refetch
+  const REFRESH_DELAY_MS = 150;   // debounce: a burst of filter events costs one refetch
+  const PAGE_REFRESH_MS = 1000;   // at most one refetch of the visible proxy page a second
   const HISTORY_LIMIT = 20;       // revisions per filter, to name versions by revision
   const MAX_EVENTS = 40;          // lines kept in "Recent events"
   const RECONNECT_MS = 3000;      // after the stream was closed for good
   const HEALTH_WINDOW_S = 300;    // health shown per revision: the last 5 minutes
-  const HEALTH_POLL_MS = 5000;    // telemetry changes without events: poll for sparklines
+  const HEALTH_POLL_MS = 5000;    // telemetry changes without events: poll for health
+  const PAGE_SIZE = 50;           // proxies per page
+  const STATES = ["ACKED", "NACKED", "STALE", "REQUESTED"];
   // The SVG namespace, from the page's own <svg> (no URL literal in this file).
   const SVG = document.getElementById("svg-ns").namespaceURI;
 
@@ -79,17 +86,38 @@
     return response.json();
   }
 
-  async function load() {
-    const [filters, proxies] = await Promise.all([getJSON("/api/v1/filters"), getJSON("/api/v1/proxies")]);
+  const state = {
+    summary: null,          // the newest summary (by seq); health from the last poll
+    health: new Map(),      // filter -> summary health rows (from /api/v1/summary)
+    filters: null,          // {filters, history, health} for the detail cards
+    rows: new Map(),        // node id -> proxy view shown on the current page
+    page: {cursor: "", stack: [], next: null, total: 0, known: -1},
+  };
+
+  async function loadFilters() {
+    const filters = await getJSON("/api/v1/filters");
     const histories = await Promise.all(filters.filters.map((f) =>
       getJSON(`/api/v1/filters/${encodeURIComponent(f.name)}/history?limit=${HISTORY_LIMIT}`)
         .then((h) => h.history, () => [])));
     const healths = await Promise.all(filters.filters.map((f) =>
       getJSON(`/api/v1/filters/${encodeURIComponent(f.name)}/health?window=${HEALTH_WINDOW_S}`)
         .then((h) => h.revisions || [], () => [])));
-    const history = new Map(filters.filters.map((f, i) => [f.name, histories[i]]));
-    const health = new Map(filters.filters.map((f, i) => [f.name, healths[i]]));
-    return {filters: filters.filters, proxies: proxies.proxies, history, health};
+    return {
+      filters: filters.filters,
+      history: new Map(filters.filters.map((f, i) => [f.name, histories[i]])),
+      health: new Map(filters.filters.map((f, i) => [f.name, healths[i]])),
+    };
+  }
+
+  function proxyQuery() {
+    const params = new URLSearchParams({limit: String(PAGE_SIZE)});
+    const fields = {node: "proxy-search", cluster: "proxy-cluster", filter: "proxy-filter", state: "proxy-state"};
+    for (const [key, id] of Object.entries(fields)) {
+      const value = $(id).value.trim();
+      if (value) params.set(key, value);
+    }
+    if (state.page.cursor) params.set("cursor", state.page.cursor);
+    return params;
   }
 
   // filter name -> version -> newest revision that produced it
@@ -109,6 +137,8 @@
   function previousRevision(filter, history) {
     return (history || []).find((r) => r.revision < filter.revision && (r.specs || []).length > 0) || null;
   }
+
+  const narrowed = () => ["proxy-cluster", "proxy-filter", "proxy-state"].some((id) => $(id).value.trim());
 
   // ---- rendering -------------------------------------------------------------------
 
@@ -187,16 +217,20 @@
       el("tbody", {}, entries.map(healthRow)));
   }
 
-  function renderFilter(f, history, index, health) {
+  function renderFilter(f, history, index, health, summary) {
     const prev = previousRevision(f, history);
     const rows = f.specs.map((s) => specRow("current", f.revision, s, s.version, s.module.sha256, s.module, s.verdict));
     if (prev) {
       prev.specs.forEach((s, i) => rows.push(specRow("previous", prev.revision, s, prev.versions[i], prev.digests[i],
         undefined, (prev.verdicts || [])[i])));
     }
-    const counts = f.proxies || {total: 0, acked: 0, nacked: 0};
-    const rollout = Object.entries(f.rollout || {}).map(([v, n]) =>
-      el("span", {}, versionLabel(index, f.name, v), ` × ${n}`));
+    // Counts follow the fleet feed (the summary), not the filter view fetched with the card.
+    const t = summary ? summary.totals : null;
+    const counts = t ? {total: t.ACKED + t.NACKED + t.STALE, acked: t.ACKED, nacked: t.NACKED}
+      : (f.proxies || {total: 0, acked: 0, nacked: 0});
+    const running = summary ? summary.versions.filter((v) => v.running).map((v) => [v.version, v.running])
+      : Object.entries(f.rollout || {});
+    const rollout = running.map(([v, n]) => el("span", {}, versionLabel(index, f.name, v), ` × ${n}`));
     const failing = (health || []).some((h) => h.failing);
     return el("article", {className: `card filter${failing ? " failing" : ""}`, data: {filter: f.name}},
       el("div", {className: "card-head"},
@@ -222,9 +256,24 @@
           ? el("b", {className: "warn"}, "staged, waiting for promote") : el("b", {}, "none")),
         f.canary && f.base_versions.length ? el("span", {}, "other nodes keep: ",
           f.base_versions.map((v) => versionLabel(index, f.name, v))) : "",
-        prev ? "" : el("span", {}, "no previous revision")),
+        prev ? "" : el("span", {}, "no previous revision"),
+        analysisFacts(f.analysis),
+        f.debug ? el("span", {className: "debug", data: {node: f.debug.node}}, "debug override: nodes ",
+          el("b", {className: "warn"}, f.debug.node), ` until ${when(f.debug.expires_at)}`) : ""),
       el("div", {className: "health", data: {healthFor: f.name}},
         el("h4", {}, `Health, last ${HEALTH_WINDOW_S / 60} minutes (all proxies)`), renderHealth(health)));
+  }
+
+  // The live state of a health-gated rollout: phase, interval n of m, last rates.
+  function analysisFacts(a) {
+    if (!a) return "";
+    const kind = {"rolled-back": "bad", "failed": "bad", "promoted": "ok", "verified": "ok"}[a.phase] || "warn";
+    const last = a.last;
+    const rate = (side) => side ? `${(side.error_rate * 100).toFixed(1)}% of ${side.requests}` : "-";
+    return el("span", {className: "analysis", data: {phase: a.phase}}, `analysis of rev ${a.revision}: `,
+      el("b", {className: kind}, a.phase), ` · interval ${a.interval} of ${a.intervals} passed (${a.interval_seconds}s each)`,
+      last ? ` · last: ${last.verdict}, errors ${rate(last.canary)}` +
+        (last.baseline ? `, baseline ${rate(last.baseline)}` : "") : "");
   }
 
   function renderResource(name, r, index) {
@@ -241,70 +290,280 @@
         : "");
   }
 
-  function renderProxies(proxies, index) {
-    if (!proxies.length) return el("p", {className: "muted"}, "No Envoy has connected yet.");
-    return el("div", {className: "card"}, el("table", {},
-      el("thead", {}, el("tr", {}, ["node", "cluster", "connection", "Envoy", "filters"].map((h) => el("th", {}, h)))),
-      el("tbody", {}, proxies.map((p) => {
-        const resources = Object.entries(p.resources);
-        const nacked = resources.some(([, r]) => r.state === "NACKED");
-        return el("tr", {className: `proxy${nacked ? " proxy-nacked" : ""}`,
-          data: {node: p.node_id, connected: String(p.connected)}},
-        el("td", {}, code(p.node_id)),
-        el("td", {}, p.cluster || el("span", {className: "muted"}, "—")),
-        el("td", {}, p.connected ? badge("connected", "ok") : badge("disconnected"),
-          el("div", {className: "muted"}, p.connected ? `since ${when(p.connected_since)} from ${p.address}`
-            : `at ${when(p.disconnected_at)}`)),
-        el("td", {className: "muted"}, p.envoy_version || ""),
-        el("td", {}, resources.length ? resources.map(([n, r]) => renderResource(n, r, index))
-          : el("span", {className: "muted"}, "nothing requested")));
-      }))));
+  // ---- summary ---------------------------------------------------------------------
+
+  function stateCells(counts) {
+    return STATES.map((s) => el("td", {className: `num state-${s.toLowerCase()}`,
+      data: {state: s}}, String(counts[s] || 0)));
   }
 
-  function render(data) {
-    const index = revisionIndex(data);
-    $("filter-count").textContent = `(${data.filters.length})`;
-    $("proxy-count").textContent = `(${data.proxies.filter((p) => p.connected).length} connected)`;
-    $("filters").replaceChildren(...(data.filters.length
-      ? data.filters.map((f) => renderFilter(f, data.history.get(f.name), index, data.health.get(f.name)))
-      : [el("p", {className: "muted"}, "No filters are served.")]));
-    $("proxies").replaceChildren(renderProxies(data.proxies, index));
-    $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
-    document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || 0) + 1);
+  function clusterText(clusters) {
+    return Object.entries(clusters || {}).sort(([a], [b]) => a.localeCompare(b, undefined, {numeric: true}))
+      .map(([c, n]) => `${c || "(none)"}: ` + STATES.filter((s) => n[s]).map((s) => `${n[s]} ${s}`).join(", "))
+      .join(" · ");
   }
 
-  // ---- refresh (debounced, one at a time) -------------------------------------------
+  function nackGroup(name, g) {
+    const more = g.count > g.nodes.length ? ` and ${g.count - g.nodes.length} more` : "";
+    const show = el("button", {type: "button", className: "show-nacked", data: {filter: name}}, "list them");
+    show.addEventListener("click", () => showProxies(name, "NACKED"));
+    return el("li", {className: "nack-group nack-box", data: {count: String(g.count)}},
+      el("b", {className: "nack-count"}, `${g.count} ${g.count === 1 ? "proxy" : "proxies"}`),
+      ` NACKed ${g.versions.join(", ")}: `, el("span", {className: "nack-message"}, g.message), " ", show,
+      el("div", {className: "muted nodes"}, `${g.nodes.join(", ")}${more}`));
+  }
 
-  let timer = null;
-  let running = false;
-  let again = false;
+  // Narrow the proxy list to one filter and state (from a summary card) and go there.
+  function showProxies(name, st) {
+    fillFilterChoices();
+    $("proxy-filter").value = name;
+    $("proxy-state").value = st;
+    resetPage();
+    $("proxies-title").scrollIntoView();
+  }
 
-  function scheduleRefresh() {
-    if (timer !== null) return;
-    timer = setTimeout(async () => {
-      timer = null;
-      if (running) { again = true; return; }
-      running = true;
-      try {
-        render(await load());
-        $("error").hidden = true;
-      } catch (err) {
-        $("error").textContent = `Could not load the status: ${err.message}`;
-        $("error").hidden = false;
-      } finally {
-        running = false;
-        if (again) { again = false; scheduleRefresh(); }
+  function summaryHealth(rows) {
+    if (!rows || !rows.length) return "";
+    return el("div", {className: "summary-health"}, rows.map((h) =>
+      el("span", {className: `rev-health${h.failing ? " failing" : ""}`, data: {revision: String(h.revision)}},
+        `rev ${h.revision}${h.canary ? " (canary)" : ""}: `,
+        h.failing ? badge("failing at runtime", "bad") : badge("ok", "ok"),
+        ` ${h.requests} requests, ${(100 * h.error_rate).toFixed(1)}% 5xx, ${h.vm_failures} VM failures`)));
+  }
+
+  function renderSummaryFilter(f, index) {
+    const t = f.totals;
+    const health = state.health.get(f.name) || f.health || [];
+    const failing = health.some((h) => h.failing);
+    const rows = f.versions.map((v) => {
+      const all = t.connected > 0 && v.current && v.ACKED === t.connected;
+      return el("tr", {className: `version${v.current ? " current" : ""}${all ? " all-acked" : ""}`,
+        data: {version: v.version, acked: String(v.ACKED), nacked: String(v.NACKED), running: String(v.running)}},
+        el("td", {}, v.version ? versionLabel(index, f.name, v.version) : el("span", {className: "muted"}, "nothing sent")),
+        el("td", {}, v.current ? badge(all ? "all ACKed" : "current", all ? "ok" : "") : ""),
+        el("td", {className: "num running"}, String(v.running)),
+        stateCells(v),
+        el("td", {className: "muted clusters"}, clusterText(v.clusters)));
+    });
+    return el("article", {className: `card summary${f.nacks.length || failing ? " attention" : ""}`,
+      data: {summary: f.name, connected: String(t.connected)}},
+      el("div", {className: "card-head"},
+        el("h3", {}, f.name), f.served ? badge(`rev ${f.revision}`) : badge("not served", "warn"),
+        t.NACKED ? badge(`${t.NACKED} NACKed`, "bad") : "",
+        failing ? badge("failing at runtime", "bad") : "",
+        f.canary ? badge("canary", "warn") : "",
+        el("span", {className: "muted"}, `${t.connected} connected` + (t.disconnected ? `, ${t.disconnected} gone` : ""))),
+      f.nacks.length ? el("ul", {className: "nack-groups"}, f.nacks.map((g) => nackGroup(f.name, g))) : "",
+      summaryHealth(health),
+      el("table", {className: "versions"},
+        el("thead", {}, el("tr", {}, ["xDS version", "", "running", ...STATES, "by cluster"].map((h) => el("th", {}, h)))),
+        el("tbody", {}, rows)));
+  }
+
+  function renderSummary() {
+    const sum = state.summary;
+    if (!sum) return;
+    const index = state.filters ? revisionIndex(state.filters) : new Map();
+    $("summary").replaceChildren(...(sum.filters.length ? sum.filters.map((f) => renderSummaryFilter(f, index))
+      : [el("p", {className: "muted"}, "No filters are served and no proxy asked for one.")]));
+    $("proxy-count").textContent = `(${sum.proxies.connected} connected of ${sum.proxies.known})`;
+    const seen = window.__xdsAllAcked || (window.__xdsAllAcked = {});
+    for (const f of sum.filters) {
+      for (const v of f.versions) {
+        const key = `${f.name}@${v.version}`;
+        if (v.current && f.totals.connected > 0 && v.ACKED === f.totals.connected && !(key in seen)) {
+          seen[key] = Date.now() / 1000;  // when this page first showed everyone on it
+        }
       }
-    }, REFRESH_DELAY_MS);
+    }
+    if (!window.__xdsFirstSummary) window.__xdsFirstSummary = performance.now();
+    document.body.dataset.summarySeq = String(sum.seq);
+    renderFilterCards();
+  }
+
+  function setSummary(sum) {
+    if (state.summary && sum.seq < state.summary.seq) return;
+    state.summary = sum;
+    renderSummary();
+    fillFilterChoices();
+  }
+
+  function renderFilterCards() {
+    const data = state.filters;
+    if (!data) return;
+    const index = revisionIndex(data);
+    const bySummary = new Map((state.summary ? state.summary.filters : []).map((f) => [f.name, f]));
+    $("filter-count").textContent = `(${data.filters.length})`;
+    $("filters").replaceChildren(...(data.filters.length
+      ? data.filters.map((f) => renderFilter(f, data.history.get(f.name), index, data.health.get(f.name),
+        bySummary.get(f.name)))
+      : [el("p", {className: "muted"}, "No filters are served.")]));
+  }
+
+  // ---- proxies ---------------------------------------------------------------------
+
+  function proxyRow(p, index) {
+    const resources = Object.entries(p.resources);
+    const nacked = resources.some(([, r]) => r.state === "NACKED");
+    return el("tr", {className: `proxy${nacked ? " proxy-nacked" : ""}`,
+      data: {node: p.node_id, connected: String(p.connected)}},
+    el("td", {}, code(p.node_id)),
+    el("td", {}, p.cluster || el("span", {className: "muted"}, "—")),
+    el("td", {}, p.connected ? badge("connected", "ok") : badge("disconnected"),
+      el("div", {className: "muted"}, p.connected ? `since ${when(p.connected_since)} from ${p.address}`
+        : `at ${when(p.disconnected_at)}`)),
+    el("td", {className: "muted"}, p.envoy_version || ""),
+    el("td", {}, resources.length ? resources.map(([n, r]) => renderResource(n, r, index))
+      : el("span", {className: "muted"}, "nothing requested")));
+  }
+
+  function renderProxies() {
+    const index = state.filters ? revisionIndex(state.filters) : new Map();
+    const views = [...state.rows.values()];
+    const pg = state.page;
+    const first = pg.stack.length * PAGE_SIZE;
+    $("proxy-range").textContent = pg.total ? `${first + 1}–${first + views.length} of ${pg.total}` : "none match";
+    $("proxy-prev").disabled = !pg.stack.length;
+    $("proxy-next").disabled = !pg.next;
+    if (!views.length) {
+      $("proxies").replaceChildren(el("p", {className: "muted"},
+        state.summary && state.summary.proxies.known ? "No proxy matches." : "No Envoy has connected yet."));
+      return;
+    }
+    $("proxies").replaceChildren(el("div", {className: "card"}, el("table", {},
+      el("thead", {}, el("tr", {}, ["node", "cluster", "connection", "Envoy", "filters"].map((h) => el("th", {}, h)))),
+      el("tbody", {id: "proxy-rows"}, views.map((p) => proxyRow(p, index))))));
+  }
+
+  async function loadPage() {
+    const answer = await getJSON(`/api/v1/proxies?${proxyQuery()}`);
+    state.rows = new Map(answer.proxies.map((p) => [p.node_id, p]));
+    state.page.next = answer.next_cursor;
+    state.page.total = answer.total;
+    state.page.known = state.summary ? state.summary.proxies.known : -1;
+    renderProxies();
+    document.body.dataset.pageLoads = String(Number(document.body.dataset.pageLoads || 0) + 1);
+  }
+
+  // A tick's change [node, seq, connected, {name: [state, acked, sent = acked, nack = ""]}],
+  // applied to the row on this page when newer than what it shows.
+  function applyChange(change, at, index) {
+    const [node, seq, connected, resources] = change;
+    const view = state.rows.get(node);
+    if (!view || seq <= (view.seq || 0)) return false;
+    view.seq = seq;
+    if (connected === null) return true;  // forgotten: the page refetch drops it
+    if (view.connected !== connected) {
+      if (connected) view.connected_since = at; else view.disconnected_at = at;
+    }
+    view.connected = connected;
+    for (const [name, [st, acked, sent = acked, message = ""]] of Object.entries(resources)) {
+      const r = view.resources[name] || (view.resources[name] = {type_url: ""});
+      r.state = st;
+      r.version_acked = acked;
+      r.version_sent = sent;
+      if (message) r.last_nack = {version: sent, message, at};
+    }
+    const old = document.querySelector(`#proxy-rows tr.proxy[data-node="${CSS.escape(node)}"]`);
+    if (old) old.replaceWith(proxyRow(view, index));
+    return false;
+  }
+
+  function applyTick(tick) {
+    setSummary(tick.summary);
+    const index = state.filters ? revisionIndex(state.filters) : new Map();
+    let refetch = false;
+    for (const change of tick.changes) refetch = applyChange(change, tick.at, index) || refetch;
+    // Which proxies match may have changed: refetch this page (at most once a second).
+    if (refetch || (tick.changes.length && narrowed()) || tick.summary.proxies.known !== state.page.known) {
+      schedulePage();
+    }
+    for (const ev of tick.events) logEvent(ev);
+    if (tick.events_dropped) logEvent({source: "server", kind: "more", dropped: tick.events_dropped, at: tick.at});
+  }
+
+  // ---- refreshes (one at a time each) ----------------------------------------------
+
+  function throttled(run, delay) {
+    let timer = null, running = false, again = false;
+    const schedule = () => {
+      if (timer !== null) return;
+      timer = setTimeout(async () => {
+        timer = null;
+        if (running) { again = true; return; }
+        running = true;
+        try {
+          await run();
+          $("error").hidden = true;
+        } catch (err) {
+          $("error").textContent = `Could not load the status: ${err.message}`;
+          $("error").hidden = false;
+        } finally {
+          running = false;
+          if (again) { again = false; schedule(); }
+        }
+      }, delay);
+    };
+    return schedule;
+  }
+
+  const scheduleSummary = throttled(async () => {
+    const sum = await getJSON(`/api/v1/summary?window=${HEALTH_WINDOW_S}`);
+    for (const f of sum.filters) state.health.set(f.name, f.health || []);
+    if (state.summary && state.summary.seq > sum.seq) renderSummary(); else setSummary(sum);
+    $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
+  }, 0);
+  const scheduleFilters = throttled(async () => {
+    state.filters = await loadFilters();
+    renderSummary();
+    renderFilterCards();
+    document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || 0) + 1);
+  }, REFRESH_DELAY_MS);
+  const schedulePage = throttled(loadPage, PAGE_REFRESH_MS);
+  const loadPageNow = throttled(loadPage, 0);
+
+  function resetPage() {
+    state.page.cursor = "";
+    state.page.stack = [];
+    loadPageNow();
+  }
+
+  function wireControls() {
+    let typing = null;
+    for (const id of ["proxy-search", "proxy-cluster"]) {
+      $(id).addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(resetPage, 200); });
+    }
+    for (const id of ["proxy-filter", "proxy-state"]) $(id).addEventListener("change", resetPage);
+    $("proxy-next").addEventListener("click", () => {
+      if (!state.page.next) return;
+      state.page.stack.push(state.page.cursor);
+      state.page.cursor = state.page.next;
+      loadPageNow();
+    });
+    $("proxy-prev").addEventListener("click", () => {
+      if (!state.page.stack.length) return;
+      state.page.cursor = state.page.stack.pop();
+      loadPageNow();
+    });
+  }
+
+  function fillFilterChoices() {
+    const select = $("proxy-filter");
+    const names = (state.summary ? state.summary.filters : []).map((f) => f.name).sort();
+    const have = [...select.options].map((o) => o.value).filter(Boolean);
+    if (names.join("\n") === have.join("\n")) return;
+    const chosen = select.value;
+    select.replaceChildren(el("option", {value: ""}, "any filter"), ...names.map((n) => el("option", {value: n}, n)));
+    select.value = names.includes(chosen) ? chosen : "";
   }
 
   // ---- live events -----------------------------------------------------------------
 
-  function setLive(state) {
+  function setLive(state_) {
     const labels = {"live-on": "live", reconnecting: "reconnecting", offline: "offline", connecting: "connecting"};
-    $("live").className = `live ${state}`;
-    $("live").dataset.state = state;
-    $("live-text").textContent = labels[state];
+    $("live").className = `live ${state_}`;
+    $("live").dataset.state = state_;
+    $("live-text").textContent = labels[state_];
   }
 
   function logEvent(ev) {
@@ -315,7 +574,9 @@
     } else if (ev.source === "filter") {
       text = `${ev.name} ${ev.kind} rev ${ev.revision} (${ev.action} by ${ev.author})${ev.message ? `: ${ev.message}` : ""}`;
     } else if (ev.kind === "resync") {
-      text = `fell behind: ${ev.dropped} events skipped, reloaded`;
+      text = `fell behind: ${ev.dropped} updates skipped, reloaded`;
+    } else if (ev.kind === "more") {
+      text = `… and ${ev.dropped} more proxy events`;
     } else {
       return;
     }
@@ -326,14 +587,29 @@
   }
 
   function connect() {
-    const source = new EventSource(
-      "/api/v1/events" + (TOKEN ? `?access_token=${encodeURIComponent(TOKEN)}` : ""));
-    source.onopen = () => { setLive("live-on"); scheduleRefresh(); };  // catch up on what was missed
+    const params = new URLSearchParams({feed: "fleet"});
+    if (TOKEN) params.set("access_token", TOKEN);
+    const source = new EventSource(`/api/v1/events?${params}`);
+    source.onopen = () => {  // catch up on what was missed
+      setLive("live-on");
+      scheduleSummary();
+      scheduleFilters();
+      loadPageNow();
+    };
     source.onmessage = (message) => {
       let ev;
       try { ev = JSON.parse(message.data); } catch { return; }
-      if (ev.source !== "server" || ev.kind === "resync") scheduleRefresh();
-      logEvent(ev);
+      if (ev.source === "fleet") {
+        applyTick(ev);
+      } else if (ev.source === "filter") {
+        scheduleFilters();
+        logEvent(ev);
+      } else if (ev.kind === "resync") {
+        scheduleSummary();
+        scheduleFilters();
+        loadPageNow();
+        logEvent(ev);
+      }
     };
     source.onerror = () => {
       if (source.readyState === EventSource.CLOSED) {
@@ -345,7 +621,8 @@
     };
   }
 
-  scheduleRefresh();
+  wireControls();
+  scheduleSummary();
   connect();
-  setInterval(scheduleRefresh, HEALTH_POLL_MS);
+  setInterval(() => { scheduleSummary(); scheduleFilters(); }, HEALTH_POLL_MS);
 })();

@@ -273,19 +273,156 @@ class HealthPoint(_message.Message):
     def __init__(self, t: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., requests: _Optional[int] = ..., errors_5xx: _Optional[int] = ..., vm_failures: _Optional[int] = ...) -> None: ...
 
 class GetProxyStatusRequest(_message.Message):
-    __slots__ = ("node_id",)
+    __slots__ = ("node_id", "node", "cluster", "filter", "state", "version", "limit", "cursor")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
     node_id: str
-    def __init__(self, node_id: _Optional[str] = ...) -> None: ...
+    node: str
+    cluster: str
+    filter: str
+    state: ResourceState
+    version: str
+    limit: int
+    cursor: str
+    def __init__(self, node_id: _Optional[str] = ..., node: _Optional[str] = ..., cluster: _Optional[str] = ..., filter: _Optional[str] = ..., state: _Optional[_Union[ResourceState, str]] = ..., version: _Optional[str] = ..., limit: _Optional[int] = ..., cursor: _Optional[str] = ...) -> None: ...
 
 class GetProxyStatusResponse(_message.Message):
-    __slots__ = ("proxies",)
+    __slots__ = ("proxies", "total", "next_cursor")
     PROXIES_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    NEXT_CURSOR_FIELD_NUMBER: _ClassVar[int]
     proxies: _containers.RepeatedCompositeFieldContainer[ProxyStatus]
-    def __init__(self, proxies: _Optional[_Iterable[_Union[ProxyStatus, _Mapping]]] = ...) -> None: ...
+    total: int
+    next_cursor: str
+    def __init__(self, proxies: _Optional[_Iterable[_Union[ProxyStatus, _Mapping]]] = ..., total: _Optional[int] = ..., next_cursor: _Optional[str] = ...) -> None: ...
+
+class GetSummaryRequest(_message.Message):
+    __slots__ = ("window_seconds",)
+    WINDOW_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    window_seconds: float
+    def __init__(self, window_seconds: _Optional[float] = ...) -> None: ...
+
+class Summary(_message.Message):
+    __slots__ = ("seq", "at", "proxies_known", "proxies_connected", "filters")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    PROXIES_KNOWN_FIELD_NUMBER: _ClassVar[int]
+    PROXIES_CONNECTED_FIELD_NUMBER: _ClassVar[int]
+    FILTERS_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    at: _timestamp_pb2.Timestamp
+    proxies_known: int
+    proxies_connected: int
+    filters: _containers.RepeatedCompositeFieldContainer[FilterSummary]
+    def __init__(self, seq: _Optional[int] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., proxies_known: _Optional[int] = ..., proxies_connected: _Optional[int] = ..., filters: _Optional[_Iterable[_Union[FilterSummary, _Mapping]]] = ...) -> None: ...
+
+class StateCounts(_message.Message):
+    __slots__ = ("acked", "nacked", "requested", "stale")
+    ACKED_FIELD_NUMBER: _ClassVar[int]
+    NACKED_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_FIELD_NUMBER: _ClassVar[int]
+    STALE_FIELD_NUMBER: _ClassVar[int]
+    acked: int
+    nacked: int
+    requested: int
+    stale: int
+    def __init__(self, acked: _Optional[int] = ..., nacked: _Optional[int] = ..., requested: _Optional[int] = ..., stale: _Optional[int] = ...) -> None: ...
+
+class FilterSummary(_message.Message):
+    __slots__ = ("name", "served", "revision", "canary", "error", "current_versions", "attention", "failing", "totals", "connected", "disconnected", "versions", "nacks", "health")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SERVED_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    CANARY_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    ATTENTION_FIELD_NUMBER: _ClassVar[int]
+    FAILING_FIELD_NUMBER: _ClassVar[int]
+    TOTALS_FIELD_NUMBER: _ClassVar[int]
+    CONNECTED_FIELD_NUMBER: _ClassVar[int]
+    DISCONNECTED_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    NACKS_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    served: bool
+    revision: int
+    canary: bool
+    error: str
+    current_versions: _containers.RepeatedScalarFieldContainer[str]
+    attention: bool
+    failing: bool
+    totals: StateCounts
+    connected: int
+    disconnected: int
+    versions: _containers.RepeatedCompositeFieldContainer[VersionSummary]
+    nacks: _containers.RepeatedCompositeFieldContainer[NackGroup]
+    health: _containers.RepeatedCompositeFieldContainer[RevisionHealthSummary]
+    def __init__(self, name: _Optional[str] = ..., served: _Optional[bool] = ..., revision: _Optional[int] = ..., canary: _Optional[bool] = ..., error: _Optional[str] = ..., current_versions: _Optional[_Iterable[str]] = ..., attention: _Optional[bool] = ..., failing: _Optional[bool] = ..., totals: _Optional[_Union[StateCounts, _Mapping]] = ..., connected: _Optional[int] = ..., disconnected: _Optional[int] = ..., versions: _Optional[_Iterable[_Union[VersionSummary, _Mapping]]] = ..., nacks: _Optional[_Iterable[_Union[NackGroup, _Mapping]]] = ..., health: _Optional[_Iterable[_Union[RevisionHealthSummary, _Mapping]]] = ...) -> None: ...
+
+class VersionSummary(_message.Message):
+    __slots__ = ("version", "current", "running", "states", "clusters")
+    class ClustersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: StateCounts
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[StateCounts, _Mapping]] = ...) -> None: ...
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    STATES_FIELD_NUMBER: _ClassVar[int]
+    CLUSTERS_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    current: bool
+    running: int
+    states: StateCounts
+    clusters: _containers.MessageMap[str, StateCounts]
+    def __init__(self, version: _Optional[str] = ..., current: _Optional[bool] = ..., running: _Optional[int] = ..., states: _Optional[_Union[StateCounts, _Mapping]] = ..., clusters: _Optional[_Mapping[str, StateCounts]] = ...) -> None: ...
+
+class NackGroup(_message.Message):
+    __slots__ = ("message", "count", "versions", "nodes")
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    message: str
+    count: int
+    versions: _containers.RepeatedScalarFieldContainer[str]
+    nodes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, message: _Optional[str] = ..., count: _Optional[int] = ..., versions: _Optional[_Iterable[str]] = ..., nodes: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RevisionHealthSummary(_message.Message):
+    __slots__ = ("revision", "version", "canary", "failing", "proxies", "requests", "errors_5xx", "error_rate", "vm_failures")
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CANARY_FIELD_NUMBER: _ClassVar[int]
+    FAILING_FIELD_NUMBER: _ClassVar[int]
+    PROXIES_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_5XX_FIELD_NUMBER: _ClassVar[int]
+    ERROR_RATE_FIELD_NUMBER: _ClassVar[int]
+    VM_FAILURES_FIELD_NUMBER: _ClassVar[int]
+    revision: int
+    version: str
+    canary: bool
+    failing: bool
+    proxies: int
+    requests: int
+    errors_5xx: int
+    error_rate: float
+    vm_failures: int
+    def __init__(self, revision: _Optional[int] = ..., version: _Optional[str] = ..., canary: _Optional[bool] = ..., failing: _Optional[bool] = ..., proxies: _Optional[int] = ..., requests: _Optional[int] = ..., errors_5xx: _Optional[int] = ..., error_rate: _Optional[float] = ..., vm_failures: _Optional[int] = ...) -> None: ...
 
 class ProxyStatus(_message.Message):
-    __slots__ = ("node_id", "cluster", "metadata", "envoy_version", "address", "connected", "connected_since", "disconnected_at", "resources")
+    __slots__ = ("node_id", "cluster", "metadata", "envoy_version", "address", "connected", "connected_since", "disconnected_at", "resources", "seq")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
@@ -295,6 +432,7 @@ class ProxyStatus(_message.Message):
     CONNECTED_SINCE_FIELD_NUMBER: _ClassVar[int]
     DISCONNECTED_AT_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     cluster: str
     metadata: _struct_pb2.Struct
@@ -304,7 +442,8 @@ class ProxyStatus(_message.Message):
     connected_since: _timestamp_pb2.Timestamp
     disconnected_at: _timestamp_pb2.Timestamp
     resources: _containers.RepeatedCompositeFieldContainer[ResourceStatus]
-    def __init__(self, node_id: _Optional[str] = ..., cluster: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., envoy_version: _Optional[str] = ..., address: _Optional[str] = ..., connected: _Optional[bool] = ..., connected_since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., disconnected_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resources: _Optional[_Iterable[_Union[ResourceStatus, _Mapping]]] = ...) -> None: ...
+    seq: int
+    def __init__(self, node_id: _Optional[str] = ..., cluster: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., envoy_version: _Optional[str] = ..., address: _Optional[str] = ..., connected: _Optional[bool] = ..., connected_since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., disconnected_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resources: _Optional[_Iterable[_Union[ResourceStatus, _Mapping]]] = ..., seq: _Optional[int] = ...) -> None: ...
 
 class ResourceStatus(_message.Message):
     __slots__ = ("name", "type_url", "state", "version_sent", "sent_at", "version_acked", "acked_at", "last_nack")

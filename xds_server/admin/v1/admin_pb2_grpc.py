@@ -81,6 +81,11 @@ class AdminServiceStub:
                 request_serializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.GetProxyStatusRequest.SerializeToString,
                 response_deserializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.GetProxyStatusResponse.FromString,
                 _registered_method=True)
+        self.GetSummary = channel.unary_unary(
+                '/xds_server.admin.v1.AdminService/GetSummary',
+                request_serializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.GetSummaryRequest.SerializeToString,
+                response_deserializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.Summary.FromString,
+                _registered_method=True)
         self.WatchStatus = channel.unary_stream(
                 '/xds_server.admin.v1.AdminService/WatchStatus',
                 request_serializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.WatchStatusRequest.SerializeToString,
@@ -151,7 +156,15 @@ class AdminServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetProxyStatus(self, request, context):
-        """Every known Envoy with per-resource state (GET /api/v1/proxies).
+        """Known Envoys with per-resource state, filtered and paged (GET /api/v1/proxies).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSummary(self, request, context):
+        """Per filter: versions by state and cluster, NACKs grouped by message, health per
+        revision (GET /api/v1/summary).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -213,6 +226,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.GetProxyStatus,
                     request_deserializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.GetProxyStatusRequest.FromString,
                     response_serializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.GetProxyStatusResponse.SerializeToString,
+            ),
+            'GetSummary': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSummary,
+                    request_deserializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.GetSummaryRequest.FromString,
+                    response_serializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.Summary.SerializeToString,
             ),
             'WatchStatus': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchStatus,
@@ -465,6 +483,33 @@ class AdminService:
             '/xds_server.admin.v1.AdminService/GetProxyStatus',
             xds__server_dot_admin_dot_v1_dot_admin__pb2.GetProxyStatusRequest.SerializeToString,
             xds__server_dot_admin_dot_v1_dot_admin__pb2.GetProxyStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSummary(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/xds_server.admin.v1.AdminService/GetSummary',
+            xds__server_dot_admin_dot_v1_dot_admin__pb2.GetSummaryRequest.SerializeToString,
+            xds__server_dot_admin_dot_v1_dot_admin__pb2.Summary.FromString,
             options,
             channel_credentials,
             insecure,
