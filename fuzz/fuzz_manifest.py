@@ -16,7 +16,8 @@ import wasmtime  # noqa: F401
 
 with atheris.instrument_imports():
     from xds_server.wasm import ModuleTooLarge, RegistryError, UnsupportedLayout, parse_reference
-    from xds_server.wasm.layouts import choose_index_entry, detect_layout, wasme_root_ids
+    from xds_server.wasm.image_layout import wasme_root_ids
+    from xds_server.wasm.layouts import choose_index_entry, detect_layout
     from xds_server.wasm.registry import MANIFEST_MEDIA_TYPES, parse_manifest
 
 REF = parse_reference("registry.example/team/x:v1")

@@ -240,6 +240,10 @@ async def test_reflection_lists_every_service(tmp_path: Path) -> None:
         assert names == {
             "envoy.service.extension.v3.ExtensionConfigDiscoveryService",
             "envoy.service.discovery.v3.AggregatedDiscoveryService",
+            "envoy.service.listener.v3.ListenerDiscoveryService",   # standalone fleets
+            "envoy.service.route.v3.RouteDiscoveryService",
+            "envoy.service.cluster.v3.ClusterDiscoveryService",
+            "envoy.service.endpoint.v3.EndpointDiscoveryService",
             "envoy.service.status.v3.ClientStatusDiscoveryService",
             "xds_server.admin.v1.AdminService",
             "grpc.health.v1.Health",

@@ -38,7 +38,8 @@ from xds_server.wasm import (
 )
 from xds_server.wasm._http import fetch_url
 from xds_server.wasm.guard import GuardedConnector
-from xds_server.wasm.layouts import WASM_TO_OCI_LAYER, fetch_image_module
+from xds_server.wasm.image_layout import WASM_TO_OCI_LAYER
+from xds_server.wasm.layouts import fetch_image_module
 from xds_server.wasm.retry import RetryPolicy
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"

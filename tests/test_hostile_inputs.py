@@ -43,7 +43,8 @@ from xds_server.wasm import (
     parse_reference,
 )
 from xds_server.wasm._archive import extract_plugin
-from xds_server.wasm.layouts import choose_index_entry, detect_layout, wasme_root_ids
+from xds_server.wasm.image_layout import wasme_root_ids
+from xds_server.wasm.layouts import choose_index_entry, detect_layout
 from xds_server.wasm.registry import parse_manifest
 from xds_server.xds import XdsService
 
@@ -376,6 +377,35 @@ def _put(url: str, body: bytes, content_type: str = "application/json") -> tuple
 ), st.sampled_from(["hostile", "a" * 300, "x%20y", "..", "f.wasm"]))
 def test_admin_put_answers_4xx_json(admin_url: str, body: bytes, name: str) -> None:
     status, data = _put(f"{admin_url}/api/v1/filters/{name}", body)
+    assert 400 <= status < 500, (status, data)
+    assert isinstance(data, dict) and data["error"]["message"], data
+
+
+envoy_like = st.fixed_dictionaries({}, optional={
+    "name": st.text(max_size=20) | json_values,
+    "cluster_name": st.text(max_size=20) | json_values,
+    "address": json_values,
+    "virtual_hosts": st.lists(json_values, max_size=3) | json_values,
+    "filter_chains": st.lists(st.fixed_dictionaries({}, optional={"filters": json_values}), max_size=2),
+    "typed_config": st.fixed_dictionaries({"@type": st.text(max_size=80)}),
+    "selector": json_values,
+    "type": st.sampled_from(["EDS", "STATIC", "NOPE"]) | json_values,
+})
+
+
+@SLOW
+@given(st.one_of(
+    envoy_like.map(lambda d: json.dumps(d).encode()),
+    st.fixed_dictionaries({"specs": st.lists(envoy_like, max_size=3) | json_values}).map(
+        lambda d: json.dumps(d).encode()),
+    st.binary(max_size=300),
+    st.sampled_from([b"", b"{", b"[]", b"null", b"1e999999", b"[" * 500, b'{"specs": []}', b"\xff",
+                     b'{"name": "hostile.resource-7", "metadata": '
+                     + b'{"filter_metadata": ' * 400 + b"{}" + b"}" * 401]),
+), st.sampled_from(["listeners", "routes", "clusters", "endpoints", "secrets"]))
+def test_admin_resource_put_answers_4xx_json(admin_url: str, body: bytes, kind: str) -> None:
+    """Envoy resources through the API: hostile bodies are refused with a JSON 4xx."""
+    status, data = _put(f"{admin_url}/api/v1/resources/{kind}/hostile.resource-7", body)
     assert 400 <= status < 500, (status, data)
     assert isinstance(data, dict) and data["error"]["message"], data
 

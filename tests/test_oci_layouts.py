@@ -22,10 +22,9 @@ from xds_server.wasm import (
     UnsupportedLayout,
     push,
 )
-from xds_server.wasm.layouts import (
+from xds_server.wasm.image_layout import (
     CNCF_CONFIG,
     OCI_CONFIG,
-    OCI_INDEX,
     OCI_LAYER_GZIP,
     OCI_LAYER_TAR,
     WASME_CONFIG,
@@ -33,6 +32,7 @@ from xds_server.wasm.layouts import (
 )
 from xds_server.wasm.push import Layer, compat_layer, push_image
 from xds_server.wasm.reference import parse_reference
+from xds_server.wasm.registry import OCI_INDEX
 
 pytestmark = pytest.mark.registry
 

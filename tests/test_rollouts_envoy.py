@@ -24,6 +24,7 @@ from typing import Any
 
 import aiohttp
 from playwright.async_api import async_playwright, expect
+from prometheus_client import REGISTRY
 
 from tests.fixtures import wasm_filters as wf
 from tests.fixtures.envoy import EnvoyProcess, free_port, http_get, wait_for, wait_for_header
@@ -34,6 +35,11 @@ from xds_server.bootstrap import BootstrapOptions, bootstrap_yaml
 from xds_server.runtime import XdsServerApp
 
 ANALYSIS = {"interval": "2s", "min_requests": 5, "max_error_rate": 0.05, "intervals": 3}
+
+
+def _sample(name: str, **labels: str) -> float:
+    """A process-wide counter's value now (0 before its first increment)."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 async def _json(http: aiohttp.ClientSession, method: str, url: str, body: Any = None) -> Any:
@@ -88,6 +94,8 @@ async def test_canary_rolled_back_by_analysis_then_healthy_canary_promoted(tmp_p
                 _envoy(app, tmp_path, "base-1", base_port) as base_envoy,
                 _envoy(app, tmp_path, "canary-1", canary_port) as canary_envoy):
         api = f"http://127.0.0.1:{app.admin_port}"
+        rollbacks_before = _sample("xds_server_filter_auto_rollbacks_total", filter="hdr", reason="analysis")
+        promotions_before = _sample("xds_server_filter_auto_promotions_total", filter="hdr")
         await base_envoy.wait_live()
         await canary_envoy.wait_live()
         async with (traffic(f"http://127.0.0.1:{base_port}/") as base_statuses,
@@ -141,9 +149,12 @@ async def test_canary_rolled_back_by_analysis_then_healthy_canary_promoted(tmp_p
             assert two and two[0]["canary"] and two[0]["errors_5xx"] > 0
             assert [e["proxies"] for e in json.loads(out)["revisions"] if e["revision"] == 2] == [1]
 
+            # The counters are process-wide (other tests in this process may have moved them):
+            # this decision adds exactly one.
+            after = _sample("xds_server_filter_auto_rollbacks_total", filter="hdr", reason="analysis")
+            assert after == rollbacks_before + 1
             async with http.get(f"{api}/metrics") as r:
-                metrics = await r.text()
-            assert 'xds_server_filter_auto_rollbacks_total{filter="hdr",reason="analysis"} 1.0' in metrics
+                assert 'xds_server_filter_auto_rollbacks_total{filter="hdr",reason="analysis"}' in await r.text()
 
             # A healthy canary passes three intervals in a row and is promoted by itself.
             await _json(http, "PUT", f"{api}/api/v1/filters/hdr", {
@@ -159,8 +170,9 @@ async def test_canary_rolled_back_by_analysis_then_healthy_canary_promoted(tmp_p
             version_5 = app.controller.filters["hdr"].versions[0]
             await wait_for(lambda: app.status.proxies["base-1"].resources["hdr"].acked == version_5, 20,
                            what="the baseline runs the promoted revision")
+            assert _sample("xds_server_filter_auto_promotions_total", filter="hdr") == promotions_before + 1
             async with http.get(f"{api}/metrics") as r:
-                assert 'xds_server_filter_auto_promotions_total{filter="hdr"} 1.0' in await r.text()
+                assert 'xds_server_filter_auto_promotions_total{filter="hdr"}' in await r.text()
 
 
 async def test_runtime_failure_without_canary_rolls_back(tmp_path: Path) -> None:

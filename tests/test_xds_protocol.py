@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,9 @@ from xds_server.status import StatusTracker
 from xds_server.xds import XdsService
 
 LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
+CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+ROUTE_TYPE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+ENDPOINT_TYPE = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
 
 
 def tec(name: str, payload: str) -> Resource:
@@ -425,3 +428,187 @@ def test_cache_snapshot_shared_until_change_and_per_node_when_targeted() -> None
     # wildcard sees every name; a single resource's version_info is its own version
     assert cache.snapshot(TYPED_EXTENSION_CONFIG, frozenset(), True, n2).versions == first.versions
     assert cache.snapshot(TYPED_EXTENSION_CONFIG, frozenset({"b"}), False, n1).version_info == b.version
+
+
+# -- listeners, routes, clusters, endpoints (standalone fleets) ------------------------
+
+
+def _listener(name: str, port: int) -> Resource:
+    from envoy.config.listener.v3 import listener_pb2
+
+    msg = listener_pb2.Listener(name=name)
+    msg.address.socket_address.address, msg.address.socket_address.port_value = "127.0.0.1", port
+    return Resource.from_message(name, msg)
+
+
+def _cluster(name: str) -> Resource:
+    from envoy.config.cluster.v3 import cluster_pb2
+
+    return Resource.from_message(name, cluster_pb2.Cluster(name=name, type=cluster_pb2.Cluster.EDS))
+
+
+def _endpoints(name: str, port: int) -> Resource:
+    from envoy.config.endpoint.v3 import endpoint_pb2
+
+    msg = endpoint_pb2.ClusterLoadAssignment(cluster_name=name)
+    sa = msg.endpoints.add().lb_endpoints.add().endpoint.address.socket_address
+    sa.address, sa.port_value = "127.0.0.1", port
+    return Resource.from_message(name, msg)
+
+
+def _route(name: str, cluster: str) -> Resource:
+    from envoy.config.route.v3 import route_pb2
+
+    msg = route_pb2.RouteConfiguration(name=name)
+    vh = msg.virtual_hosts.add(name="all", domains=["*"])
+    r = vh.routes.add(name="r")
+    r.match.prefix = "/"
+    r.route.cluster = cluster
+    return Resource.from_message(name, msg)
+
+
+@pytest.fixture
+async def full() -> AsyncIterator[Harness]:
+    """A server for every type this server serves (LDS, RDS, CDS, EDS, ECDS)."""
+    from xds_server.cache import default_types
+
+    cache = ResourceCache()
+    status = StatusTracker()
+    service = XdsService(cache, types=default_types(), callbacks=status)
+    server = grpc.aio.server()
+    service.register(server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    client = XdsClient(f"127.0.0.1:{port}")
+    try:
+        yield Harness(cache, service, status, client)
+    finally:
+        await client.close()
+        await server.stop(0)
+
+
+def _set(h: Harness, r: Resource) -> None:
+    h.cache.set(r.type_url, r.name, [Variant(NodeSelector(), r)])
+
+
+TYPED = {
+    LISTENER_TYPE: ("envoy.service.listener.v3.ListenerDiscoveryService", "Listeners"),
+    CLUSTER_TYPE: ("envoy.service.cluster.v3.ClusterDiscoveryService", "Clusters"),
+    ROUTE_TYPE: ("envoy.service.route.v3.RouteDiscoveryService", "Routes"),
+    ENDPOINT_TYPE: ("envoy.service.endpoint.v3.EndpointDiscoveryService", "Endpoints"),
+}
+
+
+def _stream(h: Harness, type_url: str, *, ads: bool, delta: bool) -> Any:
+    if ads:
+        return h.client.delta(ads=True) if delta else h.client.sotw(ads=True)
+    service, what = TYPED[type_url]
+    return h.client.typed(service, ("Delta" if delta else "Stream") + what, delta=delta)
+
+
+@pytest.mark.parametrize("ads", [False, True], ids=["typed", "ads"])
+@pytest.mark.parametrize("type_url", [LISTENER_TYPE, CLUSTER_TYPE])
+async def test_sotw_full_state_types_carry_all_and_announce_removals(
+        full: Harness, ads: bool, type_url: str) -> None:
+    """LDS and CDS: a wildcard subscription gets every resource in each response; a
+    removal is itself a response (without the removed one)."""
+    make = (lambda n: _listener(n, 10000 + len(n))) if type_url == LISTENER_TYPE else _cluster
+    a, b = make("a"), make("bb")
+    _set(full, a)
+    _set(full, b)
+    s = _stream(full, type_url, ads=ads, delta=False)
+    await s.send(sotw_request([], node_msg=node(), type_url=type_url))
+    resp = await s.recv()
+    assert resp.type_url == type_url and len(resp.resources) == 2
+    await s.send(ack(resp, [], type_url=type_url))
+    await s.must_block()
+    full.cache.delete(type_url, "a")
+    resp2 = await s.recv()
+    assert [x.value for x in resp2.resources] == [b.body]
+    assert resp2.version_info != resp.version_info
+    await s.send(ack(resp2, [], type_url=type_url))
+    await s.must_block()
+    assert full.status.proxies["envoy-1"].resources[("listeners/bb" if type_url == LISTENER_TYPE
+                                                     else "clusters/bb")].state == "ACKED"
+    s.cancel()
+
+
+@pytest.mark.parametrize("ads", [False, True], ids=["typed", "ads"])
+@pytest.mark.parametrize("type_url", [ROUTE_TYPE, ENDPOINT_TYPE])
+async def test_sotw_named_types_carry_subscribed_and_nack_keeps_last_good(
+        full: Harness, ads: bool, type_url: str) -> None:
+    """RDS and EDS: only the subscribed names; a NACKed version is not resent and the
+    proxy's last good version is what it runs."""
+    make = (lambda n, v: _route(n, f"c{v}")) if type_url == ROUTE_TYPE else _endpoints
+    _set(full, make("x", 1))
+    _set(full, make("other", 1))
+    s = _stream(full, type_url, ads=ads, delta=False)
+    await s.send(sotw_request(["x"], node_msg=node(), type_url=type_url))
+    good = await s.recv()
+    assert len(good.resources) == 1 and good.resources[0].value == make("x", 1).body
+    await s.send(ack(good, ["x"], type_url=type_url))
+    await s.must_block()
+    _set(full, make("x", 2))
+    bad = await s.recv()
+    await s.send(sotw_request(["x"], version=good.version_info, nonce=bad.nonce, error="refused",
+                              type_url=type_url))
+    await s.must_block(0.5)
+    key = ("routes/x" if type_url == ROUTE_TYPE else "endpoints/x")
+    st = full.status.proxies["envoy-1"].resources[key]
+    assert st.state == "NACKED" and st.acked == good.version_info
+    _set(full, make("other", 2))  # another name changing: nothing for this stream
+    await s.must_block()
+    s.cancel()
+
+
+@pytest.mark.parametrize("ads", [False, True], ids=["typed", "ads"])
+@pytest.mark.parametrize("type_url", [LISTENER_TYPE, CLUSTER_TYPE, ROUTE_TYPE, ENDPOINT_TYPE])
+async def test_delta_new_types_push_and_remove(full: Harness, ads: bool, type_url: str) -> None:
+    makers: dict[str, Callable[[str], Resource]] = {
+        LISTENER_TYPE: lambda n: _listener(n, 10001), CLUSTER_TYPE: _cluster,
+        ROUTE_TYPE: lambda n: _route(n, "c"), ENDPOINT_TYPE: lambda n: _endpoints(n, 8080)}
+    make = makers[type_url]
+    r1 = make("one")
+    _set(full, r1)
+    s = _stream(full, type_url, ads=ads, delta=True)
+    wildcard = type_url in (LISTENER_TYPE, CLUSTER_TYPE)
+    await s.send(delta_request(subscribe=[] if wildcard else ["one"], node_msg=node(), type_url=type_url))
+    resp = await s.recv()
+    assert [(r.name, r.version) for r in resp.resources] == [("one", r1.version)]
+    await s.send(delta_request(nonce=resp.nonce, type_url=type_url))
+    await s.must_block()
+    full.cache.delete(type_url, "one")
+    resp = await s.recv()
+    assert list(resp.removed_resources) == ["one"] and not resp.resources
+    s.cancel()
+
+
+async def test_ads_sends_types_in_warming_order(full: Harness) -> None:
+    """Everything due at once on one ADS stream goes out as Envoy warms it: clusters,
+    endpoints, listeners, route configurations, then wasm filters (go-control-plane's
+    order), whatever order the cache changed in."""
+    s = full.client.sotw(ads=True)
+    subscriptions = [(TYPED_EXTENSION_CONFIG, ["f"]), (ROUTE_TYPE, ["r"]), (LISTENER_TYPE, []),
+                     (ENDPOINT_TYPE, ["c"]), (CLUSTER_TYPE, [])]
+    for type_url, names in subscriptions:
+        await s.send(sotw_request(names, node_msg=node(), type_url=type_url))
+    await s.must_block()  # nothing exists yet: nothing is sent
+    full.put("f", "filter")
+    _set(full, _route("r", "c"))
+    _set(full, _listener("l", 10002))
+    _set(full, _endpoints("c", 8080))
+    _set(full, _cluster("c"))
+    order = [(await s.recv()).type_url for _ in range(5)]
+    assert order == [CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, TYPED_EXTENSION_CONFIG]
+    s.cancel()
+
+
+async def test_fetch_new_types(full: Harness) -> None:
+    """The unary Fetch of a type-specific service serves the new types too."""
+    _set(full, _cluster("c"))
+    resp = await full.client.channel.unary_unary(
+        "/envoy.service.cluster.v3.ClusterDiscoveryService/FetchClusters",
+        request_serializer=lambda m: m.SerializeToString(),
+        response_deserializer=discovery_pb2.DiscoveryResponse.FromString,
+    )(sotw_request([], node_msg=node(), type_url=CLUSTER_TYPE))
+    assert resp.type_url == CLUSTER_TYPE and [r.value for r in resp.resources] == [_cluster("c").body]

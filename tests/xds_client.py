@@ -88,6 +88,15 @@ class XdsClient:
         call = self.ads.DeltaAggregatedResources() if ads else self.ecds.DeltaExtensionConfigs()
         return Stream(call)
 
+    def typed(self, service: str, method: str, *, delta: bool = False) -> Stream:
+        """A stream on a type-specific service, e.g. `envoy.service.listener.v3.
+        ListenerDiscoveryService` / `StreamListeners` (or `DeltaListeners`)."""
+        response = discovery_pb2.DeltaDiscoveryResponse if delta else discovery_pb2.DiscoveryResponse
+        call = self.channel.stream_stream(
+            f"/{service}/{method}", request_serializer=lambda m: m.SerializeToString(),
+            response_deserializer=response.FromString)()
+        return Stream(call)
+
 
 def sotw_request(
     names: Iterable[str],

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from xds_server.config import ServerConfig
 from xds_server.controller import HTTP_WASM_TYPE_URL, MODULE_CLUSTER, NETWORK_WASM_TYPE_URL
 from xds_server.telemetry import DEFAULT_FILTER_STATE, add_telemetry
 
@@ -18,6 +19,8 @@ XDS_CLUSTER = "xds_server"
 HCM_TYPE = (
     "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 )
+
+_SERVER = ServerConfig()  # the server's default addresses: their one home is the config
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,13 +45,13 @@ class BootstrapOptions:
     node_id: str
     filters: Sequence[str]
     cluster: str = "xds-server-fleet"
-    xds_addresses: Sequence[str] = ("127.0.0.1:18000",)
+    xds_addresses: Sequence[str] = (_SERVER.xds_address,)
     ads: bool = False
     delta: bool = False
     listen: str = "127.0.0.1:10000"
     admin: str = "127.0.0.1:9901"
     upstream: str | None = None
-    module_server: str | None = "127.0.0.1:18080"
+    module_server: str | None = _SERVER.admin_address
     initial_fetch_timeout: str = "0s"
     metadata: dict[str, str] = field(default_factory=dict)
     tls_ca: str | None = None
@@ -64,6 +67,9 @@ class BootstrapOptions:
     telemetry_interval: str = "5s"
     telemetry_filter_state: Sequence[str] = DEFAULT_FILTER_STATE
     telemetry_metadata: Sequence[str] = ()
+    full: bool = False
+    """Everything from the server over ADS (listeners, routes, clusters, endpoints, wasm
+    filters): the bootstrap holds only the node, the admin interface and the xDS cluster."""
 
 
 def _split(address: str) -> tuple[str, int]:
@@ -135,6 +141,8 @@ def _transport_socket(opts: BootstrapOptions, *, alpn: str) -> dict[str, Any]:
 
 def build_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
     """The bootstrap as a dict (see `BootstrapOptions` for what each option does)."""
+    if opts.full:
+        return _full_bootstrap(opts)
     if not opts.filters and not opts.network_filters:
         raise ValueError("at least one --filter or --network-filter is needed")
     if opts.network_filters and not opts.tcp_upstream:
@@ -241,6 +249,45 @@ def build_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
         add_telemetry(bootstrap, cluster=XDS_CLUSTER, stats_flush_interval=opts.telemetry_interval,
                       filter_state=opts.telemetry_filter_state, metadata=opts.telemetry_metadata)
     return bootstrap
+
+
+def _full_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
+    """`--full`: the node, the admin interface and the xDS cluster; LDS and CDS (and
+    through them RDS, EDS and ECDS) over ADS."""
+    extra = [flag for flag, used in (("--filter", opts.filters), ("--network-filter", opts.network_filters),
+                                     ("--upstream", opts.upstream), ("--tcp-upstream", opts.tcp_upstream),
+                                     ("--telemetry", opts.telemetry)) if used]
+    if extra:
+        raise ValueError(f"--full takes listeners, clusters and filters from the server: "
+                         f"{extra[0]} has no effect with it")
+    xds = _cluster(XDS_CLUSTER, opts.xds_addresses, http2=True)
+    if len(opts.xds_addresses) > 1:
+        xds["health_checks"] = [{
+            "timeout": "1s", "interval": "1s", "unhealthy_threshold": 1, "healthy_threshold": 1,
+            "no_traffic_interval": "1s", "grpc_health_check": {},
+        }]
+    if opts.tls_ca:
+        xds["transport_socket"] = _transport_socket(opts, alpn="h2")
+    node: dict[str, Any] = {"id": opts.node_id, "cluster": opts.cluster}
+    if opts.metadata:
+        node["metadata"] = dict(opts.metadata)
+    ads_source = {"ads": {}, "resource_api_version": "V3",
+                  "initial_fetch_timeout": opts.initial_fetch_timeout}
+    return {
+        "node": node,
+        "admin": {"address": _socket(opts.admin)},
+        "static_resources": {"clusters": [xds]},
+        "dynamic_resources": {
+            "ads_config": {
+                "api_type": "DELTA_GRPC" if opts.delta else "GRPC",
+                "transport_api_version": "V3",
+                "grpc_services": [{"envoy_grpc": {"cluster_name": XDS_CLUSTER}}],
+                "set_node_on_first_message_only": True,
+            },
+            "lds_config": ads_source,
+            "cds_config": dict(ads_source),
+        },
+    }
 
 
 def bootstrap_yaml(opts: BootstrapOptions) -> str:

@@ -23,6 +23,7 @@ from aiohttp import web
 
 from xds_server import __version__
 from xds_server.admin import AdminService, build_admin_app, load_tokens, register_grpc_services
+from xds_server.admin._resources import resource_routes
 from xds_server.cache import ResourceCache, default_types
 from xds_server.config import Config, ConfigError, load_config
 from xds_server.controller import (
@@ -36,6 +37,7 @@ from xds_server.controller import (
 )
 from xds_server.identity import make_authorizer
 from xds_server.preflight import Sandbox
+from xds_server.resources import ResourceManager, WasmFilterRef, is_resource_key
 from xds_server.state import SqliteStateStore, open_state_store
 from xds_server.status import StatusEvent, StatusTracker
 from xds_server.telemetry import (
@@ -119,6 +121,7 @@ class XdsServerApp:
         self._analysis_task: asyncio.Task[None] | None = None
         self._published = ""
         self._config_mtime: float | None = None
+        self._background: set[asyncio.Future[list[str]]] = set()
 
     def _expect(self, *stages: str, action: str) -> None:
         if self._stage not in stages:
@@ -169,6 +172,10 @@ class XdsServerApp:
         self.preflight = PreflightGate(self.sandbox, self.config.preflight)
         self.controller.preflight = self.preflight
         self.status.subscribe(self._on_status)
+        # Standalone fleets (issue 15): listeners, routes, clusters, endpoints.
+        self.resources = ResourceManager(self.cache, self.state, self._filter_types)
+        self.controller.subscribe(lambda _event: self.resources.refresh())
+        self.controller.delete_guards.append(self.resources.filter_users)
         self._setup_telemetry()
         self.admin = AdminService(
             self.controller, self.status, module_path=self._modules.module_path,
@@ -183,7 +190,8 @@ class XdsServerApp:
         self.grpc_services = register_grpc_services(
             self.grpc_server, self.admin, self.cache,
             [*self.xds.service_names, *self.telemetry_receiver.service_names])
-        self._admin_runner = web.AppRunner(build_admin_app(self.admin), access_log=None)
+        self._admin_runner = web.AppRunner(
+            build_admin_app(self.admin, extensions=[resource_routes(self.resources)]), access_log=None)
         await self._admin_runner.setup()
         self._stage = "setup"
 
@@ -253,12 +261,14 @@ class XdsServerApp:
                  admin_auth="tokens" if self.admin.tokens.enabled else "loopback-only")
         self.advertise_url = self.config.server.advertise_url or (
             f"{'https' if self.config.server.admin_tls else 'http'}://{host}:{self.admin_port}")
-        self.state.listen(self.controller.on_store_change)
+        self.state.listen(self._on_store_change)
         self.shared = not isinstance(self.state, SqliteStateStore)
         if self.shared:
             await self._share_status()
         for e in await self.controller.restore():
             log.error("filter_not_restored", filter=e.name, error=e.message)
+        for problem in await self.resources.restore():
+            log.error("resources_not_restored", error=problem)
         await self.apply(self.config)
         self.admin.loaded = True
         await self.grpc_services.health.refresh()  # grpc: SERVING once every filter is ready
@@ -292,8 +302,28 @@ class XdsServerApp:
                 await self._share_status()
                 if rounds % reconcile_every == 0:
                     await self.controller.reconcile()
+                    await self.resources.reconcile()
             except Exception as exc:  # the database may be away for a while: keep serving
                 log.warning("replica_sync_failed", error=str(exc), replica=self.replica_id)
+
+    def _filter_types(self) -> dict[str, WasmFilterRef]:
+        """This server's wasm filters by name, for the listeners and routes that name
+        them: the type and the per-route rules (of the first spec)."""
+        out: dict[str, WasmFilterRef] = {}
+        for name, state in self.controller.filters.items():
+            specs = [d.spec for d in state.deployed] or list(state.pending)
+            if specs:
+                out[name] = WasmFilterRef(specs[0].type, specs[0].routes)
+        return out
+
+    def _on_store_change(self, name: str, revision: int) -> None:
+        """A replica recorded a revision: filters catch up; resources are re-read."""
+        if is_resource_key(name):
+            task = asyncio.ensure_future(self.resources.restore())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        else:
+            self.controller.on_store_change(name, revision)
 
     def _running(self, node_id: str, name: str) -> str:
         proxy = self.status.proxies.get(node_id)
@@ -301,6 +331,9 @@ class XdsServerApp:
         return r.acked if r is not None else ""
 
     def _on_status(self, event: StatusEvent) -> None:
+        if event.kind == "nack":
+            self.resources.on_nack(event.node_id, event.resources,
+                                   lambda key: self._running(event.node_id, key))
         if event.kind in ("ack", "nack"):
             self.controller.on_proxy_report(event.kind, event.node_id, dict(event.resources),
                                             event.message, self.status.all_acked, self._running)
@@ -318,6 +351,8 @@ class XdsServerApp:
         errors = await self.controller.apply_config(config, author=author)
         for e in errors:
             log.error("filter_not_applied", filter=e.name, error=e.message)
+        for problem in await self.resources.apply_config(config.resources, author=author):
+            log.error("resources_not_applied", error=problem)
         self.config = config
 
     async def reload(self) -> bool:

@@ -139,12 +139,48 @@ class StatusEvent:
 
 Listener = Callable[[StatusEvent], None]
 
+_KIND_OF_TYPE = {
+    "type.googleapis.com/envoy.config.listener.v3.Listener": "listeners",
+    "type.googleapis.com/envoy.config.route.v3.RouteConfiguration": "routes",
+    "type.googleapis.com/envoy.config.cluster.v3.Cluster": "clusters",
+    "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment": "endpoints",
+}
+
+
+def status_key(type_url: str, name: str) -> str:
+    """The key of a resource in a proxy's `resources`: a wasm filter by its name, an
+    Envoy resource as `<kind>/<name>` (`clusters/web`, `endpoints/web`: a cluster and
+    its endpoints share a name)."""
+    kind = _KIND_OF_TYPE.get(type_url)
+    return f"{kind}/{name}" if kind else name
+
+
+def resource_name(type_url: str, key: str) -> str:
+    """The xDS resource name of status key `key` (the inverse of `status_key`)."""
+    kind = _KIND_OF_TYPE.get(type_url)
+    return key.removeprefix(f"{kind}/") if kind else key
+
+
+def _keyed(type_url: str, resources: Mapping[str, str]) -> Mapping[str, str]:
+    if type_url not in _KIND_OF_TYPE:
+        return resources
+    return {status_key(type_url, n): v for n, v in resources.items()}
+
+
 def _resource(proxy: ProxyStatus, name: str, type_url: str) -> ResourceStatus:
     """The proxy's status record of `name`, created on first use."""
     r = proxy.resources.get(name)
     if r is None:
         r = proxy.resources[name] = ResourceStatus(name=name, type_url=type_url)
     return r
+
+
+def _mark_sent(r: ResourceStatus, version: str, now: float) -> None:
+    r.sent, r.sent_at = version, now
+
+
+def _mark_acked(r: ResourceStatus, version: str, now: float) -> None:
+    r.acked, r.acked_at = version, now
 
 
 class _XdsStats:
@@ -394,15 +430,12 @@ class StatusTracker:
     ) -> None:
         """Record the versions sent."""
         self.stats.responses += 1
-        proxy = self._proxy(stream)
+        resources = _keyed(type_url, resources)
+        proxy = self._record(stream, type_url, resources, _mark_sent)
         if proxy is None:
             return
-        now = time.time()
-        for name, version in resources.items():
-            r = _resource(proxy, name, type_url)
-            r.sent, r.sent_at = version, now
         for name in removed:
-            proxy.resources.pop(name, None)
+            proxy.resources.pop(status_key(type_url, name), None)
         self._touch(proxy.node.id)
 
     def on_ack(
@@ -410,13 +443,10 @@ class StatusTracker:
     ) -> None:
         """Record the versions the proxy accepted."""
         self.stats.acks += 1
-        proxy = self._proxy(stream)
+        resources = _keyed(type_url, resources)
+        proxy = self._record(stream, type_url, resources, _mark_acked)
         if proxy is None:
             return
-        now = time.time()
-        for name, version in resources.items():
-            r = _resource(proxy, name, type_url)
-            r.acked, r.acked_at = version, now
         self._touch(proxy.node.id)
         self._emit(StatusEvent("ack", proxy.node.id, dict(resources)))
 
@@ -425,15 +455,16 @@ class StatusTracker:
         resources: Mapping[str, str], code: int, message: str,
     ) -> None:
         """Record the rejection with Envoy's message."""
+        resources = _keyed(type_url, resources)
         for name in resources:
             self.stats.nacks[name] += 1
-        proxy = self._proxy(stream)
+
+        def mark(r: ResourceStatus, version: str, now: float) -> None:
+            r.last_nack = Nack(version=version, code=code, message=message, at=now)
+
+        proxy = self._record(stream, type_url, resources, mark)
         if proxy is None:
             return
-        now = time.time()
-        for name, version in resources.items():
-            r = _resource(proxy, name, type_url)
-            r.last_nack = Nack(version=version, code=code, message=message, at=now)
         self._touch(proxy.node.id)
         self._emit(StatusEvent("nack", proxy.node.id, dict(resources), message))
 
@@ -449,3 +480,19 @@ class StatusTracker:
             proxy.disconnected_at = time.time()
             self._touch(proxy.node.id)
             self._emit(StatusEvent("disconnect", proxy.node.id))
+
+    def _record(
+        self, stream: StreamInfo, type_url: str, resources: Mapping[str, str],
+        mark: Callable[[ResourceStatus, str, float], None],
+    ) -> ProxyStatus | None:
+        """The stream's proxy (None before its node is known), after `mark(status,
+        version, now)` on its status record of each of `resources` (status keys; a
+        record is created on first use). The caller touches the index once it has
+        changed all it changes."""
+        proxy = self._proxy(stream)
+        if proxy is None:
+            return None
+        now = time.time()
+        for name, version in resources.items():
+            mark(_resource(proxy, name, type_url), version, now)
+        return proxy

@@ -6,7 +6,8 @@ readiness. `_app` (HTTP) and `_grpc` (gRPC) are thin adapters over it. A new adm
 concern is its own module here and joins through `build_admin_app(extensions=...)`
 (HTTP routes) and `register_grpc_services(extensions=...)` (gRPC services).
 
-May import: controller, cache (read), status, config, state models; never xds internals.
+May import: controller, cache (read), status and proxy_index (read), config, nodes,
+telemetry (health windows, log buffer); never xds internals, wasm, runtime or cli.
 """
 
 from xds_server.admin._app import SERVICE, AppExtension, build_admin_app

@@ -55,6 +55,19 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.strip().encode()).hexdigest()
 
 
+def _caller(where: str, at: str, name: object, role: object, digest: str) -> Caller:
+    """The caller of one token entry (`at`: `tokens[0]` in a file, `entry 1` in the
+    environment), or `ConfigError` naming its field that is wrong."""
+    if not isinstance(name, str) or not name:
+        raise ConfigError(where, f"{at}.name", "is required")
+    if not isinstance(role, str) or role not in ROLES:
+        raise ConfigError(where, f"{at}.role", f"must be one of {', '.join(ROLES)} (got {role!r})")
+    if not _HEX64.match(digest):
+        raise ConfigError(where, f"{at}.sha256", "must be the 64-hex sha256 of the token "
+                          "(xds-server hash-token), never the token itself")
+    return Caller(name, role)
+
+
 class TokenStore:
     """Token hashes -> callers. Empty means: no tokens configured."""
 
@@ -84,34 +97,23 @@ class TokenStore:
             at = f"tokens[{i}]"
             if not isinstance(item, dict):
                 raise ConfigError(where, at, "must be a mapping with name, role, sha256")
-            name, role, digest = item.get("name"), item.get("role"), str(item.get("sha256", ""))
-            if not isinstance(name, str) or not name:
-                raise ConfigError(where, f"{at}.name", "is required")
-            if role not in ROLES:
-                raise ConfigError(where, f"{at}.role", f"must be one of {', '.join(ROLES)} (got {role!r})")
-            if not _HEX64.match(digest):
-                raise ConfigError(where, f"{at}.sha256", "must be the 64-hex sha256 of the token "
-                                  "(xds-server hash-token), never the token itself")
-            entries[digest] = Caller(name, role)
+            digest = str(item.get("sha256", ""))
+            entries[digest] = _caller(where, at, item.get("name"), item.get("role"), digest)
         return cls(entries)
 
     @classmethod
     def from_env(cls, value: str) -> TokenStore:
         """Tokens from the environment (`XDS_SERVER_ADMIN_TOKENS`): comma-separated
         `name:role:sha256` entries, hashes only (e.g. from a Kubernetes Secret)."""
+        where = "environment variable XDS_SERVER_ADMIN_TOKENS"
         entries: dict[str, Caller] = {}
         for i, item in enumerate(p.strip() for p in value.split(",") if p.strip()):
             parts = item.split(":")
-            where = "environment variable XDS_SERVER_ADMIN_TOKENS"
+            at = f"entry {i + 1}"
             if len(parts) != 3:
-                raise ConfigError(where, f"entry {i + 1}", "must be name:role:sha256")
+                raise ConfigError(where, at, "must be name:role:sha256")
             name, role, digest = parts
-            if role not in ROLES:
-                raise ConfigError(where, f"entry {i + 1}", f"role must be one of {', '.join(ROLES)} (got {role!r})")
-            if not _HEX64.match(digest):
-                raise ConfigError(where, f"entry {i + 1}", "must carry the 64-hex sha256 of the token, "
-                                  "never the token itself (xds-server hash-token)")
-            entries[digest] = Caller(name, role)
+            entries[digest] = _caller(where, at, name, role, digest)
         return cls(entries)
 
     def merged(self, other: TokenStore) -> TokenStore:

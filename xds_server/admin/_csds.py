@@ -33,7 +33,7 @@ from google.protobuf import any_pb2, struct_pb2
 from xds_server.admin._messages import timestamp
 from xds_server.cache import ResourceCache
 from xds_server.nodes import NodeInfo
-from xds_server.status import ProxyStatus, ResourceStatus, StatusTracker
+from xds_server.status import ProxyStatus, ResourceStatus, StatusTracker, resource_name
 
 __all__ = ["CSDS_SERVICE", "CsdsService", "MatcherError", "node_matches", "string_matches"]
 
@@ -193,13 +193,14 @@ class CsdsService:
     ) -> csds_pb2.ClientConfig.GenericXdsConfig:
         state = r.state
         config_status, client_status = _MAPPING[state]
+        name = resource_name(r.type_url, r.name)  # `clusters/web` -> `web`
         g = csds_pb2.ClientConfig.GenericXdsConfig(
-            type_url=r.type_url, name=r.name, version_info=r.sent,
+            type_url=r.type_url, name=name, version_info=r.sent,
             config_status=config_status,
             client_status=client_status,
         )
         if contents and r.sent:
-            sent = self._content(r.type_url, r.name, r.sent, proxy.node)
+            sent = self._content(r.type_url, name, r.sent, proxy.node)
             if sent is not None:
                 g.xds_config.CopyFrom(sent)
         updated = {

@@ -32,6 +32,7 @@ from google.protobuf import descriptor_pool
 from google.protobuf.json_format import MessageToDict
 from grpc_reflection.v1alpha import reflection
 
+from xds_server.admin._auth import Caller, TokenStore
 from xds_server.admin._csds import CSDS_SERVICE, CsdsService
 from xds_server.admin._filter_health import WindowError, filter_health_message, filter_health_view, parse_window
 from xds_server.admin._health import HEALTH_SERVICE, HealthReporter
@@ -113,14 +114,21 @@ def _is_loopback_peer(peer: str) -> bool:
         return False
 
 
+def _caller(tokens: TokenStore, context: Any) -> Caller | None:
+    """The caller of the call's `authorization: Bearer <token>` metadata,
+    or None without a known token."""
+    header = dict(context.invocation_metadata() or ()).get("authorization", "")
+    token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+    return tokens.caller_for(token) if token else None
+
+
 def read_only(service: AdminService, context: Any) -> bool:
     """True when the (already authorized) caller holds a `read` token: configuration
     and env values are then redacted, as over HTTP."""
     tokens = getattr(service, "tokens", None)
     if tokens is None or not tokens.enabled:
         return False
-    header = dict(context.invocation_metadata() or ()).get("authorization", "")
-    caller = tokens.caller_for(header[7:].strip()) if header.lower().startswith("bearer ") else None
+    caller = _caller(tokens, context)
     return caller is None or not caller.can_write
 
 
@@ -136,9 +144,7 @@ async def authorize(service: AdminService, context: Any, *, write: bool) -> str:
                                 "no admin tokens are configured: the admin gRPC API answers "
                                 "loopback callers only")
         return ""
-    header = dict(context.invocation_metadata() or ()).get("authorization", "")
-    token = header[7:].strip() if header.lower().startswith("bearer ") else ""
-    caller = tokens.caller_for(token) if token else None
+    caller = _caller(tokens, context)
     if caller is None:
         await context.abort(grpc.StatusCode.UNAUTHENTICATED,
                             "a valid bearer token is required (metadata authorization: Bearer <token>)")
@@ -146,7 +152,7 @@ async def authorize(service: AdminService, context: Any, *, write: bool) -> str:
     if write and not caller.can_write:
         await context.abort(grpc.StatusCode.PERMISSION_DENIED,
                             f"token {caller.name!r} has role {caller.role!r}; this call needs role 'write'")
-    return str(caller.name)
+    return caller.name
 
 
 async def _author(service: AdminService, actor: str, context: Any) -> str:
@@ -169,6 +175,16 @@ async def _refusals(context: Context) -> AsyncIterator[None]:
     except FilterError as exc:
         log.info("grpc_admin_error", filter=exc.name, status=exc.status, error=exc.message)
         await context.abort(grpc_code(exc.status), exc.message)
+
+
+async def _window(seconds: float, context: Context) -> float:
+    """The health window a request's `window_seconds` asks for (0: the default), as
+    `?window=` over HTTP; INVALID_ARGUMENT when out of range."""
+    try:
+        return parse_window(str(seconds) if seconds else None)
+    except WindowError as exc:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        raise
 
 
 # -- the service --------------------------------------------------------------------------
@@ -277,11 +293,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     ) -> admin_pb2.FilterHealth:
         """Health per revision (GET /api/v1/filters/{name}/health), or NOT_FOUND."""
         await authorize(self.service, context, write=False)
-        try:
-            window = parse_window(str(request.window_seconds) if request.window_seconds else None)
-        except WindowError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-            raise
+        window = await _window(request.window_seconds, context)
         view = await filter_health_view(self.service, request.name, window)
         if view is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no filter named {request.name!r}")
@@ -318,11 +330,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     ) -> admin_pb2.Summary:
         """The fleet summary (GET /api/v1/summary)."""
         await authorize(self.service, context, write=False)
-        try:
-            window = parse_window(str(request.window_seconds) if request.window_seconds else None)
-        except WindowError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-            raise
+        window = await _window(request.window_seconds, context)
         return summary_message(await self.service.summary(window=window))
 
     async def WatchStatus(

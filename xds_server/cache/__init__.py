@@ -2,6 +2,9 @@
 
 The xDS protocol loops read resources only through `ResourceCache`; what the resources
 mean (wasm filters, listeners, ...) is decided elsewhere.
+
+May import: `nodes` (node selectors of variants); never `xds`, `controller`, `wasm`,
+`admin`, `runtime` or `cli`.
 """
 
 from xds_server.cache._cache import ResourceCache, Snapshot, Variant, Watch

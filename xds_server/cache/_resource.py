@@ -38,6 +38,12 @@ class TypeRegistry:
 
     def __init__(self, types: Iterable[ResourceType]) -> None:
         self._types = {t.type_url: t for t in types}
+        self._rank = {url: i for i, url in enumerate(self._types)}
+
+    def rank(self, type_url: str) -> int:
+        """The type's position in registration order: when several types are due on one
+        stream, lower ranks are sent first (Envoy's warming order)."""
+        return self._rank.get(type_url, len(self._rank))
 
     def get(self, type_url: str) -> ResourceType | None:
         """The registered type, or None for a type URL this server does not serve."""

@@ -46,9 +46,8 @@ ENDPOINT = ResourceType(
 
 
 def default_types() -> tuple[ResourceType, ...]:
-    """The types served by default: ECDS only (this server ships wasm filters).
-
-    LDS/CDS/RDS/EDS are declared above (the protocol serves any of them as data); nothing in
-    this server produces them yet (listeners and routes are a later change).
-    """
-    return (ECDS,)
+    """Every type this server serves, in Envoy's warming order: a stream with several
+    types due sends them in this order (go-control-plane's ADS order: clusters before
+    their endpoints, listeners before their route configurations; wasm filters last,
+    after the listeners that name them)."""
+    return (CLUSTER, ENDPOINT, LISTENER, ROUTE, ECDS)

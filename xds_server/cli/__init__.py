@@ -1,4 +1,12 @@
-"""The `xds-server` command line: serve, bootstrap, and the module and admin commands."""
+"""The `xds-server` command line: serve, bootstrap, envoy, the module commands (push,
+pull, inspect), the project commands (init, build, dev) and the admin API commands.
+
+One module per command group; `_client` (the admin API client), `_common` (`--server`,
+`--token`, `--output` and running a call) and `_table` are shared by them.
+
+May import anything of the server (runtime, config, admin, wasm, devkit, state, log);
+nothing imports the CLI.
+"""
 
 from __future__ import annotations
 

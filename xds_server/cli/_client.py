@@ -25,6 +25,8 @@ from urllib.parse import quote
 import aiohttp
 from yarl import URL
 
+from xds_server.config import ServerConfig
+
 __all__ = [
     "DEFAULT_SERVER_URL",
     "AdminClient",
@@ -35,7 +37,8 @@ __all__ = [
     "default_actor",
 ]
 
-DEFAULT_SERVER_URL = "http://127.0.0.1:18080"
+DEFAULT_SERVER_URL = f"http://{ServerConfig().admin_address}"
+"""The admin API of a server started with the default config."""
 
 JSONObject = dict[str, Any]
 """A decoded JSON object, as the server sent it."""
@@ -144,6 +147,13 @@ class AdminClient:
         """
         body: JSONObject = {"specs": specs} if isinstance(specs, list) else specs
         return await self.request("PUT", _filter_path(name), body)
+
+    async def put_resource(self, kind: str, name: str, body: JSONObject) -> JSONObject:
+        """``PUT /api/v1/resources/{kind}/{name}`` with one Envoy resource or
+        ``{"specs": [...]}``; returns the resource's view (409 when it would leave a
+        reference unsatisfied)."""
+        return await self.request("PUT", f"/api/v1/resources/{quote(kind, safe='')}/{quote(name, safe='')}",
+                                  body)
 
     async def delete_filter(self, name: str) -> JSONObject:
         """``DELETE /api/v1/filters/{name}`` -> ``{"deleted": name, "revision": N}``."""

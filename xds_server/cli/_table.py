@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["RED", "Column", "render_table", "truncate"]
+__all__ = ["RED", "TABLE_WIDTH", "Column", "render_table", "truncate"]
 
+TABLE_WIDTH = 100
+"""The width the admin commands' tables fit in."""
 RED = "\x1b[31m"
 _RESET = "\x1b[0m"
 _ELLIPSIS = "…"

@@ -18,20 +18,20 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from xds_server.cli._client import (
-    DEFAULT_SERVER_URL,
     AdminClient,
     AdminError,
     AdminHTTPError,
     JSONObject,
     default_actor,
 )
+from xds_server.cli._common import add_server_options, call, error, print_json, use_color
 from xds_server.cli._summary import summary_report
-from xds_server.cli._table import RED, Column, render_table, truncate
+from xds_server.cli._table import RED, TABLE_WIDTH, Column, render_table, truncate
 from xds_server.config import (
     DELIVERY_MODES,
     FAILURE_POLICIES,
@@ -44,9 +44,6 @@ from xds_server.config import (
 
 __all__ = ["parse_selector", "register"]
 
-SERVER_ENV = "XDS_SERVER_URL"
-TOKEN_ENV = "XDS_SERVER_TOKEN"
-TABLE_WIDTH = 100
 
 _GLOB_KEYS = ("node_id", "cluster")
 
@@ -154,18 +151,7 @@ def register(subparsers: Subparsers) -> None:
 def _common_options() -> argparse.ArgumentParser:
     """``--server``, ``--token``, ``--output``: the parent parser of every command."""
     common = argparse.ArgumentParser(add_help=False)
-    group = common.add_argument_group("server")
-    group.add_argument(
-        "--server", metavar="URL", default=None,
-        help=f"admin API of the xds-server (default ${SERVER_ENV} or {DEFAULT_SERVER_URL})",
-    )
-    group.add_argument(
-        "--token", default=None, help=f"bearer token for the admin API (default ${TOKEN_ENV})"
-    )
-    group.add_argument(
-        "--output", "-o", choices=("table", "json"), default="table",
-        help="table for people (default), json for scripts",
-    )
+    add_server_options(common.add_argument_group("server"))
     return common
 
 
@@ -224,11 +210,14 @@ def _add_deploy(subparsers: Subparsers, common: argparse.ArgumentParser) -> None
 
 def _add_apply(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
     p = subparsers.add_parser(
-        "apply", parents=[common], help="deploy the filters of a YAML or JSON file",
-        description="FILE holds one spec, a list of specs, or `filters: [...]` like the "
-        "server's config file. Specs are grouped by name; each name is PUT with all of "
+        "apply", parents=[common], help="deploy the filters and resources of a YAML or JSON file",
+        description="FILE holds one spec, a list of specs, or `filters: [...]` and/or "
+        "`resources: {listeners, routes, clusters, endpoints}` like the server's config file. "
+        "Specs are grouped by name; each name is PUT with all of "
         "its specs. Relative `source.file` paths are taken relative to FILE. A filter as "
-        "the server shows it (saved from `filters -o json`, edited) is PUT as it is.",
+        "the server shows it (saved from `filters -o json`, edited) is PUT as it is. "
+        "Filters go first, then resources in dependency order (endpoints, clusters, routes, "
+        "listeners), so each one's references exist when it arrives.",
     )
     p.add_argument("-f", "--filename", dest="file", required=True, metavar="FILE",
                    help="YAML or JSON file, or - for stdin")
@@ -296,31 +285,8 @@ def _add_reads(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
 
 
 def _call(args: argparse.Namespace, work: Callable[[AdminClient], Awaitable[int]]) -> int:
-    """Run ``work`` with a client for ``args``; an API error is one line on stderr, exit 1."""
-    server = args.server or os.environ.get(SERVER_ENV) or DEFAULT_SERVER_URL
-    token = args.token or os.environ.get(TOKEN_ENV) or None
-
-    async def main() -> int:
-        async with AdminClient(server, token=token, actor=default_actor()) as client:
-            return await work(client)
-
-    try:
-        return asyncio.run(main())
-    except AdminError as exc:
-        _error(str(exc))
-        return 1
-
-
-def _error(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
-
-
-def _print_json(doc: Any) -> None:
-    print(json.dumps(doc, indent=2))
-
-
-def _use_color(stream: TextIO) -> bool:
-    return stream.isatty() and not os.environ.get("NO_COLOR")
+    """Run ``work`` with a client for ``args`` whose changes carry this user as actor."""
+    return call(args, work, actor=default_actor())
 
 
 def _when(ts: Any) -> str:
@@ -407,7 +373,7 @@ def _describe_filter(view: JSONObject) -> str:
 
 def _print_view(args: argparse.Namespace, view: JSONObject) -> None:
     if args.output == "json":
-        _print_json(view)
+        print_json(view)
     else:
         print(_describe_filter(view))
 
@@ -459,7 +425,7 @@ def run_deploy(args: argparse.Namespace) -> int:
     try:
         spec = build_deploy_spec(args)
     except AdminError as exc:
-        _error(str(exc))
+        error(str(exc))
         return 1
 
     async def work(client: AdminClient) -> int:
@@ -553,12 +519,49 @@ def _resolve_file(spec: JSONObject, base: Path) -> JSONObject:
     return spec
 
 
-def run_apply(args: argparse.Namespace) -> int:
-    """``apply -f FILE``: PUT every filter of the file; one line per filter."""
+RESOURCE_APPLY_ORDER = ("endpoints", "clusters", "routes", "listeners")
+"""Dependencies first: what a resource refers to exists when it is PUT."""
+_NAME_FIELD = {"endpoints": "cluster_name"}
+
+
+def load_resources(path: str) -> list[tuple[str, str, JSONObject]]:
+    """The `resources` section of an apply file as (kind, name, body) in dependency
+    order; several entries of one kind and name become one ``{"specs": [...]}``."""
+    if path == "-":
+        return []  # stdin was read by load_specs; resources come from files
     try:
-        grouped = load_specs(args.file)
+        doc = _parse_document(Path(path).read_text(), path)
+    except OSError as exc:
+        raise AdminError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    section = doc.get("resources") if isinstance(doc, dict) else None
+    if section is None:
+        return []
+    if not isinstance(section, dict) or set(section) - set(RESOURCE_APPLY_ORDER):
+        raise AdminError(f"{path}: resources: must map listeners, routes, clusters, endpoints to lists")
+    out: list[tuple[str, str, JSONObject]] = []
+    for kind in RESOURCE_APPLY_ORDER:
+        grouped: dict[str, list[JSONObject]] = {}
+        for i, item in enumerate(section.get(kind) or []):
+            name = item.get(_NAME_FIELD.get(kind, "name")) if isinstance(item, dict) else None
+            if not isinstance(name, str) or not name:
+                raise AdminError(f"{path}: resources.{kind}[{i}].{_NAME_FIELD.get(kind, 'name')}: is required")
+            grouped.setdefault(name, []).append(item)
+        out += [(kind, n, {"specs": specs}) for n, specs in grouped.items()]
+    return out
+
+
+def run_apply(args: argparse.Namespace) -> int:
+    """``apply -f FILE``: PUT every filter of the file, then every resource; one line each."""
+    try:
+        resources = load_resources(args.file)
+        try:
+            grouped = load_specs(args.file)
+        except AdminError:
+            if not resources:
+                raise
+            grouped = {}
     except AdminError as exc:
-        _error(str(exc))
+        error(str(exc))
         return 1
 
     async def work(client: AdminClient) -> int:
@@ -568,15 +571,27 @@ def run_apply(args: argparse.Namespace) -> int:
             try:
                 view = await client.put_filter(name, specs)
             except AdminHTTPError as exc:  # this filter refused; unreachable stops all
-                _error(f"{name}: {exc}")
+                error(f"{name}: {exc}")
                 failed += 1
                 continue
             views.append(view)
             if args.output == "table":
                 count = len(specs) if isinstance(specs, list) else len(view.get("specs") or [])
                 print(_apply_line(name, count, view))
+        resource_views: list[JSONObject] = []
+        for kind, rname, body in resources:
+            try:
+                rview = await client.put_resource(kind, rname, body)
+            except AdminHTTPError as exc:
+                error(f"{kind}/{rname}: {exc}")
+                failed += 1
+                continue
+            resource_views.append(rview)
+            if args.output == "table":
+                print(f"{kind}/{rname}: revision {rview.get('revision', '?')}, "
+                      f"version {','.join(rview.get('versions') or []) or '-'}")
         if args.output == "json":
-            _print_json({"filters": views})
+            print_json({"filters": views, "resources": resource_views})
         return 1 if failed else 0
 
     return _call(args, work)
@@ -620,12 +635,12 @@ def run_debug(args: argparse.Namespace) -> int:
         missing = [f for f, v in (("--node", args.node), ("--config", args.config),
                                   ("--for", args.duration)) if v is None]
         if missing:
-            _error(f"debug needs {', '.join(missing)} (or --end)")
+            error(f"debug needs {', '.join(missing)} (or --end)")
             return 2
         try:
             seconds = parse_duration(args.duration)
         except ValueError as exc:
-            _error(f"--for {exc}")
+            error(f"--for {exc}")
             return 2
 
     async def work(client: AdminClient) -> int:
@@ -646,7 +661,7 @@ def run_delete(args: argparse.Namespace) -> int:
     async def work(client: AdminClient) -> int:
         doc = await client.delete_filter(args.name)
         if args.output == "json":
-            _print_json(doc)
+            print_json(doc)
         else:
             print(f"{doc.get('deleted', args.name)}: deleted (revision {doc.get('revision', '?')})")
         return 0
@@ -663,7 +678,7 @@ def run_history(args: argparse.Namespace) -> int:
     async def work(client: AdminClient) -> int:
         doc = await client.history(args.name, limit=args.limit)
         if args.output == "json":
-            _print_json(doc)
+            print_json(doc)
             return 0
         history = doc.get("history") or []
         print(history_table(history) if history else f"{args.name}: no history")
@@ -732,7 +747,7 @@ def run_filters(args: argparse.Namespace) -> int:
     async def work(client: AdminClient) -> int:
         doc = await client.list_filters()
         if args.output == "json":
-            _print_json(doc)
+            print_json(doc)
             return 0
         filters = doc.get("filters") or []
         print(filters_table(filters) if filters else "no filters")
@@ -783,16 +798,16 @@ def run_status(args: argparse.Namespace) -> int:
         if args.output == "json":
             filters, proxies, summary = await asyncio.gather(
                 client.list_filters(), client.list_proxies(query), client.summary())
-            _print_json({**filters, **proxies, "summary": summary})
+            print_json({**filters, **proxies, "summary": summary})
         elif args.proxies or query:
             filters, proxies = await asyncio.gather(client.list_filters(), client.list_proxies(query))
             print(status_report(filters.get("filters") or [], proxies.get("proxies") or [],
-                                color=_use_color(sys.stdout)))
+                                color=use_color(sys.stdout)))
             listed, total = len(proxies.get("proxies") or []), proxies.get("total")
             if isinstance(total, int) and total > listed:
                 print(f"{listed} of {total} proxies; next page: --cursor {proxies.get('next_cursor')}")
         else:
-            print(summary_report(await client.summary(), width=TABLE_WIDTH, color=_use_color(sys.stdout)))
+            print(summary_report(await client.summary(), width=TABLE_WIDTH, color=use_color(sys.stdout)))
         return 0
 
     return _call(args, work)

@@ -7,7 +7,6 @@ import sys
 from typing import Any
 
 from xds_server.bootstrap import BootstrapOptions, bootstrap_yaml
-from xds_server.telemetry import DEFAULT_FILTER_STATE
 
 
 def register(sub: Any) -> None:
@@ -17,28 +16,35 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
+_DEFAULTS = BootstrapOptions(node_id="", filters=())
+"""The options' defaults: their one home is `BootstrapOptions`."""
+
+
 def add_options(p: argparse.ArgumentParser, *, node_id: str | None = None) -> None:
     """Add every bootstrap option to `p` (shared by `bootstrap` and `envoy`); read them back
     with `options_from_args`. `node_id` is the default node id (None: `--node-id` required)."""
     p.add_argument("--node-id", required=node_id is None, default=node_id, help="Envoy node id")
-    p.add_argument("--cluster", default="xds-server-fleet", help="Envoy node cluster")
+    p.add_argument("--cluster", default=_DEFAULTS.cluster, help="Envoy node cluster")
     p.add_argument("--filter", dest="filters", action="append", default=[], metavar="NAME",
                    help="HTTP wasm filter (ECDS resource name); repeat for several")
     p.add_argument("--network-filter", dest="network_filters", action="append", default=[], metavar="NAME",
                    help="network (TCP) wasm filter, on a TCP listener (--tcp-listen) to --tcp-upstream")
-    p.add_argument("--tcp-listen", default="127.0.0.1:10001", help="TCP listener HOST:PORT")
+    p.add_argument("--tcp-listen", default=_DEFAULTS.tcp_listen, help="TCP listener HOST:PORT")
     p.add_argument("--tcp-upstream", metavar="HOST:PORT", help="where the TCP listener proxies to")
     p.add_argument("--xds-address", action="append", metavar="HOST:PORT",
-                   help="server address (repeat for replicas; default 127.0.0.1:18000)")
+                   help=f"server address (repeat for replicas; default {_DEFAULTS.xds_addresses[0]})")
+    p.add_argument("--full", action="store_true",
+                   help="listeners, routes, clusters, endpoints and filters all from the server "
+                        "(ADS): the bootstrap holds only the node and the xDS cluster")
     p.add_argument("--ads", action="store_true", help="use ADS instead of an ECDS config source")
     p.add_argument("--delta", action="store_true", help="use incremental (delta) xDS")
-    p.add_argument("--listen", default="127.0.0.1:10000", help="listener HOST:PORT")
-    p.add_argument("--admin", default="127.0.0.1:9901", help="Envoy admin HOST:PORT")
+    p.add_argument("--listen", default=_DEFAULTS.listen, help="listener HOST:PORT")
+    p.add_argument("--admin", default=_DEFAULTS.admin, help="Envoy admin HOST:PORT")
     p.add_argument("--upstream", metavar="HOST:PORT",
                    help="route requests to this upstream (default: a direct 200 'ok')")
-    p.add_argument("--module-server", default="127.0.0.1:18080", metavar="HOST:PORT",
+    p.add_argument("--module-server", default=_DEFAULTS.module_server, metavar="HOST:PORT",
                    help="admin address of this server, for remote module delivery ('' = none)")
-    p.add_argument("--initial-fetch-timeout", default="0s",
+    p.add_argument("--initial-fetch-timeout", default=_DEFAULTS.initial_fetch_timeout,
                    help="how long the listener waits for its first filter config "
                         "(0s = until it arrives; Envoy stays INITIALIZING)")
     p.add_argument("--metadata", action="append", default=[], metavar="KEY=VALUE",
@@ -53,8 +59,8 @@ def add_options(p: argparse.ArgumentParser, *, node_id: str | None = None) -> No
                    help="the module server (admin port) uses TLS too")
     p.add_argument("--telemetry", action="store_true",
                    help="send access logs and stats to the server (OTLP over the xDS cluster)")
-    p.add_argument("--telemetry-interval", default="5s", metavar="DURATION",
-                   help="with --telemetry: how often Envoy flushes stats (default 5s)")
+    p.add_argument("--telemetry-interval", default=_DEFAULTS.telemetry_interval, metavar="DURATION",
+                   help=f"with --telemetry: how often Envoy flushes stats (default {_DEFAULTS.telemetry_interval})")
     p.add_argument("--telemetry-filter-state", action="append", metavar="KEY",
                    help="with --telemetry: filter state key to log (repeatable; default wasm.debug, "
                         "what a module sets with proxy_set_property(\"debug\", ...))")
@@ -77,7 +83,7 @@ def options_from_args(args: argparse.Namespace) -> BootstrapOptions:
         node_id=args.node_id,
         cluster=args.cluster,
         filters=args.filters,
-        xds_addresses=args.xds_address or ["127.0.0.1:18000"],
+        xds_addresses=args.xds_address or list(_DEFAULTS.xds_addresses),
         ads=args.ads,
         delta=args.delta,
         listen=args.listen,
@@ -97,8 +103,9 @@ def options_from_args(args: argparse.Namespace) -> BootstrapOptions:
         tcp_upstream=args.tcp_upstream,
         telemetry=args.telemetry,
         telemetry_interval=args.telemetry_interval,
-        telemetry_filter_state=args.telemetry_filter_state or DEFAULT_FILTER_STATE,
+        telemetry_filter_state=args.telemetry_filter_state or _DEFAULTS.telemetry_filter_state,
         telemetry_metadata=args.telemetry_metadata,
+        full=args.full,
     )
 
 

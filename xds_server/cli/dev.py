@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from xds_server.cli._client import DEFAULT_SERVER_URL, AdminClient, AdminError, JSONObject, default_actor
+from xds_server.cli._client import AdminClient, AdminError, JSONObject, default_actor
+from xds_server.cli._common import add_server_options, client_for
 from xds_server.cli._devloop import DeployOutcome, current_revision, deploy_build, restore
-from xds_server.cli.admin import SERVER_ENV, TOKEN_ENV, parse_selector
+from xds_server.cli.admin import parse_selector
 from xds_server.cli.logs import entry_line
 from xds_server.cli.project import describe_build
 from xds_server.devkit import CompileError, DevkitError, Project, build_project, load_project
@@ -45,8 +45,7 @@ def register(sub: Any) -> None:
     p.add_argument("--selector", type=parse_selector, metavar="SEL",
                    help="the proxies to deploy to (node_id=GLOB,cluster=GLOB,KEY=VALUE); default: the "
                         "filter's only spec, or every proxy for a new filter")
-    p.add_argument("--server", metavar="URL", help=f"admin API (default ${SERVER_ENV} or {DEFAULT_SERVER_URL})")
-    p.add_argument("--token", help=f"bearer token for the admin API (default ${TOKEN_ENV})")
+    add_server_options(p, output_help=None)
     p.add_argument("--once", action="store_true", help="build and deploy once; exit 1 on failure")
     p.add_argument("--restore", action="store_true", help="on exit, restore the revision found at start")
     p.add_argument("--timeout", type=float, default=15.0, metavar="S",
@@ -165,9 +164,7 @@ async def _watch(client: AdminClient, args: argparse.Namespace, project: Project
 
 
 async def _main(args: argparse.Namespace, project: Project) -> int:
-    server = args.server or os.environ.get(SERVER_ENV) or DEFAULT_SERVER_URL
-    token = args.token or os.environ.get(TOKEN_ENV) or None
-    async with AdminClient(server, token=token, actor=f"{default_actor()} (dev)") as client:
+    async with client_for(args, actor=f"{default_actor()} (dev)") as client:
         original = await current_revision(client, args.filter)
         if args.once:
             return 0 if await _round(client, args, project) else 1

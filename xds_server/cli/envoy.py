@@ -125,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.filters and not args.network_filters:
         args.filters = [DEFAULT_FILTER]
     try:
-        text = bootstrap_yaml(options_from_args(args))
+        options = options_from_args(args)
+        text = bootstrap_yaml(options)
         binary = args.envoy_binary or find_envoy()
         if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
             raise FileNotFoundError(f"--envoy-binary {binary}: not an executable file")
@@ -135,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="xds-server-envoy-") as tmp:
         bootstrap = Path(tmp) / "envoy.yaml"
         bootstrap.write_text(text)
-        xds = ", ".join(args.xds_address or ["127.0.0.1:18000"])
+        xds = ", ".join(options.xds_addresses)
         print(f"xds-server envoy: node {args.node_id}, filters {', '.join(args.filters)}, listener "
               f"http://{args.listen}/, admin http://{args.admin}/, xDS {xds}", file=sys.stderr)
         return asyncio.run(_run_envoy(binary, bootstrap, args.log_level))

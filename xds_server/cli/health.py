@@ -13,9 +13,9 @@ import argparse
 import sys
 from typing import Any
 
-from xds_server.cli._client import DEFAULT_SERVER_URL, AdminClient, JSONObject
-from xds_server.cli._table import RED, Column, render_table
-from xds_server.cli.admin import SERVER_ENV, TABLE_WIDTH, TOKEN_ENV, _call, _print_json, _use_color
+from xds_server.cli._client import AdminClient, JSONObject
+from xds_server.cli._common import add_server_options, call, print_json, use_color
+from xds_server.cli._table import RED, TABLE_WIDTH, Column, render_table
 
 __all__ = ["health_table", "register"]
 
@@ -40,11 +40,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("name", metavar="NAME")
     p.add_argument("--window", metavar="SECONDS", type=_window, default=None,
                    help="how far back (10..3600 seconds; default 300)")
-    p.add_argument("--server", metavar="URL", default=None,
-                   help=f"admin API of the xds-server (default ${SERVER_ENV} or {DEFAULT_SERVER_URL})")
-    p.add_argument("--token", default=None, help=f"bearer token for the admin API (default ${TOKEN_ENV})")
-    p.add_argument("--output", "-o", choices=("table", "json"), default="table",
-                   help="table for people (default), json for scripts")
+    add_server_options(p)
     p.set_defaults(func=run_health)
 
 
@@ -54,12 +50,12 @@ def run_health(args: argparse.Namespace) -> int:
     async def work(client: AdminClient) -> int:
         doc = await client.filter_health(args.name, window=args.window)
         if args.output == "json":
-            _print_json(doc)
+            print_json(doc)
             return 0
-        print(health_table(doc, color=_use_color(sys.stdout)))
+        print(health_table(doc, color=use_color(sys.stdout)))
         return 0
 
-    return _call(args, work)
+    return call(args, work)
 
 
 def _ms(value: Any) -> str:

@@ -11,18 +11,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import time
 from typing import Any
 
-from xds_server.cli._client import DEFAULT_SERVER_URL, AdminClient, AdminError, JSONObject
+from xds_server.cli._client import AdminError, JSONObject
+from xds_server.cli._common import add_server_options, client_for
 from xds_server.cli._table import truncate
 
 __all__ = ["entry_line", "register"]
 
-SERVER_ENV = "XDS_SERVER_URL"
-TOKEN_ENV = "XDS_SERVER_TOKEN"
 HEADER = f"{'TIME':<23}  {'NODE':<16}  {'REV':>4}  {'CODE':>4}  {'MS':>7}  {'METHOD':<6}  {'PATH':<24}  DETAILS"
 
 
@@ -37,11 +35,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new entries")
     p.add_argument("--limit", metavar="N", type=int, default=None,
                    help="how many recent entries first (default 100; 10 with --follow)")
-    p.add_argument("--server", metavar="URL", default=None,
-                   help=f"admin API of the xds-server (default ${SERVER_ENV} or {DEFAULT_SERVER_URL})")
-    p.add_argument("--token", default=None, help=f"bearer token for the admin API (default ${TOKEN_ENV})")
-    p.add_argument("--output", "-o", choices=("table", "json"), default="table",
-                   help="table for people (default), json (one object per line) for scripts")
+    add_server_options(p, output_help="table for people (default), json (one object per line) for scripts")
     p.set_defaults(func=run)
 
 
@@ -72,12 +66,10 @@ def _print(item: JSONObject, as_json: bool) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the entries (and follow); exit 1 with one line on stderr on an API error."""
-    server = args.server or os.environ.get(SERVER_ENV) or DEFAULT_SERVER_URL
-    token = args.token or os.environ.get(TOKEN_ENV) or None
     as_json = args.output == "json"
 
     async def main() -> int:
-        async with AdminClient(server, token=token) as client:
+        async with client_for(args) as client:
             if not as_json:
                 print(HEADER, flush=True)
             if args.follow:

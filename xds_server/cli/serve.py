@@ -8,7 +8,7 @@ import signal
 import sys
 from typing import Any
 
-from xds_server.config import ConfigError, load_config
+from xds_server.config import LOG_FORMATS, LOG_LEVELS, Config, ConfigError, load_config
 from xds_server.controller import policies_from_config
 from xds_server.log import configure_logging
 
@@ -19,8 +19,8 @@ def register(sub: Any) -> None:
     p.add_argument("--config", "-c", required=True, help="YAML configuration file")
     p.add_argument("--xds-address", help="override server.xds_address (HOST:PORT)")
     p.add_argument("--admin-address", help="override server.admin_address (HOST:PORT)")
-    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
-    p.add_argument("--log-format", choices=("auto", "json", "console"))
+    p.add_argument("--log-level", choices=LOG_LEVELS)
+    p.add_argument("--log-format", choices=LOG_FORMATS)
     p.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
                    help="event loop (auto: uvloop when installed)")
     p.set_defaults(func=run_serve)
@@ -31,25 +31,31 @@ def register(sub: Any) -> None:
     register_hash_token(sub)
 
 
-def run_check(args: argparse.Namespace) -> int:
-    """Validate the file; print the first problem and exit 1 if it is invalid."""
+def _load(path: str) -> Config | None:
+    """The config at `path`, or None after printing its first problem on stderr."""
     try:
-        cfg = load_config(args.config)
+        cfg = load_config(path)
         policies_from_config(cfg)  # the verify list's key files must be usable keys
+        return cfg
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """Validate the file; print the first problem and exit 1 if it is invalid."""
+    cfg = _load(args.config)
+    if cfg is None:
         return 1
-    print(f"{args.config}: ok ({len(cfg.filters)} filters)")
+    extra = f", {len(cfg.resources)} resources" if cfg.resources else ""
+    print(f"{args.config}: ok ({len(cfg.filters)} filters{extra})")
     return 0
 
 
 def run_serve(args: argparse.Namespace) -> int:
     """Load the config, serve until SIGINT/SIGTERM; SIGHUP reloads the config."""
-    try:
-        config = load_config(args.config)
-        policies_from_config(config)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    config = _load(args.config)
+    if config is None:
         return 1
     configure_logging(args.log_level or config.server.log_level,
                       args.log_format or config.server.log_format, config.server.log_levels)

@@ -1,4 +1,13 @@
-"""Validated, typed configuration. No I/O beyond reading the config file."""
+"""Validated, typed configuration. No I/O beyond reading the config file.
+
+`_model` holds the frozen dataclasses and the allowed values (policies, delivery modes,
+log levels), `_load` parses and validates a document into them, `_errors` the error.
+
+May import: `nodes` (selectors), and the defaults of what it configures, whose one home
+is the package that owns them: `xds` (`StreamLimits`), `telemetry` (`TelemetryLimits`),
+`wasm` (module size, fetch timeouts and retries, `RegistrySettings`). Never the
+controller, admin, runtime, state or cli.
+"""
 
 from xds_server.config._errors import ConfigError
 from xds_server.config._load import (
@@ -13,6 +22,8 @@ from xds_server.config._model import (
     DELIVERY_MODES,
     FAILURE_POLICIES,
     FILTER_TYPES,
+    LOG_FORMATS,
+    LOG_LEVELS,
     ON_NACK_POLICIES,
     ON_RUNTIME_FAILURE_POLICIES,
     PULL_POLICIES,
@@ -35,6 +46,8 @@ __all__ = [
     "DELIVERY_MODES",
     "FAILURE_POLICIES",
     "FILTER_TYPES",
+    "LOG_FORMATS",
+    "LOG_LEVELS",
     "ON_NACK_POLICIES",
     "ON_RUNTIME_FAILURE_POLICIES",
     "PULL_POLICIES",

@@ -19,6 +19,8 @@ from xds_server.config._model import (
     DELIVERY_MODES,
     FAILURE_POLICIES,
     FILTER_TYPES,
+    LOG_FORMATS,
+    LOG_LEVELS,
     ON_NACK_POLICIES,
     ON_RUNTIME_FAILURE_POLICIES,
     PULL_POLICIES,
@@ -33,6 +35,17 @@ from xds_server.config._model import (
     TlsConfig,
 )
 from xds_server.nodes import NodeSelector, selectors_overlap
+from xds_server.resources import (
+    KINDS,
+    ResourceError,
+    ResourceSpec,
+    RouteRule,
+    WasmFilterRef,
+    check_consistent,
+    check_selectors,
+    parse_resource,
+    serve_all,
+)
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/]{0,252}$")
 _SHA256 = re.compile(r"^(sha256:)?[0-9a-f]{64}$")
@@ -264,16 +277,47 @@ def parse_filter_spec(data: Any, *, where: str, path: str = "", base_dir: Path |
         preflight=parse_preflight(r.get("preflight"), where, r.at("preflight")),
         analysis=_analysis(r.get("analysis"), where, r.at("analysis")),
         on_runtime_failure=r.text("on_runtime_failure", "keep", choices=ON_RUNTIME_FAILURE_POLICIES),
+        routes=_route_rules(r.get("routes"), where, r.at("routes")),
     )
     r.done()
     return spec
 
 
+def _route_rules(data: Any, where: str, path: str) -> tuple[RouteRule, ...]:
+    """`routes: [{virtual_host: GLOB, route: GLOB, disabled: true | configuration: X}]`."""
+    if data is None:
+        return ()
+    if not isinstance(data, list):
+        raise ConfigError(where, path, f"must be a list of rules, got {_kind(data)}")
+    rules = []
+    for i, item in enumerate(data):
+        r = _Reader(item, where, f"{path}[{i}]")
+        vh, route = r.text("virtual_host", "*") or "*", r.text("route", "*") or "*"
+        disabled = r.bool("disabled", False)
+        raw = r.get("configuration")
+        configuration = None if raw is None else _configuration(raw, where, r.at("configuration"))
+        if disabled == (configuration is not None):
+            raise ConfigError(where, f"{path}[{i}]",
+                              "needs exactly one of disabled: true or configuration")
+        r.done()
+        rules.append(RouteRule(virtual_host=vh, route=route, disabled=disabled,
+                               configuration=configuration))
+    return tuple(rules)
+
+
 def check_overlaps(specs: tuple[FilterSpec, ...] | list[FilterSpec], where: str) -> None:
-    """Refuse two specs of one name whose selectors may match the same node."""
+    """Refuse two specs of one name whose selectors may match the same node, or whose
+    per-route rules differ."""
     for i, a in enumerate(specs):
         for j in range(i + 1, len(specs)):
             b = specs[j]
+            if a.name == b.name and a.routes != b.routes:
+                raise ConfigError(
+                    where, f"filters[{j}].routes",
+                    f"differs from filters[{i}].routes for filter {a.name!r}: per-route rules "
+                    "shape the route configurations, which are not per spec; give every spec "
+                    "of a name the same rules",
+                )
             if a.name == b.name and selectors_overlap(a.selector, b.selector):
                 raise ConfigError(
                     where, f"filters[{j}].selector",
@@ -306,8 +350,8 @@ def _log_levels(r: _Reader) -> dict[str, str]:
         raise r.error("log_levels", f"must be a mapping of logger name to level, got {_kind(raw_levels)}")
     log_levels = {}
     for name, lvl in raw_levels.items():
-        if lvl not in ("debug", "info", "warning", "error"):
-            raise r.error(f"log_levels.{name}", f"must be one of debug, info, warning, error (got {lvl!r})")
+        if lvl not in LOG_LEVELS:
+            raise r.error(f"log_levels.{name}", f"must be one of {', '.join(LOG_LEVELS)} (got {lvl!r})")
         log_levels[str(name)] = lvl
     return log_levels
 
@@ -384,8 +428,8 @@ def _server(data: Any, where: str, base_dir: Path | None) -> ServerConfig:
         public_url=r.text("public_url", ""),
         module_dir=module_path,
         envoy_module_dir=r.opt_str("envoy_module_dir"),
-        log_level=r.text("log_level", "info", choices=("debug", "info", "warning", "error")),
-        log_format=r.text("log_format", "auto", choices=("auto", "json", "console")),
+        log_level=r.text("log_level", d.log_level, choices=LOG_LEVELS),
+        log_format=r.text("log_format", d.log_format, choices=LOG_FORMATS),
         log_levels=log_levels,
         max_module_bytes=int(r.number("max_module_bytes", d.max_module_bytes, minimum=8) or 0),
         max_store_bytes=None if max_store is None else int(max_store),
@@ -393,7 +437,7 @@ def _server(data: Any, where: str, base_dir: Path | None) -> ServerConfig:
         fetch_timeout=float(r.number("fetch_timeout", d.fetch_timeout, minimum=0.1) or 0),
         fetch_retries=int(r.number("fetch_retries", d.fetch_retries, minimum=0) or 0),
         docker_config=Path(docker_config) if docker_config else None,
-        watch_config=r.bool("watch_config", True),
+        watch_config=r.bool("watch_config", d.watch_config),
         xds_tls=xds_tls,
         admin_tls=_tls(r, "admin_tls", where, base_dir),
         node_identity=rules,
@@ -422,17 +466,18 @@ def _registries(data: Any, where: str) -> tuple[RegistryConfig, ...]:
     out = []
     for i, item in enumerate(data):
         r = _Reader(item, where, f"registries[{i}]")
+        d = RegistryConfig(host="")
         host = r.text("host")
         if not host:
             raise r.error("host", "is required (host[:port] of the registry)")
         out.append(RegistryConfig(
             host=host,
-            plain_http=r.bool("plain_http", False),
+            plain_http=r.bool("plain_http", d.plain_http),
             ca_file=r.opt_str("ca_file"),
             username=r.opt_str("username"),
             password=r.opt_str("password"),
-            allow_private=r.bool("allow_private", False),
-            allow_loopback=r.bool("allow_loopback", True),
+            allow_private=r.bool("allow_private", d.allow_private),
+            allow_loopback=r.bool("allow_loopback", d.allow_loopback),
         ))
         r.done()
     return tuple(out)
@@ -456,9 +501,35 @@ def parse_config(data: Any, *, where: str, base_dir: Path | None = None) -> Conf
     from xds_server.config._trust import parse_preflight, parse_verify
     verify = parse_verify(r.get("verify"), where, base_dir)
     preflight = parse_preflight(r.get("preflight"), where, "preflight")
+    resources = _resources(r.get("resources"), where, filters)
     r.done()
-    return Config(server=server, registries=registries, filters=filters, verify=verify,
-                  preflight=preflight)
+    return Config(server=server, registries=registries, filters=filters, resources=resources,
+                  verify=verify, preflight=preflight)
+
+
+def _resources(data: Any, where: str, filters: tuple[FilterSpec, ...]) -> tuple[ResourceSpec, ...]:
+    """The `resources` section: Envoy v3 `listeners`, `routes`, `clusters`, `endpoints`,
+    consistent with each other and with the wasm filters of the file."""
+    if data is None:
+        return ()
+    r = _Reader(data, where, "resources")
+    out: list[ResourceSpec] = []
+    try:
+        for key, kind in KINDS.items():
+            items = r.get(key, []) or []
+            if not isinstance(items, list):
+                raise r.error(key, f"must be a list, got {_kind(items)}")
+            specs = [parse_resource(kind, d, where=where, path=f"resources.{key}[{i}]")
+                     for i, d in enumerate(items)]
+            check_selectors(specs, where=where, path=f"resources.{key}")
+            out.extend(specs)
+        r.done()
+        problems = check_consistent(serve_all(out, {f.name: WasmFilterRef(f.type, f.routes) for f in filters}))
+    except ResourceError as exc:
+        raise ConfigError(exc.where, exc.path, exc.problem) from exc
+    if problems:
+        raise ConfigError(where, "resources", "inconsistent: " + "; ".join(problems))
+    return tuple(out)
 
 
 def load_config(path: str | Path) -> Config:

@@ -8,6 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from xds_server.nodes import NodeSelector
+from xds_server.resources import ResourceSpec, RouteRule
+from xds_server.telemetry import TelemetryLimits
+from xds_server.wasm import DEFAULT_LIMITS, MAX_MODULE_BYTES, RegistrySettings
+from xds_server.wasm.retry import DEFAULT_RETRY
 from xds_server.xds import StreamLimits
 
 FAILURE_POLICIES = ("FAIL_CLOSED", "FAIL_OPEN", "FAIL_RELOAD")
@@ -152,6 +156,9 @@ class FilterSpec:
     preflight: Preflight | None = None
     analysis: AnalysisSpec | None = None
     on_runtime_failure: str = "keep"
+    routes: tuple[RouteRule, ...] = ()
+    """Per-route rules (standalone fleets): on matching routes of this server's route
+    configurations the filter is disabled or runs with another configuration."""
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as JSON data, in the same schema the config file and API accept."""
@@ -179,20 +186,15 @@ class FilterSpec:
             out["analysis"] = self.analysis.to_dict()
         if self.on_runtime_failure != "keep":  # the default is left out (stable spec hashes)
             out["on_runtime_failure"] = self.on_runtime_failure
+        if self.routes:
+            out["routes"] = [r.to_dict() for r in self.routes]
         return out
 
 
-@dataclass(frozen=True, slots=True)
-class RegistryConfig:
-    """Settings for one OCI registry host (`host[:port]`). The password is never shown."""
-
-    host: str
-    plain_http: bool = False
-    ca_file: str | None = None
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    allow_private: bool = False
-    allow_loopback: bool = True
+RegistryConfig = RegistrySettings
+"""Settings for one OCI registry host (`host[:port]`); the password is never shown. The
+module fetcher's own type (`xds_server.wasm.RegistrySettings`): one home for its fields
+and defaults."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,14 +217,16 @@ class IdentityRule:
 
 
 _STREAM = StreamLimits()  # the protocol's defaults: their one home is xds_server.xds
+_TELEMETRY = TelemetryLimits()  # the receivers' defaults: their one home is xds_server.telemetry
 
 
 @dataclass(frozen=True, slots=True)
 class Limits:
     """Protective limits; every one has a default that a healthy fleet never reaches.
 
-    The stream limits default to `xds_server.xds.StreamLimits`'s; `max_request_bytes`
-    (the gRPC server's receive limit) is the server's own.
+    The stream limits default to `xds_server.xds.StreamLimits`'s, the telemetry ones to
+    `xds_server.telemetry.TelemetryLimits`'s; `max_request_bytes` (the gRPC server's
+    receive limit) is the server's own.
     """
 
     max_streams: int = _STREAM.max_streams
@@ -230,9 +234,13 @@ class Limits:
     max_request_bytes: int = 4 * 2**20
     requests_per_second: float = _STREAM.requests_per_second
     request_burst: int = _STREAM.request_burst
-    telemetry_message_bytes: int = 1 * 2**20
-    telemetry_records_per_second: float = 2_000.0
-    telemetry_record_burst: int = 20_000
+    telemetry_message_bytes: int = _TELEMETRY.max_message_bytes
+    telemetry_records_per_second: float = _TELEMETRY.records_per_second
+    telemetry_record_burst: int = _TELEMETRY.record_burst
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("auto", "json", "console")
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,11 +256,11 @@ class ServerConfig:
     log_level: str = "info"
     log_format: str = "auto"
     log_levels: Mapping[str, str] = field(default_factory=dict)
-    max_module_bytes: int = 256 * 2**20
+    max_module_bytes: int = MAX_MODULE_BYTES
     max_store_bytes: int | None = None
     resolve_interval: float = 300.0
-    fetch_timeout: float = 30.0
-    fetch_retries: int = 4
+    fetch_timeout: float = DEFAULT_LIMITS.read_timeout  # connect and per-read: FetchLimits'
+    fetch_retries: int = DEFAULT_RETRY.retries
     docker_config: Path | None = None
     watch_config: bool = True
     xds_tls: TlsConfig | None = None
@@ -277,5 +285,7 @@ class Config:
     registries: tuple[RegistryConfig, ...] = ()
     filters: tuple[FilterSpec, ...] = ()
     source_path: Path | None = None
+    resources: tuple[ResourceSpec, ...] = ()
+    """Envoy listeners, route configurations, clusters and endpoints (`resources`)."""
     verify: tuple[VerifyRule, ...] = ()
     preflight: Preflight | None = None  # server-wide: for http specs without their own

@@ -16,10 +16,11 @@ from xds_server.controller._context import Context
 from xds_server.controller._extension import Code, build_extension_config
 from xds_server.controller._model import Deployed, FilterError
 from xds_server.controller._modules import ResolvedModule
+from xds_server.controller._store import SMALL_MODULE_BYTES
 from xds_server.controller.delivery import DeliveryError, delivery_mode
-from xds_server.nodes import AllOf, NodeIdSet
+from xds_server.nodes import AllOf, NodeIdSet, Selector
+from xds_server.resources import route_instance
 from xds_server.state import StateError
-from xds_server.wasm import SMALL_MODULE_BYTES
 
 log = structlog.get_logger("xds_server.controller")
 
@@ -33,6 +34,7 @@ class Builder:
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
+        self._instances: dict[str, set[str]] = {}  # filter -> per-route instance names served
 
     async def build(self, spec: FilterSpec, *, digest: str | None = None) -> Deployed:
         """Resolve and verify the module of `spec` (by `digest` from the store when
@@ -136,7 +138,38 @@ class Builder:
         variants += [Variant(b.spec.selector, b.resource) for b in base]
         variants += [Variant(d.spec.selector, d.resource) for d in deployed if d.spec.canary is None]
         self.ctx.cache.set(TYPED_EXTENSION_CONFIG, name, variants)
+        self._publish_instances(name, deployed, base)
         self.ctx.modules.pin(self.ctx.digests_in_use())
+
+    def _publish_instances(self, name: str, deployed: Sequence[Deployed], base: Sequence[Deployed]) -> None:
+        """Serve one ECDS resource per distinct per-route `configuration` of the specs
+        (`route_instance(name, configuration)`: the same module, that configuration);
+        the route configurations enable each where its rule matches. Instances no spec
+        asks for any more are removed."""
+        instances: dict[str, list[Variant]] = {}
+        ordered: list[tuple[Deployed, Selector]] = [
+                   *((d, AllOf((d.spec.canary, d.spec.selector))) for d in deployed if d.spec.canary),
+                   *((b, b.spec.selector) for b in base),
+                   *((d, d.spec.selector) for d in deployed if d.spec.canary is None)]
+        for d, selector in ordered:
+            for config in sorted({r.configuration for r in d.spec.routes if r.configuration is not None}):
+                instance = route_instance(name, config)
+                spec = replace(d.spec, name=instance, configuration=config)
+                root_id = spec.root_id or (d.module.root_ids[0] if d.module.root_ids else "")
+                message = build_extension_config(spec, self._forms(spec, d.module)[0], root_id)
+                instances.setdefault(instance, []).append(
+                    Variant(selector, Resource.from_message(instance, message)))
+        for instance, variants in instances.items():
+            self.ctx.cache.set(TYPED_EXTENSION_CONFIG, instance, variants)
+        for gone in self._instances.get(name, set()) - set(instances):
+            self.ctx.cache.delete(TYPED_EXTENSION_CONFIG, gone)
+        self._instances[name] = set(instances)
+
+    def unpublish(self, name: str) -> None:
+        """Stop serving filter `name` and its per-route instances."""
+        self.ctx.cache.delete(TYPED_EXTENSION_CONFIG, name)
+        for instance in self._instances.pop(name, set()):
+            self.ctx.cache.delete(TYPED_EXTENSION_CONFIG, instance)
 
     async def flip_form(self, name: str, node_id: str) -> None:
         """Serve node `node_id` the other form of `name` (a re-push after a NACK the

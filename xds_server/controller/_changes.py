@@ -10,7 +10,6 @@ from typing import Any
 
 import structlog
 
-from xds_server.cache import TYPED_EXTENSION_CONFIG
 from xds_server.config import FilterSpec
 from xds_server.controller._build import Builder
 from xds_server.controller._context import Context
@@ -162,6 +161,9 @@ class Changes:
             state = self.ctx.filters.get(name)
             if state is None:
                 raise FilterError(name, "no such filter", status=404)
+            for guard in self.ctx.delete_guards:
+                if (reason := guard(name)) is not None:
+                    raise FilterError(name, f"in use: {reason}", status=409)
             try:
                 revision = await self.ctx.state.append(
                     name, author=author, action="delete", summary="deleted", specs=[],
@@ -176,7 +178,7 @@ class Changes:
             except StateError as exc:
                 raise FilterError(name, str(exc), status=503) from exc
             del self.ctx.filters[name]
-            self.ctx.cache.delete(TYPED_EXTENSION_CONFIG, name)
+            self.builder.unpublish(name)
             self.ctx.modules.pin(self.ctx.digests_in_use())
             FILTER_CHANGES.labels("delete", "applied").inc()
             self.ctx.emit(FilterEvent("deleted", name, revision.revision, "delete", author))

@@ -34,6 +34,9 @@ class Context:
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._listeners: list[Callable[[FilterEvent], None]] = []
+        self.delete_guards: list[Callable[[str], str | None]] = []
+        """Asked before a filter is deleted: None to allow, or why not (e.g. a listener
+        of this server names it); the delete is then refused with 409."""
         # A dry run every change passes before it is recorded or served (FilterError if not).
         self.preflight: Callable[[Sequence[Deployed]], Awaitable[None]] | None = None
 

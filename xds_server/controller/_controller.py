@@ -60,6 +60,7 @@ class Controller:
         config = ConfigApplier(ctx, changes, sync)
         nack = NackPolicy(ctx, changes, self.remote)
         self.subscribe = ctx.subscribe
+        self.delete_guards = ctx.delete_guards
         self.build, self.module_path = builder.build, builder.module_path
         self.on_module_fetched = self.remote.on_module_fetched
         self.deploy, self.delete = changes.deploy, changes.delete

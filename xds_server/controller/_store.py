@@ -1,4 +1,7 @@
-"""The default module provider: the OCI-capable content-addressed module store."""
+"""The default module provider: the OCI-capable content-addressed module store.
+
+The controller's one door to `xds_server.wasm`: what else of it the controller needs
+(`SMALL_MODULE_BYTES`) is re-exported here."""
 
 from __future__ import annotations
 
@@ -9,8 +12,10 @@ import aiohttp
 
 from xds_server.config import Config, FilterSpec
 from xds_server.controller._modules import ResolvedModule
-from xds_server.wasm import MAX_MODULE_BYTES, Module, ModuleSource, ModuleStore, RegistrySettings
+from xds_server.wasm import MAX_MODULE_BYTES, SMALL_MODULE_BYTES, Module, ModuleSource, ModuleStore, RegistrySettings
 from xds_server.wasm.download import read_body
+
+__all__ = ["SMALL_MODULE_BYTES", "StoreModules"]
 
 
 class StoreModules:

@@ -8,7 +8,6 @@ import time
 
 import structlog
 
-from xds_server.cache import TYPED_EXTENSION_CONFIG
 from xds_server.controller._build import Builder
 from xds_server.controller._context import Context
 from xds_server.controller._model import (
@@ -20,6 +19,7 @@ from xds_server.controller._model import (
     remember_previous,
     specs_of,
 )
+from xds_server.resources import is_resource_key
 from xds_server.state import Revision
 
 log = structlog.get_logger("xds_server.controller")
@@ -52,6 +52,8 @@ class ReplicaSync:
         returns the filters that could not be served (they stay known, not ready)."""
         errors: list[FilterError] = []
         for rev in await self.ctx.state.current_all():
+            if is_resource_key(rev.filter):
+                continue  # a listener, route, cluster or endpoints (xds_server.resources)
             async with self.ctx.lock(rev.filter):
                 try:
                     await self._adopt(rev)
@@ -98,7 +100,7 @@ class ReplicaSync:
         if rev.deleted:
             if state is not None and state.revision is not None:
                 del self.ctx.filters[name]
-                self.ctx.cache.delete(TYPED_EXTENSION_CONFIG, name)
+                self.builder.unpublish(name)
                 self.ctx.emit(FilterEvent("deleted", name, rev.revision, "delete", rev.author))
                 log.info("filter_removed", filter=name, revision=rev.revision, author=rev.author)
             return
@@ -122,7 +124,8 @@ class ReplicaSync:
 
     async def reconcile(self) -> None:
         """Compare every filter with the store and catch up (covers lost notifications)."""
-        current = {r.filter: r.revision for r in await self.ctx.state.current_all()}
+        current = {r.filter: r.revision for r in await self.ctx.state.current_all()
+                   if not is_resource_key(r.filter)}
         for name in set(current) | {n for n, s in self.ctx.filters.items() if s.revision is not None}:
             state = self.ctx.filters.get(name)
             have = state.revision.revision if state is not None and state.revision is not None else None

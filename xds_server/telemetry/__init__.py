@@ -1,9 +1,10 @@
 """Telemetry from Envoy: receivers for access logs and stats, health per filter revision,
 and the access-log buffer behind `logs`.
 
-May import: `xds_server.nodes`, `xds_server.identity`, `xds_server.status` (read),
-`xds_server.state` (shared health windows), `xds_server.log`. Must not import the
-controller, the admin app or `xds_server.wasm`: the controller reads health from here.
+May import: `xds_server.nodes`, `xds_server.status` (read), `xds_server.state` (shared
+health windows), `xds_server.log`. Must not import the controller, the admin app or
+`xds_server.wasm`: the controller reads health from here; nor `xds_server.config` or
+`xds_server.identity`: the config takes its telemetry defaults (`TelemetryLimits`) from here.
 """
 
 from xds_server.telemetry._attribution import AckAttribution, Attribution, RevisionLookup, RunTimeline

@@ -102,11 +102,8 @@ class TelemetryReceiver:
         out = _otlp.decode_logs(mine, node.id, cluster, timeline.at, limits, granted)
         rejected = self._count(node.id, total, granted, out, mismatched, "request", len(out.requests))
         self.consumer.on_requests(out.requests)
-        response = logs_service_pb2.ExportLogsServiceResponse()
-        if rejected:
-            response.partial_success.rejected_log_records = rejected
-            response.partial_success.error_message = _why(rejected, limits)
-        return response.SerializeToString()
+        return _answer(logs_service_pb2.ExportLogsServiceResponse(), "rejected_log_records",
+                       rejected, limits)
 
     async def _export_metrics(self, data: bytes, context: grpc.aio.ServicerContext) -> bytes:
         STATS.exports["metrics"] += 1
@@ -124,11 +121,8 @@ class TelemetryReceiver:
         out = _otlp.decode_metrics(request, node.id, node.cluster, timeline.at, limits, granted)
         rejected = self._count(node.id, total, granted, out, 0, "stat", len(out.stats))
         self.consumer.on_stats(out.stats)
-        response = metrics_service_pb2.ExportMetricsServiceResponse()
-        if rejected:
-            response.partial_success.rejected_data_points = rejected
-            response.partial_success.error_message = _why(rejected, limits)
-        return response.SerializeToString()
+        return _answer(metrics_service_pb2.ExportMetricsServiceResponse(), "rejected_data_points",
+                       rejected, limits)
 
     # -- the edge -------------------------------------------------------------------
 
@@ -193,6 +187,18 @@ class TelemetryReceiver:
             self._warned.clear()
         self._warned[key] = now
         log.warning("telemetry_dropped", reason=reason, **context)
+
+
+def _answer(
+    response: logs_service_pb2.ExportLogsServiceResponse | metrics_service_pb2.ExportMetricsServiceResponse,
+    rejected_field: str, rejected: int, limits: TelemetryLimits,
+) -> bytes:
+    """An export's response: a partial success naming the `rejected` records (in the
+    signal's own `rejected_field`) and why, or empty when all were taken."""
+    if rejected:
+        setattr(response.partial_success, rejected_field, rejected)
+        response.partial_success.error_message = _why(rejected, limits)
+    return response.SerializeToString()
 
 
 def _why(rejected: int, limits: TelemetryLimits) -> str:

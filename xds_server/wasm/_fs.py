@@ -22,55 +22,51 @@ def fsync_dir(directory: Path) -> None:
 
 def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
-    directory = path.parent
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp_name, mode)
-        os.replace(temp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp_name)
-        raise
-    fsync_dir(directory)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _rename(_write(path.parent, data, durable=True), path, mode)
+    fsync_dir(path.parent)
 
 
 def replace(path: Path, data: bytes, *, mode: int = 0o644) -> None:
     """Write ``data`` to ``path`` atomically (readers see the old file or the whole new
     one) but without fsync: after a crash the file may be the old one, or missing or
     empty. For files that can be rebuilt from durable ones (the module store's index)."""
-    directory = path.parent
-    fd, temp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(temp_name, mode)
-        os.replace(temp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp_name)
-        raise
+    _rename(_write(path.parent, data, durable=False), path, mode)
 
 
 def write_temp(directory: Path, data: bytes) -> Path:
     """Write ``data`` to a new temp file in ``directory`` and fsync it; return its path.
     Complete it with :func:`install` (or unlink it)."""
     directory.mkdir(parents=True, exist_ok=True)
+    return _write(directory, data, durable=True)
+
+
+def _write(directory: Path, data: bytes, *, durable: bool) -> Path:
+    """A new temp file in ``directory`` holding ``data`` (fsynced if ``durable``); none
+    is left behind if writing fails."""
     fd, temp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=directory)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temp_name)
         raise
     return Path(temp_name)
+
+
+def _rename(temp: Path, path: Path, mode: int) -> None:
+    """Give ``temp`` its mode and rename it to ``path``; unlink it if that fails."""
+    try:
+        os.chmod(temp, mode)
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
 
 
 def remove_stale_temp_files(directory: Path) -> int:

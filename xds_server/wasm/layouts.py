@@ -32,69 +32,23 @@ from typing import Any
 import structlog
 
 from .errors import ModuleTooLarge, RegistryError, UnsupportedLayout
-from .image_layout import (
-    CNCF_CONFIG,
-    CNCF_LAYER,
-    COMPAT_ANNOTATION,
-    DOCKER_CONFIG,
-    DOCKER_LAYER_GZIP,
-    DOCKER_LAYER_TAR,
-    EMPTY_SHA256,
-    IMAGE_LAYOUTS,
-    NO_CONFIG_TYPES,
-    OCI_CONFIG,
-    OCI_EMPTY,
-    OCI_LAYER_GZIP,
-    OCI_LAYER_TAR,
-    UNKNOWN_CONFIG,
-    WASM_TO_OCI_CONFIG,
-    WASM_TO_OCI_LAYER,
-    WASME_CONFIG,
-    WASME_LAYER,
-    ImageLayout,
-    ImageView,
-    wasme_root_ids,
-)
+from .image_layout import IMAGE_LAYOUTS, ImageLayout, ImageView
 from .limits import DEFAULT_LIMITS, FetchLimits
 from .reference import ImageReference
 from .registry import (
-    DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,
     OCI_INDEX,
-    OCI_MANIFEST,
     Manifest,
     ProgressCallback,
     RegistryClient,
 )
 
 __all__ = [
-    "CNCF_CONFIG",
-    "CNCF_LAYER",
-    "COMPAT_ANNOTATION",
-    "DOCKER_CONFIG",
-    "DOCKER_LAYER_GZIP",
-    "DOCKER_LAYER_TAR",
-    "DOCKER_MANIFEST",
-    "DOCKER_MANIFEST_LIST",
-    "EMPTY_SHA256",
     "LAYOUTS",
-    "NO_CONFIG_TYPES",
-    "OCI_CONFIG",
-    "OCI_EMPTY",
-    "OCI_INDEX",
-    "OCI_LAYER_GZIP",
-    "OCI_LAYER_TAR",
-    "OCI_MANIFEST",
-    "UNKNOWN_CONFIG",
-    "WASME_CONFIG",
-    "WASME_LAYER",
-    "WASM_TO_OCI_CONFIG",
-    "WASM_TO_OCI_LAYER",
     "FetchedModule",
     "choose_index_entry",
     "detect_layout",
     "fetch_image_module",
-    "wasme_root_ids",
 ]
 
 log = structlog.get_logger(__name__)

@@ -28,14 +28,17 @@ class StreamCallbacks(Protocol):
     """Receives protocol events. Called on the event loop; must not block or raise.
 
     `resources` maps resource name -> version as sent in (or acknowledged for) the
-    response with `nonce`.
+    response with `nonce`. Each hook's body is its default, doing nothing: a class that
+    subclasses the protocol (as `NullCallbacks` does) overrides only the hooks it needs.
     """
 
     def on_stream_open(self, stream: StreamInfo) -> None:
         """A stream was accepted (no node known yet)."""
+        return None
 
     def on_stream_node(self, stream: StreamInfo) -> None:
         """The stream's first request named its node (`stream.node` is set)."""
+        return None
 
     def on_response(
         self,
@@ -46,11 +49,13 @@ class StreamCallbacks(Protocol):
         removed: Sequence[str],
     ) -> None:
         """A response was written to the stream."""
+        return None
 
     def on_ack(
         self, stream: StreamInfo, type_url: str, nonce: str, resources: Mapping[str, str]
     ) -> None:
         """The client accepted the response `nonce`."""
+        return None
 
     def on_nack(
         self,
@@ -62,45 +67,13 @@ class StreamCallbacks(Protocol):
         message: str,
     ) -> None:
         """The client rejected the response `nonce` with an error."""
+        return None
 
     def on_stream_closed(self, stream: StreamInfo) -> None:
         """The stream ended (client gone, server stopping, or a protocol error)."""
+        return None
 
 
-class NullCallbacks:
-    """Callbacks that do nothing."""
-
-    def on_stream_open(self, stream: StreamInfo) -> None:
-        pass
-
-    def on_stream_node(self, stream: StreamInfo) -> None:
-        pass
-
-    def on_response(
-        self,
-        stream: StreamInfo,
-        type_url: str,
-        nonce: str,
-        resources: Mapping[str, str],
-        removed: Sequence[str],
-    ) -> None:
-        pass
-
-    def on_ack(
-        self, stream: StreamInfo, type_url: str, nonce: str, resources: Mapping[str, str]
-    ) -> None:
-        pass
-
-    def on_nack(
-        self,
-        stream: StreamInfo,
-        type_url: str,
-        nonce: str,
-        resources: Mapping[str, str],
-        code: int,
-        message: str,
-    ) -> None:
-        pass
-
-    def on_stream_closed(self, stream: StreamInfo) -> None:
-        pass
+class NullCallbacks(StreamCallbacks):
+    """Callbacks that do nothing (the protocol's defaults); a base for callbacks that
+    need only some of the hooks."""

@@ -42,6 +42,10 @@ def _parser(message_type: Any) -> Callable[[bytes], Any]:
     return parse
 
 
+_SOTW_REQUEST = _parser(discovery_pb2.DiscoveryRequest)
+_DELTA_REQUEST = _parser(discovery_pb2.DeltaDiscoveryRequest)
+
+
 class XdsService:
     """Serves the registered resource types over their own services and over ADS.
 
@@ -77,35 +81,19 @@ class XdsService:
 
     def register(self, server: grpc.aio.Server) -> None:
         """Add every service's handlers to `server`."""
-        sotw_req = _parser(discovery_pb2.DiscoveryRequest)
-        delta_req = _parser(discovery_pb2.DeltaDiscoveryRequest)
         for rtype in self.registry:
             if not rtype.service:
                 continue
-            short = _short_service(rtype.service)
-            methods: dict[str, grpc.RpcMethodHandler] = {
-                rtype.stream_method: grpc.stream_stream_rpc_method_handler(
-                    self._sotw_handler(short, rtype.type_url), sotw_req, _identity
-                ),
-                rtype.delta_method: grpc.stream_stream_rpc_method_handler(
-                    self._delta_handler(short, rtype.type_url), delta_req, _identity
-                ),
-            }
+            methods = self._stream_methods(rtype.stream_method, rtype.delta_method,
+                                           _short_service(rtype.service), rtype.type_url)
             if rtype.fetch_method:
                 methods[rtype.fetch_method] = grpc.unary_unary_rpc_method_handler(
-                    self._fetch_handler(rtype.type_url), sotw_req, _identity
+                    self._fetch_handler(rtype.type_url), _SOTW_REQUEST, _identity
                 )
             server.add_generic_rpc_handlers(
                 (grpc.method_handlers_generic_handler(rtype.service, methods),)
             )
-        ads = {
-            "StreamAggregatedResources": grpc.stream_stream_rpc_method_handler(
-                self._sotw_handler("ads", None), sotw_req, _identity
-            ),
-            "DeltaAggregatedResources": grpc.stream_stream_rpc_method_handler(
-                self._delta_handler("ads", None), delta_req, _identity
-            ),
-        }
+        ads = self._stream_methods("StreamAggregatedResources", "DeltaAggregatedResources", "ads", None)
         server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler(ADS_SERVICE, ads),)
         )
@@ -119,20 +107,27 @@ class XdsService:
         """Streams open now."""
         return len(self.ctx.open_streams)
 
-    def _sotw_handler(self, service: str, type_url: str | None) -> Any:
-        async def handle(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> None:
-            stream = SotwStream(
-                self.ctx, context, service=service, delta=False, fixed_type_url=type_url
-            )
-            await stream.run(requests)
+    def _stream_methods(
+        self, sotw_method: str, delta_method: str, service: str, type_url: str | None
+    ) -> dict[str, grpc.RpcMethodHandler]:
+        """The SotW and delta stream methods of one service, bound to `type_url` (None
+        for ADS)."""
+        return {
+            sotw_method: grpc.stream_stream_rpc_method_handler(
+                self._stream_handler(SotwStream, service, type_url), _SOTW_REQUEST, _identity
+            ),
+            delta_method: grpc.stream_stream_rpc_method_handler(
+                self._stream_handler(DeltaStream, service, type_url), _DELTA_REQUEST, _identity
+            ),
+        }
 
-        return handle
+    def _stream_handler(
+        self, loop: type[SotwStream] | type[DeltaStream], service: str, type_url: str | None
+    ) -> Any:
+        delta = loop is DeltaStream
 
-    def _delta_handler(self, service: str, type_url: str | None) -> Any:
         async def handle(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> None:
-            stream = DeltaStream(
-                self.ctx, context, service=service, delta=True, fixed_type_url=type_url
-            )
+            stream = loop(self.ctx, context, service=service, delta=delta, fixed_type_url=type_url)
             await stream.run(requests)
 
         return handle

@@ -374,7 +374,11 @@ class BaseStream(Generic[Req]):
                         raise ProtocolError(request.code, request.error)
                     self.handle_request(request)
                 while self._dirty and not ctx.closing:
-                    type_url = self._dirty.pop()
+                    # Several types due: in registration order (clusters before endpoints,
+                    # listeners before routes), as Envoy warms them.
+                    type_url = (min(self._dirty, key=ctx.types.rank) if len(self._dirty) > 1
+                                else next(iter(self._dirty)))
+                    self._dirty.discard(type_url)
                     data = self.flush(type_url)
                     if data is not None:
                         await self._write(data)

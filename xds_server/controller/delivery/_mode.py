@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from xds_server.config import FilterSpec
+from xds_server.config import FilterSpec, ServerConfig
 from xds_server.controller._extension import Code
 from xds_server.controller._modules import ResolvedModule
 
@@ -27,7 +27,7 @@ class Delivery:
 
     module_dir: Path | None = None
     envoy_module_dir: str | None = None
-    module_base_url: str = "http://127.0.0.1:18080"
+    module_base_url: str = f"http://{ServerConfig().admin_address}"
 
 
 class DeliveryMode(Protocol):
