@@ -131,6 +131,38 @@ async def test_download_into_a_temp_file_keeps_nothing_in_memory(tmp_path: Path)
     assert body.path.read_bytes() == BODY and body.sha256 == DIGEST.removeprefix("sha256:")
 
 
+@pytest.mark.parametrize("handler", [whole, chunked], ids=["announced", "unannounced"])
+@pytest.mark.parametrize("durable", [True, False])
+async def test_download_into_a_temp_file_and_kept_gives_the_same_bytes_once(
+    tmp_path: Path, handler: Callable[[web.Request], object], durable: bool,
+) -> None:
+    """``keep``: the bytes written while streaming are also returned (no read back); an
+    announced size gets one buffer filled as they arrive. Not ``durable``: the caller
+    fsyncs; the file is complete and closed either way."""
+    async with serving(handler) as url, aiohttp.ClientSession() as http, http.get(url) as resp:
+        body = await read_body(resp, what="m", max_bytes=len(BODY), expected=DIGEST,
+                               into=tmp_path, keep=True, durable=durable)
+    assert body.data == BODY and body.path is not None
+    assert body.path.read_bytes() == BODY and body.digest == DIGEST
+    assert temp_files(tmp_path) == [body.path]
+
+
+async def test_kept_download_shorter_than_announced_is_an_error(tmp_path: Path) -> None:
+    async def short(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Length": str(len(BODY))})
+        await response.prepare(request)
+        await response.write(BODY[:100_000])
+        assert request.transport is not None
+        request.transport.close()  # the connection ends before the announced length
+        return response
+
+    async with serving(short) as url, aiohttp.ClientSession() as http, http.get(url) as resp:
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await read_body(resp, what="m", max_bytes=len(BODY), expected=DIGEST,
+                            into=tmp_path, keep=True)
+    assert temp_files(tmp_path) == []
+
+
 @pytest.mark.parametrize("handler", [whole, chunked], ids=["announced", "received"])
 async def test_cap_refuses_and_removes_the_temp_file(
     tmp_path: Path, handler: Callable[[web.Request], object],

@@ -256,3 +256,40 @@ async def test_run_flushes_and_prunes_until_cancelled(store: StateStore) -> None
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+def _cells(w: HealthWindows) -> dict[tuple[tuple[str, int, bool], int], tuple[object, ...]]:
+    return {(key, start): (cell.version, sorted(cell.nodes), cell.requests, cell.errors_5xx,
+                           cell.vm_failures, cell.vm_reloads, dict(cell.latency.counts))
+            for key, start, cell in w.local_cells(0)}
+
+
+@pytest.mark.parametrize("shape", ["one_group", "buckets", "runs", "late_and_odd_times", "many_durations"])
+async def test_a_batch_counts_as_its_records_one_at_a_time(store: StateStore, shape: str) -> None:
+    """Batches are summed per (bucket, runs) group, by columns when the whole batch is
+    one group: the cells, totals and drops are those of the records one by one."""
+    rnd = random.Random(shape)
+    both = (V1, FilterRun("other", 3, "v-three"))
+    records = []
+    for i in range(200):
+        at = T0 + 30 + rnd.random() * 9  # one bucket
+        runs: tuple[FilterRun, ...] = both
+        if shape == "buckets":
+            at = T0 + rnd.random() * 39
+        elif shape == "runs":
+            runs = (V1,) if i % 3 else (V2,)
+        elif shape == "late_and_odd_times":
+            at = rnd.choice([at, T0 - 100, float("nan"), float("inf"), T0 + 1000])
+        ms = float(rnd.choice([1, 2, 2, 3, 40])) if shape != "many_durations" else rnd.random() * 500
+        records.append(req(f"n{i % 7}", at, status=rnd.choice([200, 200, 503, 404, 599]), ms=ms,
+                           details=rnd.choice(["via_upstream", WASM_FAIL_DETAILS]), runs=runs))
+    batched = HealthWindows(store, replica_id="a", clock=Clock(T0 + 39.5))
+    single = HealthWindows(store, replica_id="b", clock=Clock(T0 + 39.5))
+    batched.on_requests(records)
+    for r in records:
+        single.on_requests([r])
+    assert _cells(batched) == _cells(single) and _cells(batched)
+    assert batched.dropped == single.dropped
+    assert batched.local_totals.keys() == single.local_totals.keys()
+    for key, totals in batched.local_totals.items():
+        assert totals[:3] == single.local_totals[key][:3]

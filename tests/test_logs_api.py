@@ -123,3 +123,38 @@ def test_log_buffer_is_bounded_by_count_and_bytes_and_fair_to_quiet_filters() ->
     assert buf.recent("busy", limit=1)[0].record.path == "/299"
     buf.on_requests(batch("huge", 1, state="z" * 500_000))  # one entry over the whole budget
     assert buf.total_bytes <= buf.max_bytes
+
+
+def test_log_buffer_batches_keep_what_records_one_at_a_time_would() -> None:
+    """Entries are kept in chunks per batch: trimming across chunks, several filters and
+    runs per batch, and the byte accounting match keeping records one by one."""
+    a1, a2, b1 = FilterRun("a", 1, "v1"), FilterRun("a", 2, "v2"), FilterRun("b", 1, "v1")
+    batched, single = LogBuffer(per_filter=50), LogBuffer(per_filter=50)
+    n = 0
+    for size in (7, 30, 1, 45, 12, 60, 3):
+        records = []
+        for j in range(size):
+            runs = (a1, b1) if j < size // 2 else (a2,)
+            records.append(RequestRecord(node_id=f"n{n % 3}", cluster="c", time=float(n), duration_ms=1.0,
+                                         status=200, path=f"/{n}", runs=runs))
+            n += 1
+        batched.on_requests(records)
+        for r in records:
+            single.on_requests([r])
+
+    def seen(buf: LogBuffer, name: str, glob: str = "*") -> list[tuple[str, int]]:
+        return [(e.record.path, e.run.revision) for e in buf.recent(name, node_glob=glob, limit=1_000)]
+
+    for name in ("a", "b"):
+        assert seen(batched, name) == seen(single, name)
+        assert seen(batched, name, "n1") == seen(single, name, "n1")
+    assert len(seen(batched, "a")) == 50 and seen(batched, "a")[-1] == (f"/{n - 1}", 2)
+    # A partial drop from a chunk frees its share of the chunk's bytes: approximate per
+    # entry, exact in total (the sum over filters), and nothing left once all is dropped.
+    assert abs(batched.total_bytes - single.total_bytes) <= single.total_bytes // 100
+    batched.max_bytes = 0
+    batched.on_requests([RequestRecord(node_id="n", cluster="c", time=0.0, duration_ms=1.0, status=200,
+                                       runs=(a1,))])
+    assert batched.total_bytes == 0 and batched.recent("a") == batched.recent("b") == []
+    batched.max_bytes = 10**9
+    assert [e.record.path for e in single.recent("a", limit=3)] == [f"/{n - 3}", f"/{n - 2}", f"/{n - 1}"]

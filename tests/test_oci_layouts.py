@@ -70,6 +70,7 @@ async def test_each_layout_resolves_to_exact_bytes(
     assert module.root_ids == (("my_root",) if layout == "wasme" else ())
     if layout == "compat":
         assert module.annotations["module.wasm.image/variant"] == "compat"
+    assert list((store.root / "blobs" / "sha256").glob(".tmp-*")) == []  # streamed, installed
 
 
 @pytest.mark.parametrize(
@@ -94,6 +95,20 @@ async def test_wasme_root_ids_in_either_spelling(
     assert module.read_bytes() == wasm
     assert len(module.root_ids) == 1
     assert module.root_ids[0] in ("snake", "camel", "top")
+
+
+async def test_wasme_config_that_is_not_json_leaves_no_layer_behind(
+    registry: RegistryProcess, client: RegistryClient, store: ModuleStore,
+) -> None:
+    """The config blob downloads while the layer streams to a temp file in the store: when
+    the config is refused, the layer's file goes too and nothing is stored."""
+    wasm = make_wasm("wasme-bad-config")
+    ref = parse_reference(f"{registry.host}/layouts/wasme-bad-config:v1")
+    await push_image(client, ref, config=b"not json", config_media_type=WASME_CONFIG,
+                     layers=[Layer(wasm, WASME_LAYER)])
+    with pytest.raises(InvalidModule, match=r"wasme config .* is not JSON"):
+        await store.resolve(ModuleSource("image", str(ref)))
+    assert list((store.root / "blobs" / "sha256").iterdir()) == []
 
 
 async def test_image_index_chooses_wasm_entry(

@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 from aiohttp import web
 from playwright.async_api import Browser, ConsoleMessage, async_playwright, expect
 
@@ -21,6 +22,8 @@ from tests.fixtures.envoy import EnvoyProcess, wait_for, wait_for_header
 from tests.fixtures.net import free_port
 from tests.fixtures.server import running_server, server_bootstrap, write_config
 from tests.fixtures.wasm_filters import failing_filter, header_filter
+from tests.test_standalone_resources import document, route
+from tests.xds_client import XdsClient, lds
 from xds_server.admin._events import EventStreams
 from xds_server.admin._page import STATIC_FILES
 from xds_server.controller import FilterEvent
@@ -294,3 +297,45 @@ async def test_status_page_updates_live_in_chromium(tmp_path: Path, browser: Bro
             await expect(proxy).to_have_attribute("data-connected", "false")
             await expect(page.locator("#live")).to_have_attribute("data-state", "live-on")
             await page.close()
+
+
+async def test_status_page_shows_resources_with_ack_and_nack_in_chromium(tmp_path: Path, browser: Browser) -> None:
+    """Standalone resources get a compact table from the summary: revision, version,
+    proxies by state and the NACK message; "list them" narrows the proxies to one."""
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(document(tmp_path)))
+    async with running_server(path) as app, aiohttp.ClientSession() as http:
+        base = f"http://127.0.0.1:{app.admin_port}"
+        client = XdsClient(f"127.0.0.1:{app.xds_port}")
+        try:
+            streams = [await lds(client, "edge-1")]
+            page = await browser.new_page(viewport={"width": 1400, "height": 900})
+            problems: list[str] = []
+            page.on("pageerror", lambda exc: problems.append(str(exc)))
+            await page.goto(base + "/")
+            await expect(page.locator("#resources-section")).to_be_visible()
+            web = page.locator('tr.resource-row[data-resource="listeners/web"]')
+            await expect(web).to_have_attribute("data-acked", "1")
+            await expect(web).to_contain_text(app.resources.view("listeners", "web")["versions"][0])
+            # No resource appears as an unserved filter in the fleet summary.
+            await expect(page.locator('article.summary[data-summary="listeners/web"]')).to_have_count(0)
+            # A NACK arrives live: the row says so with Envoy's message.
+            streams.append(await lds(client, "edge-2", nack="port 10000 in use"))
+            await expect(web).to_have_attribute("data-nacked", "1")
+            await expect(web.locator(".nack-message")).to_contain_text("port 10000 in use")
+            await expect(web).to_have_class("resource-row attention")
+            # A route change shows its new revision (the summary is polled).
+            async with http.put(f"{base}/api/v1/resources/routes/main", json={
+                    **route(), "virtual_hosts": [{**route()["virtual_hosts"][0], "domains": ["a"]}]}) as r:
+                assert r.status == 200, await r.text()
+            await expect(page.locator('tr.resource-row[data-resource="routes/main"]')).to_have_attribute(
+                "data-revision", "2", timeout=15_000)
+            await web.locator("button.show-nacked").click()
+            await expect(page.locator("#proxy-filter")).to_have_value("listeners/web")
+            await expect(page.locator("tr.proxy")).to_have_count(1)
+            await expect(page.locator('tr.proxy[data-node="edge-2"]')).to_have_count(1)
+            assert not problems, problems
+            assert all(not s.done.is_set() for s in streams)
+            await page.close()
+        finally:
+            await client.close()

@@ -12,7 +12,7 @@ from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from envoy.service.extension.v3 import config_discovery_pb2_grpc
 from google.rpc import status_pb2
 
-from xds_server.cache import TYPED_EXTENSION_CONFIG
+from xds_server.cache import LISTENER, TYPED_EXTENSION_CONFIG
 
 
 def node(node_id: str = "envoy-1", cluster: str = "c1", **metadata: str) -> Any:
@@ -156,3 +156,16 @@ def names_versions(response: Any) -> dict[str, str]:
         any_msg.Unpack(tec)
         out[tec.name] = response.version_info
     return out
+
+
+async def lds(client: XdsClient, node_id: str, *, cluster: str = "edge", nack: str | None = None) -> Stream:
+    """Open an ADS stream as `node_id`, ask for every listener and ACK the answer (or
+    NACK it with message `nack`); returns the open stream."""
+    stream = client.sotw(ads=True)
+    await stream.send(sotw_request([], node_msg=node(node_id, cluster), type_url=LISTENER.type_url))
+    response = await stream.recv()
+    if nack is None:
+        await stream.send(ack(response, [], type_url=LISTENER.type_url))
+    else:
+        await stream.send(sotw_request([], nonce=response.nonce, error=nack, type_url=LISTENER.type_url))
+    return stream

@@ -23,7 +23,6 @@ from aiohttp import web
 
 from xds_server import __version__
 from xds_server.admin import AdminService, build_admin_app, load_tokens, register_grpc_services
-from xds_server.admin._resources import resource_routes
 from xds_server.cache import ResourceCache, default_types
 from xds_server.config import Config, ConfigError, load_config
 from xds_server.controller import (
@@ -180,7 +179,7 @@ class XdsServerApp:
         self.admin = AdminService(
             self.controller, self.status, module_path=self._modules.module_path,
             tokens=load_tokens(s.admin_tokens_file, os.environ.get("XDS_SERVER_ADMIN_TOKENS")),
-            logs=self.logs, health=self.health,
+            logs=self.logs, health=self.health, resources=self.resources,
         )
         self.grpc_server = grpc.aio.server(
             options=[*GRPC_OPTIONS, ("grpc.max_receive_message_length", lim.max_request_bytes)])
@@ -191,7 +190,7 @@ class XdsServerApp:
             self.grpc_server, self.admin, self.cache,
             [*self.xds.service_names, *self.telemetry_receiver.service_names])
         self._admin_runner = web.AppRunner(
-            build_admin_app(self.admin, extensions=[resource_routes(self.resources)]), access_log=None)
+            build_admin_app(self.admin), access_log=None)
         await self._admin_runner.setup()
         self._stage = "setup"
 

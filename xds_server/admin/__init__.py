@@ -2,12 +2,14 @@
 and, on the xDS port, the gRPC admin API, CSDS, gRPC health and reflection.
 
 `AdminService` (`_service`) is the one facade both APIs call: views, changes, history,
-readiness. `_app` (HTTP) and `_grpc` (gRPC) are thin adapters over it. A new admin
-concern is its own module here and joins through `build_admin_app(extensions=...)`
-(HTTP routes) and `register_grpc_services(extensions=...)` (gRPC services).
+readiness, for filters and the standalone fleet's Envoy resources. `_app` and
+`_resources` (HTTP) and `_grpc` (gRPC) are thin adapters over it. A new admin concern is
+its own module here and joins through `build_admin_app(extensions=...)` (HTTP routes)
+and `register_grpc_services(extensions=...)` (gRPC services).
 
-May import: controller, cache (read), status and proxy_index (read), config, nodes,
-telemetry (health windows, log buffer); never xds internals, wasm, runtime or cli.
+May import: controller, resources (the `ResourceManager`), cache (read), status and
+proxy_index (read), config, nodes, telemetry (health windows, log buffer); never xds
+internals, wasm, runtime or cli.
 """
 
 from xds_server.admin._app import SERVICE, AppExtension, build_admin_app

@@ -22,6 +22,7 @@ from xds_server.admin._events import EventStreams
 from xds_server.admin._filter_health import WindowError, add_filter_health_routes, parse_window
 from xds_server.admin._logs import get_logs
 from xds_server.admin._page import static_file, status_page
+from xds_server.admin._resources import add_resource_routes
 from xds_server.admin._service import AdminService
 from xds_server.admin._specs import (
     parse_debug_body,
@@ -250,6 +251,7 @@ def build_admin_app(service: AdminService, *, extensions: Sequence[AppExtension]
 
     app.router.add_get("/api/v1/logs", logs)
     add_filter_health_routes(app, service)
+    add_resource_routes(app, service)
     app.router.add_get("/modules/sha256/{digest}", get_module)
     events = EventStreams((service.subscribe_proxies, service.subscribe_filters),
                           fleet_sources=(service.subscribe_fleet, service.subscribe_filters))

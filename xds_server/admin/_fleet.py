@@ -12,7 +12,9 @@ page) is a contract:
                                 "REQUESTED", "STALE", "clusters": {cluster: {state: n}}}],
                   "nacks": [{"message", "count", "versions", "nodes"}],
                   "health": [{"revision", "version", "canary", "failing", "proxies",
-                              "requests", "errors_5xx", "error_rate", "vm_failures"}] | null}]}
+                              "requests", "errors_5xx", "error_rate", "vm_failures"}] | null}],
+     "resources": [{"kind", "name", "served", "revision", "current_versions", "attention",
+                    "totals", "versions", "nacks"}]}
 
 Counts are of connected proxies (`disconnected` aside). A version row counts the proxies
 that were *sent* that version by their state; `running` counts those that ACKed it.
@@ -22,32 +24,38 @@ in natural order. `signed_by` names who signed the current modules (a key file's
 a keyless identity; "unverified" under a policy that is not required; empty when no
 verify policy covers them). `attention` is true when some proxy NACKed the filter or a revision
 fails at run time; such filters come first, then by name. `health` is None when the
-summary was taken without telemetry reads (the event feed's summaries).
+summary was taken without telemetry reads (the event feed's summaries). `resources`
+are the standalone fleet's listeners, routes, clusters and endpoints (proxy status key
+`kind/name`), counted the same way, NACKed ones first.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from xds_server.controller import FilterState
 from xds_server.proxy_index import STATES
+from xds_server.resources import KINDS
 from xds_server.status import StatusTracker
 from xds_server.telemetry import HealthWindows
 
-__all__ = ["NACK_SAMPLE", "add_health", "fleet_summary", "proxy_row"]
+__all__ = ["NACK_SAMPLE", "ResourceHead", "add_health", "fleet_summary", "is_resource_status_key", "proxy_row"]
 
 NACK_SAMPLE = 5
 """Node ids named per NACK group."""
+
+ResourceHead = tuple[int, Sequence[str]]
+"""An Envoy resource's current revision and the xDS versions it serves."""
 
 
 def _states() -> dict[str, int]:
     return dict.fromkeys(STATES, 0)
 
 
-def _filter_counts(name: str, state: FilterState | None, tracker: StatusTracker) -> dict[str, Any]:
-    current = [d.resource.version for d in state.deployed] if state is not None else []
+def _counts(name: str, current: list[str], tracker: StatusTracker) -> dict[str, Any]:
+    """`current_versions`, `attention`, `totals`, `versions` and `nacks` of one status key."""
     versions: dict[str, dict[str, Any]] = {}
     totals: dict[str, int] = {**_states(), "connected": 0, "disconnected": 0}
     nack_versions: dict[str, set[str]] = {}
@@ -84,15 +92,26 @@ def _filter_counts(name: str, state: FilterState | None, tracker: StatusTracker)
     ]
     nacks.sort(key=lambda g: (-int(g["count"]), str(g["message"])))
     ordered = sorted(versions.values(), key=lambda r: (not r["current"], -int(r["running"]), str(r["version"])))
+    return {"current_versions": current, "attention": bool(nacks), "totals": totals, "versions": ordered,
+            "nacks": nacks}
+
+
+def _filter_counts(name: str, state: FilterState | None, tracker: StatusTracker) -> dict[str, Any]:
+    current = [d.resource.version for d in state.deployed] if state is not None else []
     rev = state.revision if state is not None else None
     return {
         "name": name, "served": state is not None, "revision": rev.revision if rev else 0,
         "canary": bool(state.canary) if state is not None else False,
-        "error": state.error if state is not None else None, "current_versions": current,
-        "attention": bool(nacks), "failing": False, "signed_by": _signers(state), "totals": totals,
-        "versions": ordered,
-        "nacks": nacks, "health": None,
+        "error": state.error if state is not None else None,
+        **_counts(name, current, tracker), "failing": False, "signed_by": _signers(state), "health": None,
     }
+
+
+def _resource_counts(key: str, head: ResourceHead | None, tracker: StatusTracker) -> dict[str, Any]:
+    kind, _, name = key.partition("/")
+    revision, current = head if head is not None else (0, [])
+    return {"kind": kind, "name": name, "served": head is not None, "revision": revision,
+            **_counts(key, list(current), tracker)}
 
 
 def _signers(state: FilterState | None) -> list[str]:
@@ -113,15 +132,29 @@ def _signers(state: FilterState | None) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def fleet_summary(filters: Mapping[str, FilterState], tracker: StatusTracker) -> dict[str, Any]:
+def is_resource_status_key(key: str, filters: Mapping[str, Any]) -> bool:
+    """Whether a proxy's status key is an Envoy resource's (`listeners/main`) rather
+    than a wasm filter's (a filter's own name, which may contain '/' too)."""
+    return key.partition("/")[0] in KINDS and "/" in key and key not in filters
+
+
+def fleet_summary(filters: Mapping[str, FilterState], tracker: StatusTracker,
+                  resources: Mapping[str, ResourceHead] | None = None) -> dict[str, Any]:
     """The summary without health (see the module docstring): counters only, no I/O.
-    Filters are the served ones plus every resource name a proxy asked for."""
-    names = set(filters) | {slot.name for slot in tracker.index.slots}
+    Filters are the served ones plus every filter name a proxy asked for; resources
+    (`resources`: status key `kind/name` -> (revision, current versions)) the served
+    ones plus every resource a proxy asked for."""
+    heads = resources or {}
+    asked = {slot.name for slot in tracker.index.slots}
+    resource_keys = set(heads) | {n for n in asked if is_resource_status_key(n, filters)}
+    names = (set(filters) | asked) - resource_keys
     views = [_filter_counts(n, filters.get(n), tracker) for n in names]
+    resource_views = [_resource_counts(k, heads.get(k), tracker) for k in resource_keys]
     return {
         "seq": tracker.index.seq, "at": time.time(),
         "proxies": {"known": len(tracker.index), "connected": _connected_nodes(tracker)},
         "filters": _ordered(views),
+        "resources": sorted(resource_views, key=lambda v: (not v["attention"], v["kind"], v["name"])),
     }
 
 

@@ -30,8 +30,7 @@ from typing import Any
 
 import structlog
 
-from xds_server.admin._fleet import fleet_summary, proxy_row
-from xds_server.controller import Controller
+from xds_server.admin._fleet import proxy_row
 from xds_server.status import StatusEvent, StatusTracker
 
 __all__ = ["DEFAULT_INTERVAL", "MAX_EVENTS", "FleetFeed"]
@@ -49,12 +48,13 @@ class FleetFeed:
     """Coalesces proxy changes into ticks (see the module docstring). The flush task
     runs only while there are listeners; `close()` stops it."""
 
-    def __init__(self, tracker: StatusTracker, controller: Controller, *,
+    def __init__(self, tracker: StatusTracker, summary: Callable[[], dict[str, Any]], *,
                  interval: float = DEFAULT_INTERVAL) -> None:
         if interval <= 0:
             raise ValueError("interval must be positive")
         self.tracker = tracker
-        self.controller = controller
+        self.summary = summary
+        """The fleet summary without health (`AdminService.summary_now`)."""
         self.interval = interval
         self.ticks = 0
         self._listeners: list[Listener] = []
@@ -126,7 +126,7 @@ class FleetFeed:
         self.ticks += 1
         return {
             "source": "fleet", "kind": "tick", "seq": self.tracker.index.seq, "at": time.time(),
-            "summary": fleet_summary(self.controller.filters, self.tracker),
+            "summary": self.summary(),
             "changes": [proxy_row(self.tracker, node_id) for node_id in dirty],
             "events": events, "events_dropped": dropped,
         }

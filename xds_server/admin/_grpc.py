@@ -9,7 +9,8 @@
   `register_grpc_services`; another concern's gRPC service joins them (reflection and
   health included) as a `GrpcExtension` in its `extensions`.
 
-`FilterError.status` becomes a gRPC code (`grpc_code`) with the same message.
+`FilterError.status` and `ResourceError.status` become a gRPC code (`grpc_code`) with the
+same message.
 
 Access follows the HTTP admin API's rule: with admin tokens configured, a call needs
 metadata `authorization: Bearer <token>` (UNAUTHENTICATED otherwise) and mutations need
@@ -40,16 +41,18 @@ from xds_server.admin._messages import (
     event_message,
     filter_message,
     proxy_message,
+    resource_message,
     revision_message,
     summary_message,
     whole_numbers,
 )
 from xds_server.admin._service import AdminService
-from xds_server.admin._specs import FilterRequest, expect_revision, parse_specs
+from xds_server.admin._specs import FilterRequest, expect_revision, parse_debug_body, parse_specs
 from xds_server.admin.v1 import admin_pb2, admin_pb2_grpc
 from xds_server.cache import ResourceCache
 from xds_server.controller import FilterError, FilterEvent
 from xds_server.proxy_index import ProxyQuery, QueryError
+from xds_server.resources import ResourceError
 from xds_server.status import StatusEvent
 
 __all__ = [
@@ -169,12 +172,16 @@ Context = Any  # grpc.aio.ServicerContext (grpc ships no type information)
 
 @contextlib.asynccontextmanager
 async def _refusals(context: Context) -> AsyncIterator[None]:
-    """End the call with the gRPC code and message of a `FilterError` raised inside."""
+    """End the call with the gRPC code and message of a `FilterError` (or a
+    `ResourceError`) raised inside."""
     try:
         yield
     except FilterError as exc:
         log.info("grpc_admin_error", filter=exc.name, status=exc.status, error=exc.message)
         await context.abort(grpc_code(exc.status), exc.message)
+    except ResourceError as exc:
+        log.info("grpc_admin_error", resource=exc.where, status=exc.status, error=str(exc))
+        await context.abort(grpc_code(exc.status), str(exc))
 
 
 async def _window(seconds: float, context: Context) -> float:
@@ -288,6 +295,31 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         return admin_pb2.GetHistoryResponse(
             name=request.name, history=[revision_message(r) for r in history])
 
+    async def StartDebug(
+        self, request: admin_pb2.StartDebugRequest, context: Context
+    ) -> admin_pb2.Filter:
+        """A time-boxed configuration override for the proxies `node` matches."""
+        author = await _author(self.service, request.actor, context)
+        body: dict[str, Any] = {"node": request.node}
+        if request.duration:
+            body["for"] = request.duration
+        if request.HasField("configuration"):
+            body["configuration"] = whole_numbers(MessageToDict(request.configuration))
+        async with _refusals(context):
+            node, configuration, seconds = parse_debug_body(request.name, body, where="request")
+            view = await self.service.debug(request.name, node=node, configuration=configuration,
+                                            seconds=seconds, author=author)
+        return filter_message(view)
+
+    async def EndDebug(
+        self, request: admin_pb2.EndDebugRequest, context: Context
+    ) -> admin_pb2.Filter:
+        """End the filter's debug override now (FAILED_PRECONDITION without one)."""
+        author = await _author(self.service, request.actor, context)
+        async with _refusals(context):
+            view = await self.service.end_debug(request.name, author=author)
+        return filter_message(view)
+
     async def GetFilterHealth(
         self, request: admin_pb2.GetFilterHealthRequest, context: Context
     ) -> admin_pb2.FilterHealth:
@@ -299,6 +331,69 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no filter named {request.name!r}")
             raise AssertionError("abort raises")
         return filter_health_message(view)
+
+    # -- resources (standalone fleets) ----------------------------------------------------
+
+    async def ListResources(
+        self, request: admin_pb2.ListResourcesRequest, context: Context
+    ) -> admin_pb2.ListResourcesResponse:
+        """Every resource of a kind, by name."""
+        await authorize(self.service, context, write=False)
+        async with _refusals(context):
+            views = self.service.resources(request.kind)
+        return admin_pb2.ListResourcesResponse(resources=[resource_message(v) for v in views])
+
+    async def GetResource(
+        self, request: admin_pb2.GetResourceRequest, context: Context
+    ) -> admin_pb2.Resource:
+        """One resource, or NOT_FOUND."""
+        await authorize(self.service, context, write=False)
+        async with _refusals(context):
+            view = self.service.resource(request.kind, request.name)
+        return resource_message(view)
+
+    async def PutResource(
+        self, request: admin_pb2.PutResourceRequest, context: Context
+    ) -> admin_pb2.Resource:
+        """Make `specs` the resource's new revision (if `expect_revision` is current)."""
+        author = await _author(self.service, request.actor, context)
+        expect = request.expect_revision if request.HasField("expect_revision") else None
+        async with _refusals(context):
+            if not request.specs:
+                raise ResourceError(f"{request.kind}/{request.name}", "specs", "no specs given")
+            items = [whole_numbers(MessageToDict(s)) for s in request.specs]
+            view, _ = await self.service.put_resource(request.kind, request.name, items, author=author,
+                                                      expect_revision=expect)
+        return resource_message(view)
+
+    async def DeleteResource(
+        self, request: admin_pb2.DeleteResourceRequest, context: Context
+    ) -> admin_pb2.DeleteResourceResponse:
+        """Stop serving a resource; the delete is a revision too."""
+        author = await _author(self.service, request.actor, context)
+        async with _refusals(context):
+            revision = await self.service.delete_resource(request.kind, request.name, author=author)
+        return admin_pb2.DeleteResourceResponse(kind=request.kind, name=request.name, revision=revision)
+
+    async def GetResourceHistory(
+        self, request: admin_pb2.GetResourceHistoryRequest, context: Context
+    ) -> admin_pb2.GetHistoryResponse:
+        """Revisions of a resource, newest first (`name` answers as `kind/name`)."""
+        await authorize(self.service, context, write=False)
+        async with _refusals(context):
+            history = await self.service.resource_history(request.kind, request.name, request.limit or None)
+        return admin_pb2.GetHistoryResponse(name=f"{request.kind}/{request.name}",
+                                            history=[revision_message(r) for r in history])
+
+    async def RollbackResource(
+        self, request: admin_pb2.RollbackResourceRequest, context: Context
+    ) -> admin_pb2.Resource:
+        """Serve `to_revision` (default: the newest earlier one with other content) again."""
+        author = await _author(self.service, request.actor, context)
+        to = request.to_revision if request.HasField("to_revision") else None
+        async with _refusals(context):
+            view = await self.service.rollback_resource(request.kind, request.name, author=author, to=to)
+        return resource_message(view)
 
     # -- proxies ----------------------------------------------------------------------
 

@@ -14,8 +14,8 @@ from xds_server.controller import FilterEvent
 from xds_server.status import StatusEvent
 
 __all__ = [
-    "event_message", "filter_message", "proxy_message", "revision_message", "summary_message",
-    "timestamp", "whole_numbers",
+    "event_message", "filter_message", "proxy_message", "resource_message", "revision_message",
+    "summary_message", "timestamp", "whole_numbers",
 ]
 
 
@@ -57,11 +57,23 @@ def filter_message(view: Mapping[str, Any]) -> admin_pb2.Filter:
     )
     if view["good_revision"] is not None:
         msg.good_revision = view["good_revision"]
+    for member in ("analysis", "debug"):
+        if isinstance(view.get(member), Mapping):
+            getattr(msg, member).CopyFrom(_struct(view[member]))
     for spec in view["specs"]:
         rest = {k: v for k, v in spec.items() if k not in ("version", "module", "verdict")}
         msg.specs.append(admin_pb2.DeployedSpec(
             spec=_struct(rest), version=spec["version"], module=admin_pb2.Module(**spec["module"]),
         ))
+    return msg
+
+
+def resource_message(view: Mapping[str, Any]) -> admin_pb2.Resource:
+    """A `Resource` from the HTTP API's resource view (`AdminService.resource`)."""
+    msg = admin_pb2.Resource(kind=view["kind"], name=view["name"], specs=[_struct(s) for s in view["specs"]],
+                             versions=view["versions"])
+    if view["revision"] is not None:
+        msg.revision = view["revision"]
     return msg
 
 
@@ -104,6 +116,17 @@ def _states(counts: Mapping[str, Any]) -> admin_pb2.StateCounts:
                                  requested=counts["REQUESTED"], stale=counts["STALE"])
 
 
+def _version_rows(rows: list[Mapping[str, Any]]) -> list[admin_pb2.VersionSummary]:
+    return [admin_pb2.VersionSummary(
+        version=v["version"], current=v["current"], running=v["running"], states=_states(v),
+        clusters={c: _states(n) for c, n in v["clusters"].items()}) for v in rows]
+
+
+def _nack_groups(groups: list[Mapping[str, Any]]) -> list[admin_pb2.NackGroup]:
+    return [admin_pb2.NackGroup(message=g["message"], count=g["count"], versions=g["versions"],
+                                nodes=g["nodes"]) for g in groups]
+
+
 def summary_message(view: Mapping[str, Any]) -> admin_pb2.Summary:
     """A `Summary` from the fleet summary view (`AdminService.summary`)."""
     msg = admin_pb2.Summary(seq=view["seq"], at=timestamp(view["at"]),
@@ -111,20 +134,21 @@ def summary_message(view: Mapping[str, Any]) -> admin_pb2.Summary:
                             proxies_connected=view["proxies"]["connected"])
     for f in view["filters"]:
         t = f["totals"]
-        fs = admin_pb2.FilterSummary(
+        msg.filters.append(admin_pb2.FilterSummary(
             name=f["name"], served=f["served"], revision=f["revision"], canary=f["canary"],
             error=f["error"] or "", current_versions=f["current_versions"], attention=f["attention"],
             failing=f["failing"], totals=_states(t), connected=t["connected"],
-            disconnected=t["disconnected"],
-            nacks=[admin_pb2.NackGroup(message=g["message"], count=g["count"], versions=g["versions"],
-                                       nodes=g["nodes"]) for g in f["nacks"]],
+            disconnected=t["disconnected"], nacks=_nack_groups(f["nacks"]),
+            versions=_version_rows(f["versions"]),
             health=[admin_pb2.RevisionHealthSummary(**h) for h in f["health"] or []],
-        )
-        for v in f["versions"]:
-            fs.versions.append(admin_pb2.VersionSummary(
-                version=v["version"], current=v["current"], running=v["running"], states=_states(v),
-                clusters={c: _states(n) for c, n in v["clusters"].items()}))
-        msg.filters.append(fs)
+        ))
+    for r in view.get("resources") or []:
+        t = r["totals"]
+        msg.resources.append(admin_pb2.ResourceSummary(
+            kind=r["kind"], name=r["name"], served=r["served"], revision=r["revision"],
+            current_versions=r["current_versions"], attention=r["attention"], totals=_states(t),
+            connected=t["connected"], disconnected=t["disconnected"],
+            versions=_version_rows(r["versions"]), nacks=_nack_groups(r["nacks"])))
     return msg
 
 

@@ -1,5 +1,6 @@
 """Admin routes for Envoy resources: `/api/v1/resources/{kind}/{name}` with history and
-rollback, like filters (`kind`: listeners, routes, clusters, endpoints).
+rollback, like filters (`kind`: listeners, routes, clusters, endpoints). Thin handlers
+over `AdminService` (the gRPC API calls the same methods).
 
 Bodies are Envoy's v3 JSON: one resource, or `{"specs": [...]}` (one per disjoint
 selector; `selector` is this server's key beside Envoy's fields). Refusals are
@@ -15,9 +16,10 @@ from typing import Any
 from aiohttp import web
 
 from xds_server.admin._auth import LOCAL, caller_of
-from xds_server.resources import ResourceError, ResourceManager
+from xds_server.admin._service import AdminService
+from xds_server.resources import ResourceError
 
-__all__ = ["resource_routes"]
+__all__ = ["add_resource_routes", "resource_items"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -59,7 +61,7 @@ _DERIVED = {"kind", "name", "versions", "revision"}
 """Members of a GET answer that a PUT of it ignores (`revision` is its precondition)."""
 
 
-def _items(body: Any, where: str) -> list[Any]:
+def resource_items(body: Any, where: str) -> list[Any]:
     """One resource, or the `specs` of `{"specs": [...]}` (a GET answer PUT back)."""
     if isinstance(body, dict) and "specs" in body:
         extra = sorted(set(body) - _DERIVED - {"specs"})
@@ -71,38 +73,37 @@ def _items(body: Any, where: str) -> list[Any]:
     return [body]
 
 
-def resource_routes(manager: ResourceManager) -> Callable[[web.Application], None]:
-    """An admin app extension adding the resource routes over `manager`."""
+def add_resource_routes(app: web.Application, service: AdminService) -> None:
+    """Add the resource routes over `service` to the admin application."""
 
     async def list_kind(request: web.Request) -> web.Response:
-        return web.json_response({"resources": manager.all(request.match_info["kind"])})
+        return web.json_response({"resources": service.resources(request.match_info["kind"])})
 
     async def get_one(request: web.Request) -> web.Response:
-        return web.json_response(manager.view(request.match_info["kind"], request.match_info["name"]))
+        return web.json_response(service.resource(request.match_info["kind"], request.match_info["name"]))
 
     async def put_one(request: web.Request) -> web.Response:
         kind, name = request.match_info["kind"], request.match_info["name"]
         where = f"{kind}/{name}"
         body = await _body(request, where)
         expect = body.get("revision") if isinstance(body, dict) and "specs" in body else None
-        specs = manager.parse(kind, name, _items(body, where), where=where)
-        created = (kind, name) not in manager.specs
-        view = await manager.put(kind, name, specs, author=_actor(request),
-                                 expect_revision=expect if isinstance(expect, int) else None)
+        view, created = await service.put_resource(
+            kind, name, resource_items(body, where), author=_actor(request),
+            expect_revision=expect if isinstance(expect, int) else None)
         return web.json_response(view, status=201 if created else 200)
 
     async def delete_one(request: web.Request) -> web.Response:
         kind, name = request.match_info["kind"], request.match_info["name"]
-        revision = await manager.delete(kind, name, author=_actor(request))
+        revision = await service.delete_resource(kind, name, author=_actor(request))
         return web.json_response({"deleted": f"{kind}/{name}", "revision": revision})
 
     async def history(request: web.Request) -> web.Response:
         kind, name = request.match_info["kind"], request.match_info["name"]
-        limit = request.query.get("limit", "100")
-        if not limit.isdigit():
+        limit = request.query.get("limit")
+        if limit is not None and not limit.isdigit():
             raise ResourceError(f"{kind}/{name}", "limit", "must be a whole number")
-        return web.json_response({"kind": kind, "name": name,
-                                  "history": await manager.history(kind, name, int(limit))})
+        return web.json_response({"kind": kind, "name": name, "history": await service.resource_history(
+            kind, name, None if limit is None else int(limit))})
 
     async def rollback(request: web.Request) -> web.Response:
         kind, name = request.match_info["kind"], request.match_info["name"]
@@ -110,15 +111,12 @@ def resource_routes(manager: ResourceManager) -> Callable[[web.Application], Non
         to = body.get("to") if isinstance(body, dict) else None
         if not isinstance(body, dict) or set(body) - {"to"} or (to is not None and not isinstance(to, int)):
             raise ResourceError(f"{kind}/{name}", "", 'body must be {} or {"to": REVISION}')
-        return web.json_response(await manager.rollback(kind, name, author=_actor(request), to=to))
+        return web.json_response(await service.rollback_resource(kind, name, author=_actor(request), to=to))
 
-    def extend(app: web.Application) -> None:
-        base = "/api/v1/resources/{kind}"
-        app.router.add_get(base, _guard(list_kind))
-        app.router.add_get(base + "/{name}", _guard(get_one))
-        app.router.add_put(base + "/{name}", _guard(put_one))
-        app.router.add_delete(base + "/{name}", _guard(delete_one))
-        app.router.add_get(base + "/{name}/history", _guard(history))
-        app.router.add_post(base + "/{name}/rollback", _guard(rollback))
-
-    return extend
+    base = "/api/v1/resources/{kind}"
+    app.router.add_get(base, _guard(list_kind))
+    app.router.add_get(base + "/{name}", _guard(get_one))
+    app.router.add_put(base + "/{name}", _guard(put_one))
+    app.router.add_delete(base + "/{name}", _guard(delete_one))
+    app.router.add_get(base + "/{name}/history", _guard(history))
+    app.router.add_post(base + "/{name}/rollback", _guard(rollback))

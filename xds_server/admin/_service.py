@@ -2,17 +2,19 @@
 (`_grpc`) both call, so they say the same thing by construction.
 
 `AdminService` is the only place in `admin/` that reads the controller's filters, the
-state store's history and the proxy status; it answers in JSON views (the HTTP API's
+standalone fleet's resources (`ResourceManager`), the state store's history and the
+proxy status; it answers in JSON views (the HTTP API's
 documents; `_grpc` projects them into messages). It also holds the readiness rule
 (`problems`, used by `GET /readyz` and gRPC health) and history redaction.
 
 Used from one event loop. Mutations go through the `Controller` (per-name locks,
-revisions) and raise `FilterError` with the status that fits.
+revisions) and raise `FilterError` with the status that fits; resource operations go
+through the `ResourceManager` and raise `ResourceError` (also with a status).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from xds_server.admin._fleet_feed import FleetFeed
 from xds_server.admin._specs import FilterRequest
 from xds_server.controller import Controller, Deployed, FilterError, FilterEvent, FilterState
 from xds_server.proxy_index import ProxyQuery
+from xds_server.resources import ResourceError, ResourceManager
 from xds_server.state import Revision
 from xds_server.status import StatusEvent, StatusTracker
 from xds_server.telemetry import HealthWindows, LogBuffer
@@ -95,7 +98,8 @@ class AdminService:
     `loaded` becomes True once the initial configuration is applied; `draining` once
     shutdown begins. `tokens` are the admin tokens both APIs check (empty: none).
     `logs` (access logs) and `health` (health windows per revision; None without
-    telemetry) are the telemetry the admin surface reads.
+    telemetry) are the telemetry the admin surface reads. `resources` serves the
+    standalone fleet's listeners, routes, clusters and endpoints (None: refused, 404).
     """
 
     def __init__(
@@ -107,6 +111,7 @@ class AdminService:
         tokens: TokenStore | None = None,
         logs: LogBuffer | None = None,
         health: HealthWindows | None = None,
+        resources: ResourceManager | None = None,
     ) -> None:
         self._controller = controller
         self._status = status
@@ -114,9 +119,10 @@ class AdminService:
         self.tokens = tokens if tokens is not None else TokenStore()
         self.logs = logs if logs is not None else LogBuffer()
         self.health = health
+        self._resources = resources
         self.loaded = False
         self.draining = False
-        self.fleet_feed = FleetFeed(status, controller)
+        self.fleet_feed = FleetFeed(status, self.summary_now)
         """Coalesced proxy changes for the status page (`subscribe_fleet`)."""
 
     @property
@@ -216,7 +222,8 @@ class AdminService:
 
     def summary_now(self) -> dict[str, Any]:
         """The fleet summary without health (counters only; see `_fleet`)."""
-        return fleet_summary(self._controller.filters, self._status)
+        heads = self._resources.heads() if self._resources is not None else None
+        return fleet_summary(self._controller.filters, self._status, heads)
 
     async def summary(self, *, window: float = 300.0) -> dict[str, Any]:
         """The fleet summary with health per revision over `window` seconds."""
@@ -253,6 +260,54 @@ class AdminService:
     async def end_debug(self, name: str, *, author: str) -> dict[str, Any]:
         """End the filter's debug override early."""
         return self._filter_view(await self._controller.end_debug(name, author=author, reason="ended early"))
+
+    # -- resources (standalone fleets) ----------------------------------------------------
+
+    def _manager(self, kind: str, name: str = "") -> ResourceManager:
+        if self._resources is None:
+            raise ResourceError(f"{kind}/{name}" if name else kind, "",
+                                "this server serves no Envoy resources", status=404)
+        return self._resources
+
+    def resources(self, kind: str) -> list[dict[str, Any]]:
+        """Every resource of `kind` (listeners, routes, clusters, endpoints), by name;
+        `ResourceError` 404 for another kind."""
+        return self._manager(kind).all(kind)
+
+    def resource(self, kind: str, name: str) -> dict[str, Any]:
+        """One resource's view (`{"kind", "name", "revision", "specs", "versions"}`);
+        `ResourceError` 404 when it is not served."""
+        return self._manager(kind, name).view(kind, name)
+
+    async def put_resource(self, kind: str, name: str, items: Sequence[Any], *, author: str,
+                           expect_revision: int | None = None) -> tuple[dict[str, Any], bool]:
+        """Parse `items` (Envoy's v3 JSON, one per disjoint selector) and make them the
+        resource's new revision (if `expect_revision` is current); returns (view, created).
+        `ResourceError` 400 naming the field, 409 inconsistent or conflicting."""
+        manager = self._manager(kind, name)
+        where = f"{kind}/{name}"
+        specs = manager.parse(kind, name, items, where=where)
+        created = (kind, name) not in manager.specs
+        view = await manager.put(kind, name, specs, author=author, expect_revision=expect_revision)
+        return view, created
+
+    async def delete_resource(self, kind: str, name: str, *, author: str) -> int:
+        """Stop serving a resource (409 while another one refers to it); returns the
+        revision that records it."""
+        return await self._manager(kind, name).delete(kind, name, author=author)
+
+    async def resource_history(self, kind: str, name: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """Revisions of a resource, newest first, `limit` clamped to `HISTORY_LIMIT`
+        (deleted resources keep theirs); `ResourceError` 404 when there are none."""
+        least, default, most = HISTORY_LIMIT
+        limit = max(least, min(most, default if limit is None else limit))
+        return await self._manager(kind, name).history(kind, name, limit)
+
+    async def rollback_resource(self, kind: str, name: str, *, author: str,
+                                to: int | None = None) -> dict[str, Any]:
+        """Serve revision `to` (default: the newest earlier one with other content)
+        again, as a new revision."""
+        return await self._manager(kind, name).rollback(kind, name, author=author, to=to)
 
     # -- modules ----------------------------------------------------------------------
 

@@ -152,8 +152,29 @@ class AdminClient:
         """``PUT /api/v1/resources/{kind}/{name}`` with one Envoy resource or
         ``{"specs": [...]}``; returns the resource's view (409 when it would leave a
         reference unsatisfied)."""
-        return await self.request("PUT", f"/api/v1/resources/{quote(kind, safe='')}/{quote(name, safe='')}",
-                                  body)
+        return await self.request("PUT", _resource_path(kind, name), body)
+
+    async def get_resource(self, kind: str, name: str) -> JSONObject:
+        """``GET /api/v1/resources/{kind}/{name}`` -> ``{"kind", "name", "revision",
+        "specs", "versions"}``."""
+        return await self.request("GET", _resource_path(kind, name))
+
+    async def delete_resource(self, kind: str, name: str) -> JSONObject:
+        """``DELETE /api/v1/resources/{kind}/{name}`` -> ``{"deleted": "kind/name",
+        "revision": N}`` (409 while another resource refers to it)."""
+        return await self.request("DELETE", _resource_path(kind, name))
+
+    async def resource_history(self, kind: str, name: str, *, limit: int | None = None) -> JSONObject:
+        """``GET /api/v1/resources/{kind}/{name}/history`` -> ``{"kind", "name",
+        "history": [...]}``, newest first."""
+        query = {} if limit is None else {"limit": str(limit)}
+        return await self.request("GET", _resource_path(kind, name, "history"), query=query)
+
+    async def rollback_resource(self, kind: str, name: str, *, to: int | None = None) -> JSONObject:
+        """``POST /api/v1/resources/{kind}/{name}/rollback`` to the newest earlier
+        revision with other content, or revision ``to``."""
+        body: JSONObject = {} if to is None else {"to": to}
+        return await self.request("POST", _resource_path(kind, name, "rollback"), body)
 
     async def delete_filter(self, name: str) -> JSONObject:
         """``DELETE /api/v1/filters/{name}`` -> ``{"deleted": name, "revision": N}``."""
@@ -273,6 +294,11 @@ class AdminClient:
 def _filter_path(name: str, action: str | None = None) -> str:
     # Names may contain '/', so it is escaped: one path segment per name.
     path = f"/api/v1/filters/{quote(name, safe='')}"
+    return f"{path}/{action}" if action else path
+
+
+def _resource_path(kind: str, name: str, action: str | None = None) -> str:
+    path = f"/api/v1/resources/{quote(kind, safe='')}/{quote(name, safe='')}"
     return f"{path}/{action}" if action else path
 
 

@@ -2,8 +2,10 @@
 
 Per filter (those needing attention first): a head line, the NACK groups (``!``, one
 line per Envoy message with how many proxies and the first node ids), health per
-revision, then one row per xDS version with proxies by state and by cluster. Lines fit
-``width`` columns.
+revision, then one row per xDS version with proxies by state and by cluster. Then the
+standalone fleet's Envoy resources, compactly: one line per resource (``kind/name``,
+revision, current version, proxies by state) and its NACK groups. Lines fit ``width``
+columns.
 """
 
 from __future__ import annotations
@@ -19,17 +21,19 @@ _STATES = ("ACKED", "NACKED", "STALE", "REQUESTED")
 _RESET = "\x1b[0m"
 
 
+def _proxy_counts(t: JSONObject) -> list[str]:
+    """``A/C connected ACKED``, then NACKED, waiting and disconnected when there are any."""
+    parts = [f"{t.get('ACKED', 0)}/{t.get('connected', 0)} connected ACKED"]
+    for key, label in (("NACKED", "NACKED"), ("STALE", "waiting"), ("disconnected", "disconnected")):
+        if t.get(key):
+            parts.append(f"{t[key]} {label}")
+    return parts
+
+
 def _head(f: JSONObject) -> str:
-    t = f.get("totals") or {}
     parts = [f"{f.get('name')}:",
              f"revision {f.get('revision')}" if f.get("served") else "not served",
-             f"{t.get('ACKED', 0)}/{t.get('connected', 0)} connected ACKED"]
-    if t.get("NACKED"):
-        parts.append(f"{t['NACKED']} NACKED")
-    if t.get("STALE"):
-        parts.append(f"{t['STALE']} waiting")
-    if t.get("disconnected"):
-        parts.append(f"{t['disconnected']} disconnected")
+             *_proxy_counts(f.get("totals") or {})]
     if f.get("failing"):
         parts.append("FAILING AT RUNTIME")
     if f.get("canary"):
@@ -49,9 +53,9 @@ def _clusters(v: JSONObject) -> str:
     return "; ".join(out) or "-"
 
 
-def _filter_lines(f: JSONObject, *, width: int, color: bool) -> list[str]:
+def _nack_lines(f: JSONObject, *, width: int, color: bool) -> list[str]:
     red = (lambda s: f"{RED}{s}{_RESET}") if color else (lambda s: s)
-    lines = [truncate(_head(f), width)]
+    lines = []
     for g in f.get("nacks") or []:
         count = g.get("count", 0)
         nodes = ", ".join(g.get("nodes") or [])
@@ -60,6 +64,20 @@ def _filter_lines(f: JSONObject, *, width: int, color: bool) -> list[str]:
                 f"{','.join(v[:8] for v in g.get('versions') or [])}: {g.get('message')}")
         lines.append(red(truncate(text, width)))
         lines.append("    " + truncate(f"{nodes}{more}", width - 4))
+    return lines
+
+
+def _resource_line(r: JSONObject) -> str:
+    t = r.get("totals") or {}
+    current = ",".join(str(v)[:16] for v in r.get("current_versions") or []) or "-"
+    head = (f"{r.get('kind')}/{r.get('name')}: "
+            + (f"revision {r.get('revision')}, version {current}" if r.get("served") else "not served"))
+    return head + ", " + ", ".join(_proxy_counts(t))
+
+
+def _filter_lines(f: JSONObject, *, width: int, color: bool) -> list[str]:
+    red = (lambda s: f"{RED}{s}{_RESET}") if color else (lambda s: s)
+    lines = [truncate(_head(f), width), *_nack_lines(f, width=width, color=color)]
     for h in f.get("health") or []:
         mark = "! " if h.get("failing") else "  "
         text = (f"{mark}rev {h.get('revision')}{' canary' if h.get('canary') else ''}: "
@@ -88,6 +106,12 @@ def summary_report(summary: JSONObject, *, width: int = 100, color: bool = False
     for f in filters:
         out.append("")
         out.extend(_filter_lines(f, width=width, color=color))
+    resources = summary.get("resources") or []
+    if resources:
+        out += ["", "resources:"]
+        for r in resources:
+            out.append(truncate(_resource_line(r), width))
+            out.extend(_nack_lines(r, width=width, color=color))
     out.append("")
     out.append("proxies: xds-server status --proxies [--state NACKED] [--node GLOB] ...")
     return "\n".join(out)

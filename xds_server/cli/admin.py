@@ -47,6 +47,19 @@ __all__ = ["parse_selector", "register"]
 
 _GLOB_KEYS = ("node_id", "cluster")
 
+RESOURCE_KINDS = ("listeners", "routes", "clusters", "endpoints")
+"""The Envoy resource kinds of `KIND/NAME` arguments (the API's path segment)."""
+_TARGET_HELP = ("a filter name, or KIND/NAME for an Envoy resource "
+                f"(KIND: {', '.join(RESOURCE_KINDS)}; e.g. listeners/main)")
+
+
+def resource_target(text: str) -> tuple[str, str] | None:
+    """``listeners/main`` -> ``("listeners", "main")``: an argument whose first segment
+    is a resource kind names an Envoy resource (the rest is its name, '/' included);
+    anything else is a filter name (None)."""
+    kind, sep, name = text.partition("/")
+    return (kind, name) if sep and name and kind in RESOURCE_KINDS else None
+
 
 # -- argument types -------------------------------------------------------------------------
 
@@ -134,17 +147,18 @@ def register(subparsers: Subparsers) -> None:
     _add_apply(subparsers, common)
     _add_changes(subparsers, common)
     _add_reads(subparsers, common)
-    p = subparsers.add_parser("delete", parents=[common], help="stop serving a filter")
-    p.add_argument("name", metavar="NAME")
+    p = subparsers.add_parser("delete", parents=[common], help="stop serving a filter or an Envoy resource")
+    p.add_argument("name", metavar="NAME", help=_TARGET_HELP)
     p.set_defaults(func=run_delete)
     p = subparsers.add_parser("filters", parents=[common], help="list the served filters")
     p.set_defaults(func=run_filters)
     p = subparsers.add_parser(
-        "get", parents=[common], help="one filter; `-o json` output can be edited and applied",
-        description="GET one filter. Its JSON (`-o json`) can be edited and given back to "
-        "`apply -f`: derived members are ignored, `revision` guards against a concurrent change.",
+        "get", parents=[common], help="one filter or Envoy resource; `-o json` output can be edited and applied",
+        description="GET one filter (NAME) or Envoy resource (KIND/NAME, e.g. listeners/main). "
+        "A filter's JSON (`-o json`) can be edited and given back to `apply -f`: derived "
+        "members are ignored, `revision` guards against a concurrent change.",
     )
-    p.add_argument("name", metavar="NAME")
+    p.add_argument("name", metavar="NAME", help=_TARGET_HELP)
     p.set_defaults(func=run_get)
 
 
@@ -228,9 +242,10 @@ def _add_changes(subparsers: Subparsers, common: argparse.ArgumentParser) -> Non
     """rollback, promote."""
     p = subparsers.add_parser(
         "rollback", parents=[common], help="go back to the previous or a given revision",
-        description="Creates a new revision whose content equals the old one.",
+        description="Creates a new revision whose content equals the old one. NAME is a "
+        "filter, or KIND/NAME an Envoy resource (e.g. routes/main; --to takes a revision number).",
     )
-    p.add_argument("name", metavar="NAME")
+    p.add_argument("name", metavar="NAME", help=_TARGET_HELP)
     p.add_argument("--to", metavar="REVISION", type=_revision_or_version,
                    help="revision to return to (a number, `v3`, or an xDS version from `history`; "
                         "default: the previous one)")
@@ -258,8 +273,8 @@ def _add_changes(subparsers: Subparsers, common: argparse.ArgumentParser) -> Non
 
 def _add_reads(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
     """history, status."""
-    p = subparsers.add_parser("history", parents=[common], help="revisions of a filter")
-    p.add_argument("name", metavar="NAME")
+    p = subparsers.add_parser("history", parents=[common], help="revisions of a filter or an Envoy resource")
+    p.add_argument("name", metavar="NAME", help=_TARGET_HELP)
     p.add_argument("--limit", metavar="N", type=_positive_int, default=None,
                    help="show the N newest revisions")
     p.set_defaults(func=run_history)
@@ -369,6 +384,22 @@ def _describe_filter(view: JSONObject) -> str:
     if view.get("error"):
         lines.append(f"  error: {view['error']}")
     return "\n".join(lines)
+
+
+def _describe_resource(view: JSONObject) -> str:
+    """``kind/name: revision N, version V[,W]``, then one line per spec selector."""
+    versions = ",".join(view.get("versions") or []) or "-"
+    lines = [f"{view.get('kind', '?')}/{view.get('name', '?')}: revision {view.get('revision') or '-'}, "
+             f"version {versions}"]
+    lines += [f"  spec for {_describe_selector(spec.get('selector'))}" for spec in view.get("specs") or []]
+    return "\n".join(lines)
+
+
+def _print_resource(args: argparse.Namespace, view: JSONObject) -> None:
+    if args.output == "json":
+        print_json(view)
+    else:
+        print(_describe_resource(view))
 
 
 def _print_view(args: argparse.Namespace, view: JSONObject) -> None:
@@ -519,7 +550,7 @@ def _resolve_file(spec: JSONObject, base: Path) -> JSONObject:
     return spec
 
 
-RESOURCE_APPLY_ORDER = ("endpoints", "clusters", "routes", "listeners")
+RESOURCE_APPLY_ORDER = tuple(reversed(RESOURCE_KINDS))
 """Dependencies first: what a resource refers to exists when it is PUT."""
 _NAME_FIELD = {"endpoints": "cluster_name"}
 
@@ -610,10 +641,18 @@ def _apply_line(name: str, count: int, view: JSONObject) -> str:
 
 
 def run_rollback(args: argparse.Namespace) -> int:
-    """``rollback NAME [--to REVISION]``."""
+    """``rollback NAME|KIND/NAME [--to REVISION]``."""
+    target = resource_target(args.name)
+    if target is not None and isinstance(args.to, str):
+        error(f"--to {args.to}: a resource is rolled back to a revision number")
+        return 2
 
     async def work(client: AdminClient) -> int:
-        _print_view(args, await client.rollback(args.name, to=args.to))
+        if target is not None:
+            to = args.to if isinstance(args.to, int) else None
+            _print_resource(args, await client.rollback_resource(*target, to=to))
+        else:
+            _print_view(args, await client.rollback(args.name, to=args.to))
         return 0
 
     return _call(args, work)
@@ -656,10 +695,11 @@ def run_debug(args: argparse.Namespace) -> int:
 
 
 def run_delete(args: argparse.Namespace) -> int:
-    """``delete NAME``."""
+    """``delete NAME|KIND/NAME``."""
+    target = resource_target(args.name)
 
     async def work(client: AdminClient) -> int:
-        doc = await client.delete_filter(args.name)
+        doc = await (client.delete_resource(*target) if target else client.delete_filter(args.name))
         if args.output == "json":
             print_json(doc)
         else:
@@ -673,10 +713,12 @@ def run_delete(args: argparse.Namespace) -> int:
 
 
 def run_history(args: argparse.Namespace) -> int:
-    """``history NAME [--limit N]``: newest revision first."""
+    """``history NAME|KIND/NAME [--limit N]``: newest revision first."""
+    target = resource_target(args.name)
 
     async def work(client: AdminClient) -> int:
-        doc = await client.history(args.name, limit=args.limit)
+        doc = await (client.resource_history(*target, limit=args.limit) if target
+                     else client.history(args.name, limit=args.limit))
         if args.output == "json":
             print_json(doc)
             return 0
@@ -732,10 +774,15 @@ def history_table(history: list[JSONObject]) -> str:
 
 
 def run_get(args: argparse.Namespace) -> int:
-    """``get NAME``: one filter, as ``deploy`` prints it (or its JSON view)."""
+    """``get NAME``: one filter, as ``deploy`` prints it (or its JSON view);
+    ``get KIND/NAME``: one Envoy resource."""
+    target = resource_target(args.name)
 
     async def work(client: AdminClient) -> int:
-        _print_view(args, await client.get_filter(args.name))
+        if target is not None:
+            _print_resource(args, await client.get_resource(*target))
+        else:
+            _print_view(args, await client.get_filter(args.name))
         return 0
 
     return _call(args, work)
@@ -817,7 +864,8 @@ def status_report(
     filters: list[JSONObject], proxies: list[JSONObject], *, color: bool = False,
     now: float | None = None,
 ) -> str:
-    """The ``status`` text: the proxy table (``!`` marks NACKed rows), then per-filter lines."""
+    """The ``status`` text: the proxy table (``!`` marks NACKed rows; filters and Envoy
+    resources, as ``kind/name``), then per-filter lines."""
     now = time.time() if now is None else now
     views = {str(v.get("name")): v for v in filters}
     rows: list[tuple[tuple[str, str, str], list[str], bool]] = []
@@ -826,7 +874,8 @@ def status_report(
         for name, res in sorted((proxy.get("resources") or {}).items()):
             if not isinstance(res, dict):
                 continue
-            if name not in views and "TypedExtensionConfig" not in str(res.get("type_url", "")):
+            if (name not in views and "TypedExtensionConfig" not in str(res.get("type_url", ""))
+                    and resource_target(name) is None):
                 continue
             subscribed.setdefault(name, []).append((proxy, res))
             state = str(res.get("state") or "-")
@@ -855,7 +904,7 @@ def status_report(
     else:
         out.append("no proxies subscribe to any filter")
     out.append("")
-    for name in sorted(set(views) | set(subscribed)):
+    for name in sorted(set(views) | {n for n in subscribed if n in views or resource_target(n) is None}):
         out.append(truncate(_summary(name, views.get(name), subscribed.get(name, [])),
                             TABLE_WIDTH))
     return "\n".join(out)

@@ -100,6 +100,19 @@ class ResourceManager:
         k = self._kind(kind).key
         return [self.view(k, n) for (kk, n) in sorted(self.specs) if kk == k]
 
+    def heads(self) -> dict[str, tuple[int, list[str]]]:
+        """Per resource, by proxy status key `kind/name`: its current revision and the
+        xDS versions served to the nodes its specs select (a NACKing node's kept version
+        aside)."""
+        out: dict[str, tuple[int, list[str]]] = {}
+        for (kind, name) in sorted(self.specs):
+            rev = self.revisions.get((kind, name))
+            kept = {r.version for r in self.pins.get((kind, name), {}).values()}
+            versions = [v.resource.version for v in self.cache.variants(KINDS[kind].type_url, name)
+                        if v.resource.version not in kept]
+            out[f"{kind}/{name}"] = (rev.revision if rev else 0, versions)
+        return out
+
     async def history(self, kind: str, name: str, limit: int = 100) -> list[dict[str, Any]]:
         """Revisions of one resource, newest first."""
         revs = await self.state.history(resource_key(self._kind(kind).key, name), limit)

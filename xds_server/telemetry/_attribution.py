@@ -32,14 +32,18 @@ class RunTimeline:
     time `t` (the versions it had ACKed by then; before its first known ACK, the
     earliest known versions). Immutable; cheap to query (a bisect)."""
 
-    __slots__ = ("_runs", "_starts")
+    __slots__ = ("_last", "_latest", "_runs", "_starts")
 
     def __init__(self, starts: list[float], runs: list[tuple[FilterRun, ...]]) -> None:
         self._starts = starts
         self._runs = runs
+        self._last = starts[-1] if starts else float("inf")
+        self._latest = runs[-1] if runs else ()
 
     def at(self, t: float) -> tuple[FilterRun, ...]:
         """The filter runs in effect at `t`."""
+        if t >= self._last:  # the common case: after the node's latest ACK
+            return self._latest
         if not self._runs:
             return ()
         i = bisect.bisect_right(self._starts, t) - 1

@@ -32,12 +32,13 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 import structlog
 
 from xds_server.state import HealthRow, StateStore
-from xds_server.telemetry._histogram import LatencyHistogram
+from xds_server.telemetry._histogram import LatencyHistogram, bucket_of
 from xds_server.telemetry._metrics import FILTER_METRICS
 from xds_server.telemetry._model import FilterRun, RequestRecord, StatRecord
 
@@ -158,6 +159,27 @@ class _Cell:
         )
 
 
+_RUNS = attrgetter("runs")
+_TIME = attrgetter("time")
+_STATUS = attrgetter("status")
+_DETAILS = attrgetter("details")
+_DURATION = attrgetter("duration_ms")
+_NODE = attrgetter("node_id")
+_IS_5XX = frozenset(range(500, 600)).__contains__
+
+
+class _Group:
+    """Access-log entries of one batch with the same bucket and runs, summed."""
+
+    __slots__ = ("durations", "errors", "failed", "nodes", "requests", "runs")
+
+    def __init__(self, runs: tuple[FilterRun, ...]) -> None:
+        self.runs = runs
+        self.requests = self.errors = self.failed = 0
+        self.durations: dict[float, int] = {}
+        self.nodes: dict[str, None] = {}  # a set in arrival order
+
+
 class HealthWindows:
     """Health per filter revision (see the module docstring). A `TelemetryConsumer`.
 
@@ -189,25 +211,100 @@ class HealthWindows:
     # -- consumer --------------------------------------------------------------------
 
     def on_requests(self, records: Sequence[RequestRecord]) -> None:
-        """Count access-log entries against every filter revision their node ran."""
+        """Count access-log entries against every filter revision their node ran.
+
+        The batch is first summed per (bucket, runs) group: in one export every entry
+        comes from one node and, between two ACKs, with the same runs, so the cells,
+        the revision bookkeeping and the running totals are touched once per group and
+        filter, not once per entry and filter. Latency is summed per distinct duration
+        (Envoy logs whole milliseconds) before it is put into histogram buckets."""
         now = self.clock()
-        for rec in records:
-            start = self._bucket(rec.time, now)
-            if start is None:
-                continue
-            failed = rec.details == WASM_FAIL_DETAILS
-            error = 500 <= rec.status <= 599
-            for run in rec.runs:
-                cell = self._cell(run, start)
+        lo = now - self.limits.open_seconds
+        step = self.limits.bucket_seconds
+        groups = self._one_group(records, lo, now, step) if records else None
+        if groups is None:
+            groups = self._groups(records, lo, now, step)
+        for (start, _), group in groups.items():
+            histogram: dict[int, int] | None = None
+            for run in group.runs:
+                cell = self._cell(run, start, group.requests)
                 if cell is None:
                     continue
-                self._see(cell, rec.node_id)
-                cell.requests += 1
-                cell.errors_5xx += error
-                cell.vm_failures += failed
-                cell.latency.add(rec.duration_ms)
+                for node_id in group.nodes:
+                    self._see(cell, node_id)
+                cell.requests += group.requests
+                cell.errors_5xx += group.errors
+                cell.vm_failures += group.failed
+                if histogram is None:
+                    histogram = {}
+                    for ms, n in group.durations.items():
+                        i = bucket_of(ms)
+                        histogram[i] = histogram.get(i, 0) + n
+                cell.latency.merge(histogram)
                 cell.dirty = True
-                self._local(run, now, 1, int(error), int(failed))
+                self._local(run, now, group.requests, group.errors, group.failed)
+
+    @staticmethod
+    def _one_group(records: Sequence[RequestRecord], lo: float, now: float,
+                   step: int) -> dict[tuple[int, int], _Group] | None:
+        """The common case, summed by C loops: every record of the batch with the same
+        runs and in one open bucket (one export: one node, about a second of
+        requests). None when the batch is not like that."""
+        runs = records[0].runs
+        if not all(map(runs.__eq__, map(_RUNS, records))):
+            return None
+        times = list(map(_TIME, records))
+        first, last = min(times), max(times)
+        if not (lo <= first and last <= now and math.isfinite(sum(times))):
+            return None
+        start = int(first // step) * step
+        if int(last // step) * step != start:
+            return None
+        group = _Group(runs)
+        group.requests = len(records)
+        group.errors = sum(map(_IS_5XX, map(_STATUS, records)))
+        group.failed = list(map(_DETAILS, records)).count(WASM_FAIL_DETAILS)
+        durations = list(map(_DURATION, records))
+        distinct = set(durations)
+        if len(distinct) <= 16:  # Envoy logs whole milliseconds: a few distinct values
+            group.durations = {ms: durations.count(ms) for ms in distinct}
+        else:
+            for ms in durations:
+                group.durations[ms] = group.durations.get(ms, 0) + 1
+        group.nodes = dict.fromkeys(map(_NODE, records))
+        return {(start, id(runs)): group}
+
+    def _groups(self, records: Sequence[RequestRecord], lo: float, now: float,
+                step: int) -> dict[tuple[int, int], _Group]:
+        """Records summed per (bucket, runs), one by one; late ones counted."""
+        groups: dict[tuple[int, int], _Group] = {}
+        late = 0
+        for rec in records:
+            at = rec.time
+            if not lo <= at <= now:  # also NaN; `_bucket` decides (future = now, or late)
+                if not math.isfinite(at) or at > now:
+                    at = now
+                elif at < lo:
+                    late += 1
+                    continue
+            runs = rec.runs
+            key = (int(at // step) * step, id(runs))
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = _Group(runs)
+            group.requests += 1
+            status = rec.status
+            if 500 <= status <= 599:
+                group.errors += 1
+            if rec.details == WASM_FAIL_DETAILS:
+                group.failed += 1
+            ms = rec.duration_ms
+            durations = group.durations
+            durations[ms] = durations.get(ms, 0) + 1
+            group.nodes[rec.node_id] = None
+        if late:
+            self.dropped["late"] += late
+        return groups
 
     def on_stats(self, records: Sequence[StatRecord]) -> None:
         """Turn cumulative counters into per-bucket deltas per node (a counter that went
@@ -331,11 +428,13 @@ class HealthWindows:
         step = self.limits.bucket_seconds
         return int(at // step) * step
 
-    def _cell(self, run: FilterRun, start: int) -> _Cell | None:
+    def _cell(self, run: FilterRun, start: int, records: int = 1) -> _Cell | None:
+        """The cell of `run` in the bucket at `start`; None when the filter or the
+        revision is beyond the limits (`records` are counted as dropped)."""
         revisions = self._revisions.get(run.filter)
         if revisions is None:
             if len(self._revisions) >= self.limits.max_filters:
-                self.dropped["filters"] += 1
+                self.dropped["filters"] += records
                 return None
             revisions = self._revisions[run.filter] = set()
         self._filter_seen[run.filter] = start
@@ -343,7 +442,7 @@ class HealthWindows:
             if len(revisions) >= self.limits.max_revisions:
                 oldest = min(revisions)
                 if run.revision < oldest:
-                    self.dropped["revisions"] += 1
+                    self.dropped["revisions"] += records
                     return None
                 revisions.discard(oldest)
                 self.dropped["revisions"] += 1

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 from xds_server.telemetry._model import FilterRun, RequestRecord, StatRecord
@@ -77,16 +78,76 @@ class LogFollower:
             self._queue.put_nowait(None)
 
 
-Entry = tuple[RequestRecord, FilterRun, int]  # the record, the run, its approximate size
+class _Chunk:
+    """Consecutive entries of one filter from one batch, all with the same run: the
+    records (shared between the filters they ran), the bytes of those still kept (a
+    partial drop frees its share), and how many of the oldest were dropped already
+    (`first`)."""
+
+    __slots__ = ("bytes", "first", "records", "run")
+
+    def __init__(self, records: list[RequestRecord], size: int, run: FilterRun) -> None:
+        self.records = records
+        self.run = run
+        self.first = 0
+        self.bytes = size
+
+    def __len__(self) -> int:
+        return len(self.records) - self.first
 
 
-def _size(r: RequestRecord) -> int:
-    """Approximate bytes one entry holds (object overhead plus its strings)."""
-    n = 240 + len(r.node_id) + len(r.cluster) + len(r.method) + len(r.path) + len(r.authority)
-    n += len(r.details) + len(r.flags) + len(r.upstream_host)
-    for extra in (r.filter_state, r.metadata):
-        for k, v in extra.items():
-            n += 100 + len(k) + len(v)
+class _FilterLog:
+    """One filter's entries, oldest first: chunks, their count and bytes."""
+
+    __slots__ = ("bytes", "chunks", "count")
+
+    def __init__(self) -> None:
+        self.chunks: deque[_Chunk] = deque()
+        self.count = 0
+        self.bytes = 0
+
+    def drop(self, n: int) -> int:
+        """Drop the `n` oldest entries (at most all); returns their bytes."""
+        freed = 0
+        chunks = self.chunks
+        while n > 0 and chunks:
+            chunk = chunks[0]
+            left = len(chunk)
+            if n >= left:
+                chunks.popleft()
+                freed += chunk.bytes
+                self.count -= left
+                n -= left
+                continue
+            size = chunk.bytes * n // left
+            chunk.first += n
+            chunk.bytes -= size
+            freed += size
+            self.count -= n
+            n = 0
+        self.bytes -= freed
+        return freed
+
+
+_STRINGS = tuple(attrgetter(f) for f in ("node_id", "cluster", "method", "path", "authority",
+                                          "details", "flags", "upstream_host"))
+_EXTRAS = (attrgetter("filter_state"), attrgetter("metadata"))
+
+
+def _sizes(records: Sequence[RequestRecord]) -> int:
+    """Approximate bytes `records` hold as entries (per entry: object overhead plus its
+    strings), summed by columns (C loops, not a Python call per record)."""
+    n = 240 * len(records)
+    for field in _STRINGS:
+        n += sum(map(len, map(field, records)))
+    for extra in _EXTRAS:
+        last: Mapping[str, str] | None = None
+        size = 0
+        for mapping in filter(None, map(extra, records)):
+            if mapping is not last:  # records of one export often share them
+                last = mapping
+                size = 100 * len(mapping) + sum(map(len, mapping)) + sum(map(len, mapping.values()))
+            n += size
     return n
 
 
@@ -99,6 +160,11 @@ class LogBuffer:
     approximate size; over it, the oldest entries of the filter holding the most go
     first, so a busy filter does not push out a quiet one's history) plus
     `max_followers x follower_queue` entries. Event-loop only; no locking.
+
+    Entries are stored per batch, not one by one: for each filter, a chunk of the
+    batch's records that ran it with the same run (in one export from one node, all of
+    them, between two ACKs), so a batch costs one append per filter; `LogEntry`s are
+    made only when someone reads (`recent`) or follows.
     """
 
     def __init__(self, *, per_filter: int = 2_000, max_filters: int = 1_000,
@@ -110,45 +176,70 @@ class LogBuffer:
         self.max_followers = max_followers
         self.follower_queue = follower_queue
         self.total_bytes = 0
-        self._entries: dict[str, deque[Entry]] = {}
-        self._bytes: dict[str, int] = {}
+        self._logs: dict[str, _FilterLog] = {}
         self._followers: list[LogFollower] = []
 
     def on_requests(self, records: Sequence[RequestRecord]) -> None:
-        """Keep each record under each filter it ran through; wake followers."""
-        all_entries, followers = self._entries, self._followers
-        for record in records:
-            size = _size(record)
-            for run in record.runs:
-                f = run.filter
-                entries = all_entries.get(f)
-                if entries is None:
-                    if len(all_entries) >= self.max_filters:
+        """Keep each record under each filter it ran through; wake followers.
+
+        Per batch: records with the same runs (the same tuple, as the receiver hands
+        them) are appended as one chunk per filter, then each filter touched is trimmed
+        to `per_filter` and the buffer to `max_bytes`: what is kept is what keeping
+        them one at a time would keep (bar the order of evictions under the byte budget
+        within one batch)."""
+        if not records:
+            return
+        logs = self._logs
+        touched: dict[str, _FilterLog] = {}
+        start, runs = 0, records[0].runs
+        for i in range(1, len(records) + 1):
+            if i < len(records) and records[i].runs == runs:
+                continue
+            group = list(records[start:i])
+            size = _sizes(group)
+            for run in runs:
+                log = logs.get(run.filter)
+                if log is None:
+                    if len(logs) >= self.max_filters:
                         continue
-                    entries = all_entries[f] = deque()
-                    self._bytes[f] = 0
-                if len(entries) >= self.per_filter:
-                    self._drop_oldest(f)
-                entries.append((record, run, size))
-                self._bytes[f] += size
-                self.total_bytes += size
-                while self.total_bytes > self.max_bytes:
-                    self._drop_oldest(self._victim(f))
+                    log = logs[run.filter] = _FilterLog()
+                chunk = _Chunk(group, size, run)
+                log.chunks.append(chunk)
+                log.count += len(group)
+                log.bytes += chunk.bytes
+                self.total_bytes += chunk.bytes
+                touched[run.filter] = log
+            if i < len(records):
+                start, runs = i, records[i].runs
+        for log in touched.values():
+            if log.count > self.per_filter:
+                self.total_bytes -= log.drop(log.count - self.per_filter)
+        for f in touched:
+            while self.total_bytes > self.max_bytes:
+                self._drop_oldest(self._victim(f))
+        if self._followers:
+            self._offer(records)
+
+    def _offer(self, records: Sequence[RequestRecord]) -> None:
+        followers, kept = self._followers, self._logs
+        for record in records:
+            for run in record.runs:
+                if run.filter not in kept:
+                    continue
                 for follower in followers:
-                    if follower.filter == f and _matches(follower.node_glob, record.node_id):
+                    if follower.filter == run.filter and _matches(follower.node_glob, record.node_id):
                         follower.offer(LogEntry(record, run))
 
     def _victim(self, current: str) -> str:
         """Whose oldest entry goes: `current` when it holds at least its fair share of
         the budget, else the filter holding the most."""
-        if self._bytes[current] * len(self._bytes) >= self.total_bytes:
+        logs = self._logs
+        if logs[current].bytes * len(logs) >= self.total_bytes:
             return current
-        return max(self._bytes, key=self._bytes.__getitem__)
+        return max(logs, key=lambda f: logs[f].bytes)
 
     def _drop_oldest(self, filter_name: str) -> None:
-        _, _, size = self._entries[filter_name].popleft()
-        self._bytes[filter_name] -= size
-        self.total_bytes -= size
+        self.total_bytes -= self._logs[filter_name].drop(1)
 
     def on_stats(self, records: Sequence[StatRecord]) -> None:
         """Stats are not logs: ignored."""
@@ -157,11 +248,16 @@ class LogBuffer:
         """The newest `limit` entries of `filter_name` from nodes matching `node_glob`,
         oldest first."""
         out: list[LogEntry] = []
-        for record, run, _ in reversed(self._entries.get(filter_name, ())):
+        log = self._logs.get(filter_name)
+        for chunk in reversed(log.chunks if log is not None else ()):
+            run = chunk.run
+            for record in reversed(chunk.records[chunk.first:]):
+                if len(out) >= limit:
+                    break
+                if _matches(node_glob, record.node_id):
+                    out.append(LogEntry(record, run))
             if len(out) >= limit:
                 break
-            if _matches(node_glob, record.node_id):
-                out.append(LogEntry(record, run))
         out.reverse()
         return out
 

@@ -20,13 +20,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any
 
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 
 from xds_server.telemetry._limits import TelemetryLimits
-from xds_server.telemetry._model import FilterRun, RequestRecord, StatRecord
+from xds_server.telemetry._model import EMPTY_MAPPING, FilterRun, RequestRecord, StatRecord
 
 __all__ = [
     "ATTR_AUTHORITY",
@@ -108,7 +107,7 @@ SEP = "\x1f"
 BODY_MAGIC = "xds1" + SEP
 BODY_FIELDS = ("%RESPONSE_CODE%", "%DURATION%", "%REQ(:METHOD)%", "%PATH(NQ)%",
                "%REQ(:AUTHORITY)%", "%RESPONSE_CODE_DETAILS%", "%RESPONSE_FLAGS%", "%UPSTREAM_HOST%")
-_EMPTY: Mapping[str, str] = MappingProxyType({})
+_EMPTY: Mapping[str, str] = EMPTY_MAPPING
 
 
 def body_format(filter_state: Sequence[str], metadata: Sequence[str]) -> str:
@@ -134,6 +133,12 @@ def _from_body(body: str, limit: int) -> Fields | None:
         fixed = ["" if p == "-" else p for p in fixed]
     if len(parts) == 9:
         return parts[1], parts[2], fixed, _EMPTY, _EMPTY
+    state, meta = _extras(parts)
+    return parts[1], parts[2], fixed, state, meta
+
+
+def _extras(parts: Sequence[str]) -> tuple[Mapping[str, str], Mapping[str, str]]:
+    """Filter state and metadata items of a compact body split at US."""
     state: dict[str, str] = {}
     meta: dict[str, str] = {}
     for item in parts[9:64]:
@@ -144,7 +149,7 @@ def _from_body(body: str, limit: int) -> Fields | None:
             state[key[3:131]] = value
         elif key.startswith("md:"):
             meta[key[3:131]] = value
-    return parts[1], parts[2], fixed, state or _EMPTY, meta or _EMPTY
+    return state or _EMPTY, meta or _EMPTY
 
 
 _ORDER = {ATTR_METHOD: 0, ATTR_PATH: 1, ATTR_AUTHORITY: 2, ATTR_DETAILS: 3, ATTR_FLAGS: 4,
@@ -175,18 +180,16 @@ def _from_attributes(record: Any, limits: TelemetryLimits) -> Fields:
     return status, duration, fixed, state, meta
 
 
-def _request(record: Any, node_id: str, cluster: str, runs_at: RunsAt,
-             limits: TelemetryLimits) -> RequestRecord | None:
-    """One log record (compact body, else attributes); None when its body is cut short
-    or its status or duration cannot be read."""
-    body = record.body.string_value
+def _fields(record: Any, body: str, limits: TelemetryLimits) -> tuple[int, float, Fields] | None:
+    """Status, duration and fields of one log record (compact body, else attributes);
+    None when its body is cut short or its status or duration cannot be read."""
     if body.startswith(BODY_MAGIC):
         fields = _from_body(body, limits.max_value_chars)
         if fields is None:
             return None
     else:
         fields = _from_attributes(record, limits)
-    status, duration, (method, path, authority, details, flags, upstream), state, meta = fields
+    status, duration = fields[0], fields[1]
     try:
         code = int(status) if status and status != "-" else 0
         ms = float(duration) if duration and duration != "-" else 0.0
@@ -194,28 +197,74 @@ def _request(record: Any, node_id: str, cluster: str, runs_at: RunsAt,
         return None
     if not 0 <= code < 1000 or not 0.0 <= ms < 1e10:
         return None
-    nanos = record.time_unix_nano or record.observed_time_unix_nano
-    at = nanos / 1e9 if nanos else time.time()
-    return RequestRecord(node_id, cluster, at, ms, code, method, path, authority, details, flags,
-                         upstream, runs_at(at), meta, state)
+    return code, ms, fields
+
+
+_new_record = tuple.__new__
 
 
 def decode_logs(resources: Iterable[Any], node_id: str, cluster: str,
                 runs_at: RunsAt, limits: TelemetryLimits, budget: int) -> Decoded:
     """Access-log records of OTLP `ResourceLogs` that belong to `node_id`, at most
-    `budget`; the rest count as `skipped`, unreadable ones as `bad`."""
+    `budget`; the rest count as `skipped`, unreadable ones as `bad`.
+
+    The hot path of telemetry ingestion (one iteration per access-log entry): the
+    compact body's common case (nine fields, values within the limit) is read inline,
+    records with the same filter state and metadata items as the one before share its
+    (read-only) mappings, runs are looked up once per distinct start time, and records
+    are built as tuples
+    (`RequestRecord` is a named tuple) without a Python-level constructor call.
+    """
     out = Decoded([], [])
+    requests = out.requests
+    limit = limits.max_value_chars
+    last_at = -1.0
+    runs: tuple[FilterRun, ...] = ()
+    last_items: list[str] = []
+    last_extras = (_EMPTY, _EMPTY)
     for resource_logs in resources:
         for scope_logs in resource_logs.scope_logs:
             for record in scope_logs.log_records:
-                if len(out.requests) >= budget:
+                if len(requests) >= budget:
                     out.skipped += 1
                     continue
-                decoded = _request(record, node_id, cluster, runs_at, limits)
-                if decoded is None:
+                body = record.body.string_value
+                parts: list[str] = (body.split(SEP) if body.startswith(BODY_MAGIC) and len(body) <= limit
+                                    else [])
+                try:
+                    if len(parts) < 9:
+                        raise ValueError
+                    code = int(parts[1])  # "-" or "" raise: the general path reads them
+                    ms = float(parts[2])
+                except ValueError:
+                    got = _fields(record, body, limits)
+                    if got is None:
+                        out.bad += 1
+                        continue
+                    code, ms, (_, _, (method, path, authority, details, flags, upstream), state, meta) = got
+                else:  # the compact body's common case, inline (`_from_body`)
+                    fixed = parts[3:9]
+                    while "-" in fixed:  # Envoy's "absent" (flags, upstream host): usually one
+                        fixed[fixed.index("-")] = ""
+                    method, path, authority, details, flags, upstream = fixed
+                    if len(parts) == 9:
+                        state = meta = _EMPTY
+                    elif parts[9:] != last_items:  # else the previous record's (shared)
+                        last_items = parts[9:]
+                        state, meta = last_extras = _extras(parts)
+                    else:
+                        state, meta = last_extras
+                if not 0 <= code < 1000 or not 0.0 <= ms < 1e10:
                     out.bad += 1
-                else:
-                    out.requests.append(decoded)
+                    continue
+                nanos = record.time_unix_nano or record.observed_time_unix_nano
+                at = nanos / 1e9 if nanos else time.time()
+                if at != last_at:
+                    runs = runs_at(at)
+                    last_at = at
+                requests.append(_new_record(RequestRecord, (
+                    node_id, cluster, at, ms, code, method, path, authority, details, flags,
+                    upstream, runs, meta, state)))
     return out
 
 

@@ -36,6 +36,9 @@ NODE_HEADER = "x-xds-node-id"
 bootstrap). Envoy's stats sink sends no node in the message, so it is required for
 metrics; for access logs the resource's `node_name` is used when it is absent."""
 
+_EMPTY_RESPONSE = b""
+"""Both services' `Export` response without `partial_success`: an empty message."""
+
 NodeAuthorizer = Callable[[NodeInfo, Mapping[str, Sequence[bytes]]], "str | None"]
 """The xDS streams' authorizer (mTLS binding of certificate SANs to node ids): None to
 allow, or the reason to refuse."""
@@ -195,9 +198,10 @@ def _answer(
 ) -> bytes:
     """An export's response: a partial success naming the `rejected` records (in the
     signal's own `rejected_field`) and why, or empty when all were taken."""
-    if rejected:
-        setattr(response.partial_success, rejected_field, rejected)
-        response.partial_success.error_message = _why(rejected, limits)
+    if not rejected:
+        return _EMPTY_RESPONSE
+    setattr(response.partial_success, rejected_field, rejected)
+    response.partial_success.error_message = _why(rejected, limits)
     return response.SerializeToString()
 
 

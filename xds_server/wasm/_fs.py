@@ -20,7 +20,7 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+def atomic_write(path: Path, data: bytes | bytearray, *, mode: int = 0o644) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     _rename(_write(path.parent, data, durable=True), path, mode)
@@ -34,14 +34,14 @@ def replace(path: Path, data: bytes, *, mode: int = 0o644) -> None:
     _rename(_write(path.parent, data, durable=False), path, mode)
 
 
-def write_temp(directory: Path, data: bytes) -> Path:
+def write_temp(directory: Path, data: bytes | bytearray) -> Path:
     """Write ``data`` to a new temp file in ``directory`` and fsync it; return its path.
     Complete it with :func:`install` (or unlink it)."""
     directory.mkdir(parents=True, exist_ok=True)
     return _write(directory, data, durable=True)
 
 
-def _write(directory: Path, data: bytes, *, durable: bool) -> Path:
+def _write(directory: Path, data: bytes | bytearray, *, durable: bool) -> Path:
     """A new temp file in ``directory`` holding ``data`` (fsynced if ``durable``); none
     is left behind if writing fails."""
     fd, temp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=directory)
@@ -56,6 +56,15 @@ def _write(directory: Path, data: bytes, *, durable: bool) -> Path:
             os.unlink(temp_name)
         raise
     return Path(temp_name)
+
+
+def fsync_file(path: Path) -> None:
+    """fsync a complete file (a temp file written without it) before :func:`install`."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _rename(temp: Path, path: Path, mode: int) -> None:

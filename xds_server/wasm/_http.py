@@ -24,13 +24,15 @@ async def fetch_url(
     max_bytes: int,
     retry: RetryPolicy = DEFAULT_RETRY,
     into: Path | None = None,
+    keep: bool = False,
+    durable: bool = True,
     progress: ProgressCallback | None = None,
     limits: FetchLimits = DEFAULT_LIMITS,
 ) -> Body:
     """Download ``url`` (at most ``max_bytes``) and check it hashes to ``sha256`` (hex).
 
-    With ``into`` the bytes stream to a temp file in that directory (see
-    :func:`~xds_server.wasm.download.read_body`), else into memory. Failures the
+    With ``into`` the bytes stream to a temp file in that directory (``keep`` and
+    ``durable`` as in :func:`~xds_server.wasm.download.read_body`), else into memory. Failures the
     ``retry`` policy calls retryable are retried, then raise :class:`RegistryUnavailable`.
     The session's connector decides which addresses may be reached (see
     :mod:`xds_server.wasm.guard`); ``limits`` give the timeouts and redirect cap.
@@ -53,7 +55,7 @@ async def fetch_url(
                 return await read_body(
                     response, what=f"module URL {url}", max_bytes=max_bytes,
                     expected=f"sha256:{sha256}", kind="module", reference=url, into=into,
-                    progress=progress,
+                    keep=keep, durable=durable, progress=progress,
                 )
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError,
                 _RetryStatus) as error:

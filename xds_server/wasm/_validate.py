@@ -17,7 +17,7 @@ def _engine() -> wasmtime.Engine:
     return wasmtime.Engine()
 
 
-def _leb128(data: bytes, pos: int) -> tuple[int, int]:
+def _leb128(data: bytes | bytearray, pos: int) -> tuple[int, int]:
     result = 0
     shift = 0
     while True:
@@ -33,7 +33,7 @@ def _leb128(data: bytes, pos: int) -> tuple[int, int]:
             raise InvalidModule("LEB128 integer too long")
 
 
-def export_names(data: bytes) -> list[str]:
+def export_names(data: bytes | bytearray) -> list[str]:
     """Names in the export section of an already validated module (no compilation)."""
     names: list[str] = []
     pos = 8
@@ -53,7 +53,7 @@ def export_names(data: bytes) -> list[str]:
     return names
 
 
-def validate_module(data: bytes, *, where: str) -> list[str]:
+def validate_module(data: bytes | bytearray, *, where: str) -> list[str]:
     """Check that ``data`` is a valid proxy-wasm module; return the ABI exports found.
 
     ``where`` (reference and digest) is put in every error message. Raises

@@ -11,14 +11,19 @@ file is removed.
 from __future__ import annotations
 
 import asyncio
+import collections
+import concurrent.futures
 import contextlib
+import ctypes
 import hashlib
 import os
+import sys
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -40,12 +45,13 @@ ProgressCallback = Callable[[int, int | None], None]
 
 @dataclass(frozen=True)
 class Body:
-    """A body read in full: its sha256 (hex) and size, and either the bytes (``data``) or
-    the temp file holding them (``path``; the caller renames or removes it)."""
+    """A body read in full: its sha256 (hex) and size, and the bytes (``data``), the
+    temp file holding them (``path``; the caller renames or removes it), or both. A
+    ``bytearray`` ``data`` (a body streamed to a file and kept) is not to be modified."""
 
     sha256: str
     size: int
-    data: bytes | None = None
+    data: bytes | bytearray | None = None
     path: Path | None = None
 
     @property
@@ -54,61 +60,155 @@ class Body:
         return f"sha256:{self.sha256}"
 
 
-class _Sink:
-    """Where chunks go: a buffer, or a temp file written off the event loop."""
+_WRITE_AHEAD = 16
+"""Chunks handed to the writer thread and not yet written, at most (4 MiB)."""
 
-    def __init__(self, directory: Path | None) -> None:
+_WRITEBACK_BYTES = 2**20
+"""Written bytes after which the writer starts their writeback (Linux), so that the final
+fsync finds little left to do."""
+
+
+class _Writer:
+    """A temp file that one worker thread hashes and writes chunk by chunk, in order,
+    while the download goes on: the event loop only hands chunks over (and waits when
+    :data:`_WRITE_AHEAD` are pending). The sha256 of what was written comes from
+    :meth:`finish`."""
+
+    def __init__(self, directory: Path, *, keep: int | None) -> None:
+        """``keep``: the announced size when the bytes are also to be kept in memory
+        (copied by the worker into one buffer of that size, so no copy is left for the
+        end), else ``None``."""
         self.directory = directory
-        self.buffer = bytearray()
         self.path: Path | None = None
-        self._handle: BinaryIO | None = None
+        self.buffer = bytearray(keep) if keep is not None else None
+        self._fd = -1
+        self._hasher = hashlib.sha256()
+        self._written = 0
+        self._synced = 0
+        self._aborted = False
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xds-download")
+        self._hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xds-sha256")
+        self._hashed: concurrent.futures.Future[None] | None = None
+        self._pending: collections.deque[asyncio.Future[None]] = collections.deque()
 
     async def open(self) -> None:
-        if self.directory is not None:
-            self._handle, self.path = await self._disk(_open_temp, self.directory)
+        self._fd, self.path = await self._run(_open_temp, self.directory)
 
     async def write(self, chunk: bytes) -> None:
-        if self._handle is None:
-            self.buffer.extend(chunk)
-        else:
-            await self._disk(self._handle.write, chunk)
+        """Queue ``chunk``; raise the error of an earlier write if one failed."""
+        while self._pending and self._pending[0].done():
+            self._pending.popleft().result()
+        if len(self._pending) >= _WRITE_AHEAD:
+            await self._pending.popleft()
+        self._pending.append(self._submit(self._write, chunk))
+        self._hashed = self._hashing.submit(self._hasher.update, chunk)
 
-    async def finish(self) -> None:
-        if self._handle is not None:
-            handle, self._handle = self._handle, None
-            await self._disk(_sync_close, handle)
-
-    async def _disk(self, call: Callable[[_A], _R], arg: _A) -> _R:
-        """Run a file operation in a thread; a failure (disk full, permissions) is a
-        :class:`StoreError` naming the directory."""
-        try:
-            return await asyncio.to_thread(call, arg)
-        except OSError as error:
-            raise StoreError(
-                f"temp file in {self.directory} cannot be written: {error.strerror or error}"
-            ) from None
+    async def finish(self, *, durable: bool) -> str:
+        """Wait for every write, close the file (fsynced when ``durable``); return the
+        sha256 (hex) of the bytes written."""
+        while self._pending:
+            await self._pending.popleft()
+        await self._run(self._close, durable)
+        self._executor.shutdown(wait=False)
+        if self._hashed is not None:
+            await asyncio.wrap_future(self._hashed)
+        self._hashing.shutdown(wait=False)
+        return self._hasher.hexdigest()
 
     def discard(self) -> None:
-        """Close and remove the temp file (blocking, brief: also runs on cancellation)."""
-        if self._handle is not None:
+        """Stop the writer, close and remove the temp file (blocking, brief: at most the
+        write in progress is waited for; also runs on cancellation)."""
+        self._aborted = True
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._hashing.shutdown(wait=False, cancel_futures=True)
+        if self._fd >= 0:
             with contextlib.suppress(OSError):
-                self._handle.close()
-            self._handle = None
+                os.close(self._fd)
+            self._fd = -1
         if self.path is not None:
             with contextlib.suppress(OSError):
                 self.path.unlink()
 
+    # -- in the worker thread ------------------------------------------------------------
 
-def _open_temp(directory: Path) -> tuple[BinaryIO, Path]:
+    def _write(self, chunk: bytes) -> None:
+        if self._aborted:
+            return
+        if self.buffer is not None:
+            self.buffer[self._written:self._written + len(chunk)] = chunk
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(self._fd, view):]
+        self._written += len(chunk)
+        if self._written - self._synced >= _WRITEBACK_BYTES:
+            _start_writeback(self._fd, self._synced, self._written - self._synced)
+            self._synced = self._written
+
+    def _close(self, durable: bool) -> None:
+        fd, self._fd = self._fd, -1
+        try:
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _submit(self, call: Callable[[_A], _R], arg: _A) -> asyncio.Future[_R]:
+        future = asyncio.wrap_future(self._executor.submit(self._guarded, call, arg))
+        future.add_done_callback(_retrieve)  # raised where awaited; never "not retrieved"
+        return future
+
+    async def _run(self, call: Callable[[_A], _R], arg: _A) -> _R:
+        return await self._submit(call, arg)
+
+    def _guarded(self, call: Callable[[_A], _R], arg: _A) -> _R:
+        """Run a file operation; a failure (disk full, permissions) is a
+        :class:`StoreError` naming the directory."""
+        try:
+            return call(arg)
+        except OSError as error:
+            self._aborted = True
+            raise StoreError(
+                f"temp file in {self.directory} cannot be written: {error.strerror or error}"
+            ) from None
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def _open_temp(directory: Path) -> tuple[int, Path]:
     directory.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=_fs.TEMP_PREFIX, dir=directory)
-    return os.fdopen(fd, "wb"), Path(name)
+    return fd, Path(name)
 
 
-def _sync_close(handle: BinaryIO) -> None:
-    handle.flush()
-    os.fsync(handle.fileno())
-    handle.close()
+def _load_sync_file_range() -> Callable[[int, int, int], None] | None:
+    if sys.platform != "linux":
+        return None
+    try:
+        call = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    call.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint]
+    call.restype = ctypes.c_int
+
+    def start(fd: int, offset: int, length: int) -> None:
+        call(fd, offset, length, 2)  # SYNC_FILE_RANGE_WRITE: start writeback, do not wait
+
+    return start
+
+
+_sync_file_range = _load_sync_file_range()
+
+
+def _start_writeback(fd: int, offset: int, length: int) -> None:
+    """Start writing ``length`` bytes at ``offset`` of ``fd`` to disk without waiting
+    (Linux ``sync_file_range``; elsewhere nothing): a hint, durability is still fsync's."""
+    if _sync_file_range is not None:
+        _sync_file_range(fd, offset, length)
 
 
 async def read_body(
@@ -120,6 +220,8 @@ async def read_body(
     kind: str = "content",
     reference: str = "",
     into: Path | None = None,
+    keep: bool = False,
+    durable: bool = True,
     progress: ProgressCallback | None = None,
 ) -> Body:
     """Read ``response``'s body: hashed while streaming, refused past ``max_bytes``
@@ -127,38 +229,70 @@ async def read_body(
     ``expected`` (``sha256:<hex>``) is given, checked against it
     (:class:`VerificationError` for ``kind`` of ``reference``).
 
-    With ``into`` (a directory) the bytes go to a temp file there and never all sit in
-    memory; the returned :attr:`Body.path` is fsynced and belongs to the caller; a write
-    that fails raises :class:`StoreError`. Errors of the connection (aiohttp, timeouts)
-    propagate for the caller's retry policy.
+    With ``into`` (a directory) the bytes go to a temp file there as they arrive (one
+    worker thread hashes and writes them, in order, while the next chunks download); the
+    returned :attr:`Body.path` belongs to the caller. It is fsynced when ``durable``;
+    otherwise the caller must fsync it before naming it (to overlap that with other
+    work). With ``keep`` the bytes are also returned in :attr:`Body.data` (so a caller
+    that validates them need not read the file back); without, they never all sit in
+    memory. A write that fails raises :class:`StoreError`. Errors of the connection
+    (aiohttp, timeouts) propagate for the caller's retry policy.
     """
     total = response.content_length
     if total is not None and total > max_bytes:
         raise ModuleTooLarge(f"{what} is {total} bytes, above the cap of {max_bytes} bytes")
-    hasher = hashlib.sha256()
+    chunks: list[bytes] = []
     size = 0
-    sink = _Sink(into)
-    try:
-        await sink.open()
+    if into is None:
+        hasher = hashlib.sha256()
         async for chunk in response.content.iter_chunked(CHUNK_BYTES):
             size += len(chunk)
             if size > max_bytes:
                 raise ModuleTooLarge(f"{what} is larger than the cap of {max_bytes} bytes")
             hasher.update(chunk)
-            await sink.write(chunk)
+            chunks.append(chunk)
             if progress is not None:
                 progress(size, total)
-        await sink.finish()
-        FETCHED_BYTES.inc(size)
         received = hasher.hexdigest()
-        if expected is not None and f"sha256:{received}" != expected:
-            raise VerificationError(
-                kind, reference=reference or what, expected=expected,
-                received=f"sha256:{received}",
-            )
+        _check(received, size, expected, kind, reference or what)
+        return Body(received, size, data=b"".join(chunks))
+    # Kept bytes of an announced size go to one buffer, filled by the writer thread as
+    # they arrive; otherwise chunks are joined at the end.
+    writer = _Writer(into, keep=total if keep else None)
+    limit = max_bytes if total is None or not keep else min(max_bytes, total)
+    try:
+        await writer.open()
+        async for chunk in response.content.iter_chunked(CHUNK_BYTES):
+            size += len(chunk)
+            if size > limit:
+                if size <= max_bytes:
+                    raise aiohttp.ClientPayloadError(
+                        f"{what}: more than the {total} bytes announced"
+                    )
+                raise ModuleTooLarge(f"{what} is larger than the cap of {max_bytes} bytes")
+            await writer.write(chunk)
+            if keep and writer.buffer is None:
+                chunks.append(chunk)
+            if progress is not None:
+                progress(size, total)
+        received = await writer.finish(durable=durable)
+        if writer.buffer is not None and size != total:
+            raise aiohttp.ClientPayloadError(f"{what}: {size} of {total} bytes announced")
+        _check(received, size, expected, kind, reference or what)
     except BaseException:
-        sink.discard()
+        writer.discard()
         raise
-    if sink.path is not None:
-        return Body(received, size, path=sink.path)
-    return Body(received, size, data=bytes(sink.buffer))
+    data: bytes | bytearray | None = None
+    if keep:
+        data = writer.buffer if writer.buffer is not None else b"".join(chunks)
+    return Body(received, size, data=data, path=writer.path)
+
+
+def _check(received: str, size: int, expected: str | None, kind: str, reference: str) -> None:
+    """Count the bytes fetched; raise :class:`VerificationError` unless ``received``
+    (hex) is ``expected`` (``sha256:<hex>``, when given)."""
+    FETCHED_BYTES.inc(size)
+    if expected is not None and f"sha256:{received}" != expected:
+        raise VerificationError(
+            kind, reference=reference, expected=expected, received=f"sha256:{received}",
+        )

@@ -9,6 +9,8 @@ shared; ``extract`` may be called concurrently.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gzip
 import hashlib
 import io
@@ -16,6 +18,7 @@ import json
 import tarfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from . import _json
@@ -113,12 +116,15 @@ class ImageView:
 @dataclass(frozen=True)
 class Extracted:
     """A module taken out of an image: its bytes, their sha256 (hex) when the fetch
-    already verified it (the layer is the module), root ids and annotations found."""
+    already verified it (the layer is the module), root ids and annotations found, and,
+    when the layer was streamed to disk (``into``), the temp file holding the same bytes
+    (not yet fsynced; the caller installs or removes it)."""
 
-    data: bytes
+    data: bytes | bytearray  # a bytearray (streamed `into` a file) is not to be modified
     sha256: str | None = None
     root_ids: tuple[str, ...] = ()
     annotations: Mapping[str, str] = field(default_factory=dict)
+    path: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -154,16 +160,23 @@ class ImageLayout:
     async def extract(
         self, client: RegistryClient, ref: ImageReference, image: Mapping[str, Any],
         layer: Descriptor, *, pinned: str, max_bytes: int, progress: ProgressCallback | None,
+        into: Path | None = None,
     ) -> Extracted:
         """Fetch the module from ``layer`` (digest-verified while streaming, capped at
-        ``max_bytes``); ``pinned`` (the reference by manifest digest) is named in errors."""
+        ``max_bytes``); ``pinned`` (the reference by manifest digest) is named in errors.
+        With ``into`` (a directory) a layer that is the module is also streamed to a temp
+        file there (:attr:`Extracted.path`)."""
         where = f"layer {layer['digest']} of {pinned}"
         size = layer.get("size")
         if isinstance(size, int) and size > max_bytes:
             raise ModuleTooLarge(f"{where} is {size} bytes, above the cap of {max_bytes} bytes")
         digest = str(layer["digest"])
-        data = await client.fetch_blob(ref, digest, max_bytes=max_bytes, progress=progress)
-        return Extracted(data, sha256=digest.removeprefix("sha256:"))
+        body = await client.download_blob(
+            ref, digest, max_bytes=max_bytes, into=into, keep=True, durable=False,
+            progress=progress,
+        )
+        assert body.data is not None  # kept
+        return Extracted(body.data, sha256=body.sha256, path=body.path)
 
     def build(
         self, wasm: bytes, *, root_ids: Sequence[str], abi: Sequence[str],
@@ -193,31 +206,54 @@ class WasmeLayout(ImageLayout):
     async def extract(
         self, client: RegistryClient, ref: ImageReference, image: Mapping[str, Any],
         layer: Descriptor, *, pinned: str, max_bytes: int, progress: ProgressCallback | None,
+        into: Path | None = None,
     ) -> Extracted:
-        root_ids: tuple[str, ...] = ()
-        annotations: dict[str, str] = {}
         config = image.get("config")
-        if isinstance(config, dict) and _has_runtime_config(config):
-            raw = await client.fetch_blob(
-                ref, str(config["digest"]), max_bytes=client.limits.max_config_bytes
+        if not (isinstance(config, dict) and _has_runtime_config(config)):
+            return await super().extract(
+                client, ref, image, layer, pinned=pinned, max_bytes=max_bytes,
+                progress=progress, into=into,
             )
-            try:
-                parsed = _json.loads(raw) if raw.strip() else {}
-            except ValueError:
-                raise InvalidModule(
-                    f"{pinned}: wasme config {config['digest']} is not JSON"
-                ) from None
-            if isinstance(parsed, dict):
-                root_ids = wasme_root_ids(parsed)
-                abi = _string_list(parsed.get("abi_version")) or _string_list(
-                    parsed.get("abiVersions")
-                )
-                if abi:
-                    annotations["abi_version"] = ",".join(abi)
-        module = await super().extract(
-            client, ref, image, layer, pinned=pinned, max_bytes=max_bytes, progress=progress
+        # The config blob downloads while the layer does: one round trip, not two.
+        runtime = asyncio.ensure_future(self._runtime_config(client, ref, config, pinned))
+        try:
+            module = await super().extract(
+                client, ref, image, layer, pinned=pinned, max_bytes=max_bytes,
+                progress=progress, into=into,
+            )
+        except BaseException:
+            runtime.cancel()
+            with contextlib.suppress(BaseException):
+                await runtime
+            raise
+        try:
+            root_ids, annotations = await runtime
+        except BaseException:
+            if module.path is not None:
+                with contextlib.suppress(OSError):
+                    module.path.unlink()
+            raise
+        return Extracted(module.data, module.sha256, root_ids, annotations, path=module.path)
+
+    @staticmethod
+    async def _runtime_config(
+        client: RegistryClient, ref: ImageReference, config: Descriptor, pinned: str
+    ) -> tuple[tuple[str, ...], dict[str, str]]:
+        """(root ids, annotations) from the wasme runtime config blob."""
+        raw = await client.fetch_blob(
+            ref, str(config["digest"]), max_bytes=client.limits.max_config_bytes
         )
-        return Extracted(module.data, module.sha256, root_ids, annotations)
+        try:
+            parsed = _json.loads(raw) if raw.strip() else {}
+        except ValueError:
+            raise InvalidModule(f"{pinned}: wasme config {config['digest']} is not JSON") from None
+        annotations: dict[str, str] = {}
+        if not isinstance(parsed, dict):
+            return (), annotations
+        abi = _string_list(parsed.get("abi_version")) or _string_list(parsed.get("abiVersions"))
+        if abi:
+            annotations["abi_version"] = ",".join(abi)
+        return wasme_root_ids(parsed), annotations
 
     def build(
         self, wasm: bytes, *, root_ids: Sequence[str], abi: Sequence[str],
@@ -287,6 +323,7 @@ class CompatLayout(ImageLayout):
     async def extract(
         self, client: RegistryClient, ref: ImageReference, image: Mapping[str, Any],
         layer: Descriptor, *, pinned: str, max_bytes: int, progress: ProgressCallback | None,
+        into: Path | None = None,
     ) -> Extracted:
         where = f"layer {layer['digest']} of {pinned}"
         size = layer.get("size")

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -61,13 +62,14 @@ LAYOUTS = tuple(dict.fromkeys(layout.name for layout in IMAGE_LAYOUTS))
 class FetchedModule:
     """Module bytes fetched from an image (digest-verified, not yet wasm-validated)."""
 
-    data: bytes
+    data: bytes | bytearray  # a bytearray (streamed `into` a file) is not to be modified
     layout: str
     reference: str
     manifest_digest: str
     root_ids: tuple[str, ...] = ()
     annotations: Mapping[str, str] = field(default_factory=dict)
     sha256: str | None = None  # hex of `data` when already verified (the layer is the module)
+    path: Path | None = None  # a temp file holding `data` (not fsynced) when fetched `into`
 
 
 def _descriptors(manifest: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
@@ -175,12 +177,16 @@ async def fetch_image_module(
     *,
     max_bytes: int,
     progress: ProgressCallback | None = None,
+    into: Path | None = None,
 ) -> FetchedModule:
     """Fetch the module named by ``ref`` in whichever layout the image uses.
 
     Every manifest and blob is digest-verified; the layer is capped at ``max_bytes`` (plus
     tar overhead for compat layers) and a compat layer is extracted safely. Raises
     :class:`~xds_server.wasm.errors.WasmError` subclasses naming the reference and digest.
+    With ``into`` (a directory), a layer that is the module is streamed to a temp file
+    there while it downloads (:attr:`FetchedModule.path`, not yet fsynced: the caller
+    installs or removes it); the bytes are in :attr:`FetchedModule.data` either way.
     """
     limits: FetchLimits = client.limits
     top, image = await _resolve_image_manifest(client, ref)
@@ -195,7 +201,7 @@ async def fetch_image_module(
         raise RegistryError(f"{pinned}: module layer has no sha256 digest")
     extracted = await layout.extract(
         client, ref, image.data, layer, pinned=str(pinned), max_bytes=max_bytes,
-        progress=progress,
+        progress=progress, into=into,
     )
     annotations = dict(extracted.annotations)
     for source in (image.data.get("annotations"), layer.get("annotations")):
@@ -209,4 +215,5 @@ async def fetch_image_module(
         root_ids=extracted.root_ids,
         annotations=annotations,
         sha256=extracted.sha256,
+        path=extracted.path,
     )

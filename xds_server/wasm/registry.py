@@ -48,7 +48,7 @@ from ._auth import (
     credentials_from_env,
     parse_challenge,
 )
-from .download import ProgressCallback, read_body
+from .download import Body, ProgressCallback, read_body
 from .errors import (
     AuthError,
     ModuleTooLarge,
@@ -588,12 +588,31 @@ class RegistryClient:
         max_bytes: int,
         progress: ProgressCallback | None = None,
     ) -> bytes:
+        """Download blob ``digest`` of ``ref``'s repository into memory, verifying it
+        while streaming (see :meth:`download_blob`)."""
+        body = await self.download_blob(ref, digest, max_bytes=max_bytes, progress=progress)
+        assert isinstance(body.data, bytes)  # read into memory
+        return body.data
+
+    async def download_blob(
+        self,
+        ref: ImageReference,
+        digest: str,
+        *,
+        max_bytes: int,
+        into: Path | None = None,
+        keep: bool = False,
+        durable: bool = True,
+        progress: ProgressCallback | None = None,
+    ) -> Body:
         """Download blob ``digest`` of ``ref``'s repository, verifying it while streaming
-        (:func:`~xds_server.wasm.download.read_body`).
+        (:func:`~xds_server.wasm.download.read_body`, whose ``into``, ``keep`` and
+        ``durable`` say where the bytes go: memory, or a temp file in ``into``).
 
         Raises :class:`ModuleTooLarge` as soon as the announced or received size passes
         ``max_bytes``, :class:`VerificationError` when the content's sha256 differs.
-        A connection lost mid-stream is retried like a failed request.
+        A connection lost mid-stream is retried like a failed request (a temp file of a
+        failed attempt is removed).
         """
         if not _SHA256_DIGEST.match(digest):
             raise RegistryError(f"blob {digest[:100]!r} of {ref}: not a sha256 digest")
@@ -607,9 +626,10 @@ class RegistryClient:
             try:
                 if response.status != 200:
                     await self._raise_for_status(response, what)
-                body = await read_body(
+                return await read_body(
                     response, what=what, max_bytes=max_bytes, expected=digest, kind="blob",
-                    reference=str(ref), progress=progress,
+                    reference=str(ref), into=into, keep=keep, durable=durable,
+                    progress=progress,
                 )
             except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError) as e:
                 if self._retry.exhausted(attempt):
@@ -623,8 +643,6 @@ class RegistryClient:
                 raise RegistryError(f"{what}: {_describe(e)}") from None
             finally:
                 response.release()
-            assert body.data is not None  # read into memory
-            return body.data
 
     # -- writing -----------------------------------------------------------------------
 

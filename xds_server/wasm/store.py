@@ -131,7 +131,7 @@ class _Fetched:
 
     reference: str
     layout: str
-    data: bytes | None = None
+    data: bytes | bytearray | None = None
     path: Path | None = None
     sha256: str | None = None
     root_ids: tuple[str, ...] = ()
@@ -142,7 +142,7 @@ class _Fetched:
     and files."""
 
 
-async def _sha256_hex(data: bytes) -> str:
+async def _sha256_hex(data: bytes | bytearray) -> str:
     """sha256 of ``data`` (hex): on the event loop for a small module, else in a thread."""
     if len(data) <= SMALL_MODULE_BYTES:
         return hashlib.sha256(data).hexdigest()
@@ -554,27 +554,36 @@ class ModuleStore:
         self, source: ModuleSource, ref: ImageReference | None,
         progress: ProgressCallback | None,
     ) -> _Fetched:
-        """The module's bytes as fetched: in memory (images, files) or in a temp file in
-        the blob directory (URLs, streamed there)."""
+        """The module's bytes as fetched: in memory (files, compat images), or in memory
+        and in a temp file in the blob directory, written while they downloaded (image
+        layers that are the module, URLs), to be fsynced and named by :meth:`_install`."""
         if ref is not None:
             image = await fetch_image_module(
-                self._client, ref, max_bytes=self._max_module_bytes, progress=progress
+                self._client, ref, max_bytes=self._max_module_bytes, progress=progress,
+                into=self._blobs,
             )
+            try:
+                identity = await self._client.identity(ref.endpoint_host)
+            except BaseException:
+                if image.path is not None:
+                    with contextlib.suppress(OSError):
+                        image.path.unlink()
+                raise
             return _Fetched(
-                reference=str(ref), layout=image.layout, data=image.data, sha256=image.sha256,
-                root_ids=image.root_ids, manifest_digest=image.manifest_digest,
-                annotations=image.annotations,
-                identity=await self._client.identity(ref.endpoint_host),
+                reference=str(ref), layout=image.layout, data=image.data, path=image.path,
+                sha256=image.sha256, root_ids=image.root_ids,
+                manifest_digest=image.manifest_digest, annotations=image.annotations,
+                identity=identity,
             )
         if source.kind == "url":
             body = await fetch_url(
                 self._client.session, source.location,
                 sha256=normalize_sha256(source.sha256 or ""), max_bytes=self._max_module_bytes,
-                retry=self._client.retry_policy, into=self._blobs, progress=progress,
-                limits=self._client.limits,
+                retry=self._client.retry_policy, into=self._blobs, keep=True, durable=False,
+                progress=progress, limits=self._client.limits,
             )
-            return _Fetched(reference=source.location, layout="url", path=body.path,
-                            sha256=body.sha256)
+            return _Fetched(reference=source.location, layout="url", data=body.data,
+                            path=body.path, sha256=body.sha256)
         if _small_file(source.location):  # no thread hop for a small local module
             data = _read_file_capped(source.location, self._max_module_bytes)
         else:
@@ -587,12 +596,15 @@ class ModuleStore:
         there); return (sha256 hex, size). A temp file is always consumed."""
         if fetched.path is not None:
             try:
-                data = await asyncio.to_thread(fetched.path.read_bytes)
+                data = fetched.data
+                if data is None:
+                    data = await asyncio.to_thread(fetched.path.read_bytes)
                 hex_digest = fetched.sha256 or await _sha256_hex(data)
-                await self._validate(data, hex_digest, location)
                 path = self._blobs / hex_digest
                 if hex_digest not in self._modules or not path.is_file():
-                    await self._write(path, location, temp=fetched.path)
+                    await self._validate_and_write(
+                        data, hex_digest, location, path, temp=fetched.path
+                    )
             finally:
                 with contextlib.suppress(FileNotFoundError):
                     await asyncio.to_thread(fetched.path.unlink)
@@ -613,15 +625,20 @@ class ModuleStore:
                 await self._validate_and_write(data, hex_digest, location, path)
         return hex_digest, len(data)
 
-    async def _validate_and_write(self, data: bytes, hex_digest: str, location: str,
-                                  path: Path) -> None:
+    async def _validate_and_write(self, data: bytes | bytearray, hex_digest: str, location: str,
+                                  path: Path, *, temp: Path | None = None) -> None:
         """Validate a large module and write (and fsync) its temp file at the same time,
         in two threads (wasmtime and the disk both release the GIL); the file gets its
-        name only once both are done and validation passed."""
+        name only once both are done and validation passed. ``temp``: the bytes were
+        already written there while they downloaded (and verified), only its fsync is
+        left; the caller removes it if it is not installed."""
         where = f"module sha256:{hex_digest} of {location}"
         checked = asyncio.ensure_future(asyncio.to_thread(validate_module, data, where=where))
         try:
-            temp = await asyncio.to_thread(_fs.write_temp, self._blobs, data)
+            if temp is None:
+                temp = await asyncio.to_thread(_fs.write_temp, self._blobs, data)
+            else:
+                await asyncio.to_thread(_fs.fsync_file, temp)
         except OSError as error:
             checked.cancel()
             with contextlib.suppress(BaseException):
@@ -645,7 +662,7 @@ class ModuleStore:
             with contextlib.suppress(OSError):
                 temp.unlink()  # gone once installed; left only when the rename failed
 
-    async def _write(self, path: Path, location: str, *, data: bytes = b"",
+    async def _write(self, path: Path, location: str, *, data: bytes | bytearray = b"",
                      temp: Path | None = None) -> None:
         """Put a module's bytes (``data``, or the complete ``temp`` file) at ``path``
         atomically; raise :class:`StoreError` when the disk refuses."""
@@ -661,7 +678,7 @@ class ModuleStore:
             ) from None
 
     @staticmethod
-    async def _validate(data: bytes, hex_digest: str, location: str) -> None:
+    async def _validate(data: bytes | bytearray, hex_digest: str, location: str) -> None:
         where = f"module sha256:{hex_digest} of {location}"
         if len(data) <= SMALL_MODULE_BYTES:
             validate_module(data, where=where)

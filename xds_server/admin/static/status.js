@@ -1,5 +1,7 @@
 // xds-server status page. Summary first: per filter, versions by state and cluster, NACKs
-// grouped by Envoy's message, health per revision (/api/v1/summary). Then the filters'
+// grouped by Envoy's message, health per revision (/api/v1/summary); the standalone
+// fleet's Envoy resources (listeners, routes, clusters, endpoints) as a compact table from
+// the same summary, with their proxies by state and NACK messages. Then the filters'
 // details (/api/v1/filters, history, health) and the proxies a page at a time, searched and
 // filtered on the server (/api/v1/proxies). Live: /api/v1/events?feed=fleet sends coalesced
 // ticks (at most a few a second) carrying the summary and each changed proxy; the page
@@ -360,12 +362,46 @@
         el("tbody", {}, rows)));
   }
 
+  // One row per Envoy resource: revision, current version, connected proxies by state,
+  // the NACK messages (with a link to the NACKing proxies).
+  function resourceRow(r) {
+    const t = r.totals;
+    const nacks = r.nacks.map((g) => {
+      const show = el("button", {type: "button", className: "show-nacked", data: {filter: `${r.kind}/${r.name}`}}, "list them");
+      show.addEventListener("click", () => showProxies(`${r.kind}/${r.name}`, "NACKED"));
+      return el("div", {className: "nack-group nack-box", data: {count: String(g.count)}},
+        el("b", {className: "nack-count"}, `${g.count} ${g.count === 1 ? "proxy" : "proxies"}`),
+        ` NACKed ${g.versions.join(", ")}: `, el("span", {className: "nack-message"}, g.message), " ", show);
+    });
+    return el("tr", {className: `resource-row${t.NACKED ? " attention" : ""}`,
+      data: {resource: `${r.kind}/${r.name}`, revision: String(r.revision), acked: String(t.ACKED),
+        nacked: String(t.NACKED)}},
+      el("td", {className: "muted"}, r.kind),
+      el("td", {}, code(r.name)),
+      el("td", {}, r.served ? `rev ${r.revision}` : badge("not served", "warn")),
+      el("td", {}, r.current_versions.map((v) => code(v, "version"))),
+      stateCells(t),
+      el("td", {className: "num"}, String(t.connected) + (t.disconnected ? ` (+${t.disconnected} gone)` : "")),
+      el("td", {}, nacks));
+  }
+
+  function renderResources(resources) {
+    $("resources-section").hidden = !resources.length;
+    $("resource-count").textContent = resources.length ? `(${resources.length})` : "";
+    if (!resources.length) { $("resources").replaceChildren(); return; }
+    $("resources").replaceChildren(el("div", {className: "card"}, el("table", {className: "resources"},
+      el("thead", {}, el("tr", {}, ["kind", "name", "revision", "xDS version", ...STATES, "connected", "NACKs"]
+        .map((h) => el("th", {}, h)))),
+      el("tbody", {}, resources.map(resourceRow)))));
+  }
+
   function renderSummary() {
     const sum = state.summary;
     if (!sum) return;
     const index = state.filters ? revisionIndex(state.filters) : new Map();
     $("summary").replaceChildren(...(sum.filters.length ? sum.filters.map((f) => renderSummaryFilter(f, index))
       : [el("p", {className: "muted"}, "No filters are served and no proxy asked for one.")]));
+    renderResources(sum.resources || []);
     $("proxy-count").textContent = `(${sum.proxies.connected} connected of ${sum.proxies.known})`;
     const seen = window.__xdsAllAcked || (window.__xdsAllAcked = {});
     for (const f of sum.filters) {
@@ -549,7 +585,9 @@
 
   function fillFilterChoices() {
     const select = $("proxy-filter");
-    const names = (state.summary ? state.summary.filters : []).map((f) => f.name).sort();
+    const sum = state.summary;
+    const names = (sum ? [...sum.filters.map((f) => f.name),
+      ...(sum.resources || []).map((r) => `${r.kind}/${r.name}`)] : []).sort();
     const have = [...select.options].map((o) => o.value).filter(Boolean);
     if (names.join("\n") === have.join("\n")) return;
     const chosen = select.value;

@@ -103,7 +103,7 @@ class GetHistoryResponse(_message.Message):
     def __init__(self, name: _Optional[str] = ..., history: _Optional[_Iterable[_Union[Revision, _Mapping]]] = ...) -> None: ...
 
 class Filter(_message.Message):
-    __slots__ = ("name", "revision", "author", "action", "updated_at", "summary", "error", "error_at", "canary", "good_revision", "base_versions", "specs", "proxies", "rollout")
+    __slots__ = ("name", "revision", "author", "action", "updated_at", "summary", "error", "error_at", "canary", "good_revision", "base_versions", "specs", "proxies", "rollout", "analysis", "debug")
     class RolloutEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -125,6 +125,8 @@ class Filter(_message.Message):
     SPECS_FIELD_NUMBER: _ClassVar[int]
     PROXIES_FIELD_NUMBER: _ClassVar[int]
     ROLLOUT_FIELD_NUMBER: _ClassVar[int]
+    ANALYSIS_FIELD_NUMBER: _ClassVar[int]
+    DEBUG_FIELD_NUMBER: _ClassVar[int]
     name: str
     revision: int
     author: str
@@ -139,7 +141,31 @@ class Filter(_message.Message):
     specs: _containers.RepeatedCompositeFieldContainer[DeployedSpec]
     proxies: ProxyCounts
     rollout: _containers.ScalarMap[str, int]
-    def __init__(self, name: _Optional[str] = ..., revision: _Optional[int] = ..., author: _Optional[str] = ..., action: _Optional[str] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., summary: _Optional[str] = ..., error: _Optional[str] = ..., error_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., canary: _Optional[bool] = ..., good_revision: _Optional[int] = ..., base_versions: _Optional[_Iterable[str]] = ..., specs: _Optional[_Iterable[_Union[DeployedSpec, _Mapping]]] = ..., proxies: _Optional[_Union[ProxyCounts, _Mapping]] = ..., rollout: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    analysis: _struct_pb2.Struct
+    debug: _struct_pb2.Struct
+    def __init__(self, name: _Optional[str] = ..., revision: _Optional[int] = ..., author: _Optional[str] = ..., action: _Optional[str] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., summary: _Optional[str] = ..., error: _Optional[str] = ..., error_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., canary: _Optional[bool] = ..., good_revision: _Optional[int] = ..., base_versions: _Optional[_Iterable[str]] = ..., specs: _Optional[_Iterable[_Union[DeployedSpec, _Mapping]]] = ..., proxies: _Optional[_Union[ProxyCounts, _Mapping]] = ..., rollout: _Optional[_Mapping[str, int]] = ..., analysis: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., debug: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class StartDebugRequest(_message.Message):
+    __slots__ = ("name", "node", "configuration", "duration", "actor")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    CONFIGURATION_FIELD_NUMBER: _ClassVar[int]
+    DURATION_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    node: str
+    configuration: _struct_pb2.Value
+    duration: str
+    actor: str
+    def __init__(self, name: _Optional[str] = ..., node: _Optional[str] = ..., configuration: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., duration: _Optional[str] = ..., actor: _Optional[str] = ...) -> None: ...
+
+class EndDebugRequest(_message.Message):
+    __slots__ = ("name", "actor")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    actor: str
+    def __init__(self, name: _Optional[str] = ..., actor: _Optional[str] = ...) -> None: ...
 
 class DeployedSpec(_message.Message):
     __slots__ = ("spec", "version", "module")
@@ -198,6 +224,96 @@ class Revision(_message.Message):
     versions: _containers.RepeatedScalarFieldContainer[str]
     base_revision: int
     def __init__(self, revision: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., author: _Optional[str] = ..., action: _Optional[str] = ..., summary: _Optional[str] = ..., specs: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ..., digests: _Optional[_Iterable[str]] = ..., versions: _Optional[_Iterable[str]] = ..., base_revision: _Optional[int] = ...) -> None: ...
+
+class ListResourcesRequest(_message.Message):
+    __slots__ = ("kind",)
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    def __init__(self, kind: _Optional[str] = ...) -> None: ...
+
+class ListResourcesResponse(_message.Message):
+    __slots__ = ("resources",)
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    resources: _containers.RepeatedCompositeFieldContainer[Resource]
+    def __init__(self, resources: _Optional[_Iterable[_Union[Resource, _Mapping]]] = ...) -> None: ...
+
+class GetResourceRequest(_message.Message):
+    __slots__ = ("kind", "name")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    name: str
+    def __init__(self, kind: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class PutResourceRequest(_message.Message):
+    __slots__ = ("kind", "name", "specs", "actor", "expect_revision")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SPECS_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    EXPECT_REVISION_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    name: str
+    specs: _containers.RepeatedCompositeFieldContainer[_struct_pb2.Struct]
+    actor: str
+    expect_revision: int
+    def __init__(self, kind: _Optional[str] = ..., name: _Optional[str] = ..., specs: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ..., actor: _Optional[str] = ..., expect_revision: _Optional[int] = ...) -> None: ...
+
+class DeleteResourceRequest(_message.Message):
+    __slots__ = ("kind", "name", "actor")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    name: str
+    actor: str
+    def __init__(self, kind: _Optional[str] = ..., name: _Optional[str] = ..., actor: _Optional[str] = ...) -> None: ...
+
+class DeleteResourceResponse(_message.Message):
+    __slots__ = ("kind", "name", "revision")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    name: str
+    revision: int
+    def __init__(self, kind: _Optional[str] = ..., name: _Optional[str] = ..., revision: _Optional[int] = ...) -> None: ...
+
+class GetResourceHistoryRequest(_message.Message):
+    __slots__ = ("kind", "name", "limit")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    name: str
+    limit: int
+    def __init__(self, kind: _Optional[str] = ..., name: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class RollbackResourceRequest(_message.Message):
+    __slots__ = ("kind", "name", "to_revision", "actor")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TO_REVISION_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    name: str
+    to_revision: int
+    actor: str
+    def __init__(self, kind: _Optional[str] = ..., name: _Optional[str] = ..., to_revision: _Optional[int] = ..., actor: _Optional[str] = ...) -> None: ...
+
+class Resource(_message.Message):
+    __slots__ = ("kind", "name", "revision", "specs", "versions")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    SPECS_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    name: str
+    revision: int
+    specs: _containers.RepeatedCompositeFieldContainer[_struct_pb2.Struct]
+    versions: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, kind: _Optional[str] = ..., name: _Optional[str] = ..., revision: _Optional[int] = ..., specs: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ..., versions: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetFilterHealthRequest(_message.Message):
     __slots__ = ("name", "window_seconds")
@@ -309,18 +425,46 @@ class GetSummaryRequest(_message.Message):
     def __init__(self, window_seconds: _Optional[float] = ...) -> None: ...
 
 class Summary(_message.Message):
-    __slots__ = ("seq", "at", "proxies_known", "proxies_connected", "filters")
+    __slots__ = ("seq", "at", "proxies_known", "proxies_connected", "filters", "resources")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     AT_FIELD_NUMBER: _ClassVar[int]
     PROXIES_KNOWN_FIELD_NUMBER: _ClassVar[int]
     PROXIES_CONNECTED_FIELD_NUMBER: _ClassVar[int]
     FILTERS_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
     seq: int
     at: _timestamp_pb2.Timestamp
     proxies_known: int
     proxies_connected: int
     filters: _containers.RepeatedCompositeFieldContainer[FilterSummary]
-    def __init__(self, seq: _Optional[int] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., proxies_known: _Optional[int] = ..., proxies_connected: _Optional[int] = ..., filters: _Optional[_Iterable[_Union[FilterSummary, _Mapping]]] = ...) -> None: ...
+    resources: _containers.RepeatedCompositeFieldContainer[ResourceSummary]
+    def __init__(self, seq: _Optional[int] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., proxies_known: _Optional[int] = ..., proxies_connected: _Optional[int] = ..., filters: _Optional[_Iterable[_Union[FilterSummary, _Mapping]]] = ..., resources: _Optional[_Iterable[_Union[ResourceSummary, _Mapping]]] = ...) -> None: ...
+
+class ResourceSummary(_message.Message):
+    __slots__ = ("kind", "name", "served", "revision", "current_versions", "attention", "totals", "connected", "disconnected", "versions", "nacks")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SERVED_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    ATTENTION_FIELD_NUMBER: _ClassVar[int]
+    TOTALS_FIELD_NUMBER: _ClassVar[int]
+    CONNECTED_FIELD_NUMBER: _ClassVar[int]
+    DISCONNECTED_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    NACKS_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    name: str
+    served: bool
+    revision: int
+    current_versions: _containers.RepeatedScalarFieldContainer[str]
+    attention: bool
+    totals: StateCounts
+    connected: int
+    disconnected: int
+    versions: _containers.RepeatedCompositeFieldContainer[VersionSummary]
+    nacks: _containers.RepeatedCompositeFieldContainer[NackGroup]
+    def __init__(self, kind: _Optional[str] = ..., name: _Optional[str] = ..., served: _Optional[bool] = ..., revision: _Optional[int] = ..., current_versions: _Optional[_Iterable[str]] = ..., attention: _Optional[bool] = ..., totals: _Optional[_Union[StateCounts, _Mapping]] = ..., connected: _Optional[int] = ..., disconnected: _Optional[int] = ..., versions: _Optional[_Iterable[_Union[VersionSummary, _Mapping]]] = ..., nacks: _Optional[_Iterable[_Union[NackGroup, _Mapping]]] = ...) -> None: ...
 
 class StateCounts(_message.Message):
     __slots__ = ("acked", "nacked", "requested", "stale")

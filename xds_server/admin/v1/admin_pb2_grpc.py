@@ -71,10 +71,50 @@ class AdminServiceStub:
                 request_serializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.GetHistoryRequest.SerializeToString,
                 response_deserializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.GetHistoryResponse.FromString,
                 _registered_method=True)
+        self.StartDebug = channel.unary_unary(
+                '/xds_server.admin.v1.AdminService/StartDebug',
+                request_serializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.StartDebugRequest.SerializeToString,
+                response_deserializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.Filter.FromString,
+                _registered_method=True)
+        self.EndDebug = channel.unary_unary(
+                '/xds_server.admin.v1.AdminService/EndDebug',
+                request_serializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.EndDebugRequest.SerializeToString,
+                response_deserializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.Filter.FromString,
+                _registered_method=True)
         self.GetFilterHealth = channel.unary_unary(
                 '/xds_server.admin.v1.AdminService/GetFilterHealth',
                 request_serializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.GetFilterHealthRequest.SerializeToString,
                 response_deserializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.FilterHealth.FromString,
+                _registered_method=True)
+        self.ListResources = channel.unary_unary(
+                '/xds_server.admin.v1.AdminService/ListResources',
+                request_serializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.ListResourcesRequest.SerializeToString,
+                response_deserializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.ListResourcesResponse.FromString,
+                _registered_method=True)
+        self.GetResource = channel.unary_unary(
+                '/xds_server.admin.v1.AdminService/GetResource',
+                request_serializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.GetResourceRequest.SerializeToString,
+                response_deserializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.Resource.FromString,
+                _registered_method=True)
+        self.PutResource = channel.unary_unary(
+                '/xds_server.admin.v1.AdminService/PutResource',
+                request_serializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.PutResourceRequest.SerializeToString,
+                response_deserializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.Resource.FromString,
+                _registered_method=True)
+        self.DeleteResource = channel.unary_unary(
+                '/xds_server.admin.v1.AdminService/DeleteResource',
+                request_serializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.DeleteResourceRequest.SerializeToString,
+                response_deserializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.DeleteResourceResponse.FromString,
+                _registered_method=True)
+        self.GetResourceHistory = channel.unary_unary(
+                '/xds_server.admin.v1.AdminService/GetResourceHistory',
+                request_serializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.GetResourceHistoryRequest.SerializeToString,
+                response_deserializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.GetHistoryResponse.FromString,
+                _registered_method=True)
+        self.RollbackResource = channel.unary_unary(
+                '/xds_server.admin.v1.AdminService/RollbackResource',
+                request_serializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.RollbackResourceRequest.SerializeToString,
+                response_deserializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.Resource.FromString,
                 _registered_method=True)
         self.GetProxyStatus = channel.unary_unary(
                 '/xds_server.admin.v1.AdminService/GetProxyStatus',
@@ -147,9 +187,67 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartDebug(self, request, context):
+        """A time-boxed configuration override for some proxies (POST .../debug).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EndDebug(self, request, context):
+        """End a filter's debug override now (DELETE .../debug).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetFilterHealth(self, request, context):
         """Health per revision of a filter, fleet-wide, from Envoy telemetry
         (GET /api/v1/filters/{name}/health).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListResources(self, request, context):
+        """Standalone fleets: Envoy listeners, routes, clusters and endpoints
+        (/api/v1/resources/{kind}/{name}), with history and rollback like filters.
+        Every resource of a kind, by name (GET /api/v1/resources/{kind}).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetResource(self, request, context):
+        """One resource (GET .../{kind}/{name}).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PutResource(self, request, context):
+        """Make specs the resource's new revision (PUT .../{kind}/{name}).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteResource(self, request, context):
+        """Stop serving a resource (DELETE .../{kind}/{name}).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetResourceHistory(self, request, context):
+        """A resource's revisions, newest first (GET .../history).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RollbackResource(self, request, context):
+        """Serve an earlier revision again, as a new revision (POST .../rollback).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -217,10 +315,50 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     request_deserializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.GetHistoryRequest.FromString,
                     response_serializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.GetHistoryResponse.SerializeToString,
             ),
+            'StartDebug': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartDebug,
+                    request_deserializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.StartDebugRequest.FromString,
+                    response_serializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.Filter.SerializeToString,
+            ),
+            'EndDebug': grpc.unary_unary_rpc_method_handler(
+                    servicer.EndDebug,
+                    request_deserializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.EndDebugRequest.FromString,
+                    response_serializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.Filter.SerializeToString,
+            ),
             'GetFilterHealth': grpc.unary_unary_rpc_method_handler(
                     servicer.GetFilterHealth,
                     request_deserializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.GetFilterHealthRequest.FromString,
                     response_serializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.FilterHealth.SerializeToString,
+            ),
+            'ListResources': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListResources,
+                    request_deserializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.ListResourcesRequest.FromString,
+                    response_serializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.ListResourcesResponse.SerializeToString,
+            ),
+            'GetResource': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetResource,
+                    request_deserializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.GetResourceRequest.FromString,
+                    response_serializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.Resource.SerializeToString,
+            ),
+            'PutResource': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutResource,
+                    request_deserializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.PutResourceRequest.FromString,
+                    response_serializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.Resource.SerializeToString,
+            ),
+            'DeleteResource': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteResource,
+                    request_deserializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.DeleteResourceRequest.FromString,
+                    response_serializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.DeleteResourceResponse.SerializeToString,
+            ),
+            'GetResourceHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetResourceHistory,
+                    request_deserializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.GetResourceHistoryRequest.FromString,
+                    response_serializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.GetHistoryResponse.SerializeToString,
+            ),
+            'RollbackResource': grpc.unary_unary_rpc_method_handler(
+                    servicer.RollbackResource,
+                    request_deserializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.RollbackResourceRequest.FromString,
+                    response_serializer=xds__server_dot_admin_dot_v1_dot_admin__pb2.Resource.SerializeToString,
             ),
             'GetProxyStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.GetProxyStatus,
@@ -440,6 +578,60 @@ class AdminService:
             _registered_method=True)
 
     @staticmethod
+    def StartDebug(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/xds_server.admin.v1.AdminService/StartDebug',
+            xds__server_dot_admin_dot_v1_dot_admin__pb2.StartDebugRequest.SerializeToString,
+            xds__server_dot_admin_dot_v1_dot_admin__pb2.Filter.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EndDebug(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/xds_server.admin.v1.AdminService/EndDebug',
+            xds__server_dot_admin_dot_v1_dot_admin__pb2.EndDebugRequest.SerializeToString,
+            xds__server_dot_admin_dot_v1_dot_admin__pb2.Filter.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def GetFilterHealth(request,
             target,
             options=(),
@@ -456,6 +648,168 @@ class AdminService:
             '/xds_server.admin.v1.AdminService/GetFilterHealth',
             xds__server_dot_admin_dot_v1_dot_admin__pb2.GetFilterHealthRequest.SerializeToString,
             xds__server_dot_admin_dot_v1_dot_admin__pb2.FilterHealth.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListResources(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/xds_server.admin.v1.AdminService/ListResources',
+            xds__server_dot_admin_dot_v1_dot_admin__pb2.ListResourcesRequest.SerializeToString,
+            xds__server_dot_admin_dot_v1_dot_admin__pb2.ListResourcesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetResource(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/xds_server.admin.v1.AdminService/GetResource',
+            xds__server_dot_admin_dot_v1_dot_admin__pb2.GetResourceRequest.SerializeToString,
+            xds__server_dot_admin_dot_v1_dot_admin__pb2.Resource.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutResource(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/xds_server.admin.v1.AdminService/PutResource',
+            xds__server_dot_admin_dot_v1_dot_admin__pb2.PutResourceRequest.SerializeToString,
+            xds__server_dot_admin_dot_v1_dot_admin__pb2.Resource.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteResource(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/xds_server.admin.v1.AdminService/DeleteResource',
+            xds__server_dot_admin_dot_v1_dot_admin__pb2.DeleteResourceRequest.SerializeToString,
+            xds__server_dot_admin_dot_v1_dot_admin__pb2.DeleteResourceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetResourceHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/xds_server.admin.v1.AdminService/GetResourceHistory',
+            xds__server_dot_admin_dot_v1_dot_admin__pb2.GetResourceHistoryRequest.SerializeToString,
+            xds__server_dot_admin_dot_v1_dot_admin__pb2.GetHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RollbackResource(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/xds_server.admin.v1.AdminService/RollbackResource',
+            xds__server_dot_admin_dot_v1_dot_admin__pb2.RollbackResourceRequest.SerializeToString,
+            xds__server_dot_admin_dot_v1_dot_admin__pb2.Resource.FromString,
             options,
             channel_credentials,
             insecure,
