@@ -61,7 +61,7 @@ def filter_message(view: Mapping[str, Any]) -> admin_pb2.Filter:
         if isinstance(view.get(member), Mapping):
             getattr(msg, member).CopyFrom(_struct(view[member]))
     for spec in view["specs"]:
-        rest = {k: v for k, v in spec.items() if k not in ("version", "module", "verdict")}
+        rest = {k: v for k, v in spec.items() if k not in ("version", "module")}
         msg.specs.append(admin_pb2.DeployedSpec(
             spec=_struct(rest), version=spec["version"], module=admin_pb2.Module(**spec["module"]),
         ))

@@ -71,7 +71,9 @@ def filter_to_dict(state: FilterState, status: StatusTracker, *, redact: bool = 
                     "root_ids": list(d.module.root_ids),
                     "manifest_digest": d.module.manifest_digest,
                 },
-                "verdict": _verdict(d, rev, i),
+                # present only when a verify policy covered the image (gRPC carries it in
+                # the spec Struct, so both APIs show the same members)
+                **({"verdict": verdict} if (verdict := _verdict(d, rev, i)) else {}),
             }
             for i, d in enumerate(state.deployed)
         ],
