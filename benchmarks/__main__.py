@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import _devloop, _real, _replicas, _scenarios, _status_page, _telemetry
+from benchmarks import _devloop, _preflight, _real, _replicas, _scenarios, _status_page, _telemetry
 from benchmarks._harness import ratio
 from benchmarks._proc import raise_fd_limit
 
@@ -21,10 +21,12 @@ RESULTS = Path(__file__).parent / "results"
 
 FULL = {"sizes": [1000, 5000, 10000], "pushes": 3, "inline": [1000, 5000], "proxies": 1000,
         "slow_n": 1000, "slow_pushes": 10, "swaps": 100, "oci_repeats": 5, "loops_n": 2000,
-        "replicas_n": 10000, "telemetry_n": 1000, "edits": 5, "page_n": 10000}
+        "replicas_n": 10000, "telemetry_n": 1000, "edits": 5, "page_n": 10000,
+        "preflight_checks": 20}
 QUICK = {"sizes": [500, 1000], "pushes": 2, "inline": [200], "proxies": 400,
          "slow_n": 200, "slow_pushes": 4, "swaps": 20, "oci_repeats": 2, "loops_n": 500,
-         "replicas_n": 600, "telemetry_n": 300, "edits": 2, "page_n": 1000}
+         "replicas_n": 600, "telemetry_n": 300, "edits": 2, "page_n": 1000,
+         "preflight_checks": 5}
 
 
 def machine() -> dict[str, Any]:
@@ -91,6 +93,7 @@ def scenarios(p: dict[str, Any]) -> dict[str, tuple[Callable[[], dict[str, Any]]
         "telemetry": (lambda: _telemetry.telemetry(p["telemetry_n"]), _telemetry.telemetry_table),
         "edit_to_live": (lambda: _devloop.edit_to_live(p["edits"]), _devloop.edit_to_live_table),
         "status_page": (lambda: _status_page.status_page(p["page_n"]), _status_page.status_page_table),
+        "preflight": (lambda: _preflight.preflight(p["preflight_checks"]), _preflight.preflight_table),
     }
 
 
@@ -204,6 +207,11 @@ def summary(results: dict[str, Any]) -> list[list[Any]]:
         add(f"status page, bytes received during a rollout (N={page['n']})", "less than full refetch",
             f"{new['rollout_bytes'] / 2**20:.2f} MiB", f"{old['rollout_bytes'] / 2**20:.2f} MiB (full refetch)",
             new["rollout_bytes"] < old["rollout_bytes"])
+    pre = results.get("preflight")
+    if pre:
+        add(f"preflight dry run of new content ({pre['requests']} requests)", "<= 1 s p99",
+            f"{fmt(pre['warm_p50_ms'])} ms p50, {fmt(pre['warm_p99_ms'])} ms p99; cold {fmt(pre['cold_s'])} s",
+            f"sandbox Envoy {fmt(pre['envoy_rss_mib'])} MiB", pre["warm_p99_ms"] <= 1000)
     return rows
 
 

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-TARGETS = ("reference", "manifest", "tar", "filter_spec", "discovery_request")
+TARGETS = ("reference", "manifest", "tar", "filter_spec", "discovery_request", "signature")
 
 
 def main() -> int:

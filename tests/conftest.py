@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.server",
     "tests.fixtures.postgres",
     "tests.fixtures.devkit",
+    "tests.fixtures.sigstore_mock",
 ]

@@ -543,7 +543,7 @@ async def test_raw_garbage_frames(xds_server: tuple[XdsService, XdsClient, Resou
 
 
 @pytest.mark.parametrize("target", ["reference", "manifest", "tar", "filter_spec",
-                                    "discovery_request"])
+                                    "discovery_request", "signature"])
 def test_fuzz_target_runs_clean(target: str, tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "fuzz" / f"fuzz_{target}.py"), "-runs=20000",

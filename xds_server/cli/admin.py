@@ -737,21 +737,39 @@ def _first_and_more(values: Iterable[Any], n: int) -> str:
     return text + (f" +{len(unique) - 1}" if len(unique) > 1 else "")
 
 
+def signed_by(verdicts: Iterable[Any]) -> str:
+    """Who signed the modules of a revision, short: a key file's name, a keyless identity,
+    `unverified` (a policy that is not required found no valid signature), or `-`."""
+    names = []
+    for v in verdicts:
+        if not isinstance(v, dict) or not v:
+            continue
+        if not v.get("verified"):
+            names.append("unverified")
+        else:
+            names.append(str(v.get("key") or "").rsplit("/", 1)[-1] or str(v.get("identity") or "?"))
+    unique = list(dict.fromkeys(names))
+    return ", ".join(unique) if unique else "-"
+
+
 def history_table(history: list[JSONObject]) -> str:
-    """REVISION, WHEN, AUTHOR, ACTION, DIGEST, XDS VERSION, SUMMARY; fits 100 columns."""
+    """REVISION, WHEN, AUTHOR, ACTION, DIGEST, XDS VERSION, SUMMARY; fits 100 columns.
+    A revision whose modules a verify policy checked starts its summary with
+    `signed by KEY-FILE|IDENTITY;` (or `unverified;`)."""
     columns = [
         Column("REVISION", align_right=True), Column("WHEN"),
         Column("AUTHOR", shrink=True, min_width=10), Column("ACTION", shrink=True),
         Column("DIGEST"), Column("XDS VERSION"), Column("SUMMARY", shrink=True, min_width=10),
     ]
-    rows = [
-        [
+    rows = []
+    for h in history:
+        signers = signed_by(h.get("verdicts") or [])
+        prefix = "" if signers == "-" else ("unverified; " if signers == "unverified" else f"signed by {signers}; ")
+        rows.append([
             str(h.get("revision", "?")), _when(h.get("created_at")), str(h.get("author") or "-"),
             str(h.get("action") or "-"), _first_and_more(h.get("digests") or [], 12),
-            _first_and_more(h.get("versions") or [], 16), str(h.get("summary") or ""),
-        ]
-        for h in history
-    ]
+            _first_and_more(h.get("versions") or [], 16), prefix + str(h.get("summary") or ""),
+        ])
     return render_table(columns, rows, max_width=TABLE_WIDTH)
 
 
@@ -928,6 +946,9 @@ def _summary(
         line += f", {gone} disconnected"
     if view.get("canary"):
         line += ", canary"
+    signers = signed_by(s.get("verdict") for s in view.get("specs") or [])
+    if signers != "-":
+        line += f", signed by {signers}"
     if view.get("error"):
         line += f", error: {view['error']}"
     return line

@@ -21,6 +21,7 @@ from typing import Any
 
 import structlog
 
+from xds_server.trust import TrustError, list_signatures, load_private_key, load_public_key, sign_image
 from xds_server.wasm import (
     PUSH_LAYOUTS,
     Module,
@@ -74,7 +75,8 @@ def registry_options() -> argparse.ArgumentParser:
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``pull``, ``inspect`` and ``push`` subcommands; each sets ``func(args) -> int``."""
+    """Add the ``pull``, ``inspect``, ``push`` and ``sign`` subcommands; each sets
+    ``func(args) -> int``."""
     common = registry_options()
     pull = subparsers.add_parser(
         "pull", parents=[common], help="fetch and verify a wasm module from a registry",
@@ -91,7 +93,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     inspect.add_argument("ref", metavar="REF", help="image reference")
     inspect.add_argument("--store", type=Path, default=None, help="module store directory")
+    inspect.add_argument("--key", type=Path, action="append", default=[], dest="keys",
+                         help="PEM public key: say which signatures it verifies (repeatable)")
     inspect.set_defaults(func=_inspect)
+
+    sign = subparsers.add_parser(
+        "sign", parents=[common], help="sign an image with a key pair (cosign's format)",
+        description="Sign the manifest REF names with a PEM private key (ECDSA P-256 or "
+        "Ed25519) and push the signature to the tag sha256-<hex>.sig, as cosign does.",
+    )
+    sign.add_argument("ref", metavar="REF", help="image reference (a tag is resolved to its digest)")
+    sign.add_argument("--key", type=Path, required=True, help="PEM private key (unencrypted)")
+    sign.set_defaults(func=_sign)
 
     push_parser = subparsers.add_parser(
         "push", parents=[common], help="publish a wasm module as an image",
@@ -178,7 +191,7 @@ def _run(name: str, body: Callable[[], Coroutine[Any, Any, int]]) -> int:
         )
     try:
         return asyncio.run(body())
-    except (WasmError, OSError) as error:
+    except (WasmError, TrustError, OSError) as error:
         print(f"xds-server {name}: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -229,10 +242,32 @@ def _inspect(args: argparse.Namespace) -> int:
             "size": module.size,
             "root_ids": list(module.root_ids),
             "annotations": dict(module.annotations),
+            "signatures": await _signatures(args, module.manifest_digest),
         }, indent=2, sort_keys=True))
         return 0
 
     return _run("inspect", body)
+
+
+async def _signatures(args: argparse.Namespace, digest: str | None) -> list[dict[str, Any]]:
+    if digest is None:
+        return []
+    keys = [load_public_key(k) for k in args.keys]
+    async with RegistryClient(registries=_settings(args), docker_config=_docker_config(args)) as client:
+        return await list_signatures(client, parse_reference(args.ref), digest, keys)
+
+
+def _sign(args: argparse.Namespace) -> int:
+    async def body() -> int:
+        key = await asyncio.to_thread(load_private_key, args.key)
+        async with RegistryClient(registries=_settings(args), docker_config=_docker_config(args)) as client:
+            result = await sign_image(client, parse_reference(args.ref), key)
+        print(f"signed {result.image}@{result.digest}")
+        print(f"signature: {result.signature_ref}")
+        print(f"key: {result.key_fingerprint}")
+        return 0
+
+    return _run("sign", body)
 
 
 def _push(args: argparse.Namespace) -> int:

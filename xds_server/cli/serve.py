@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from xds_server.config import LOG_FORMATS, LOG_LEVELS, Config, ConfigError, load_config
+from xds_server.controller import policies_from_config
 from xds_server.log import configure_logging
 
 
@@ -33,7 +34,9 @@ def register(sub: Any) -> None:
 def _load(path: str) -> Config | None:
     """The config at `path`, or None after printing its first problem on stderr."""
     try:
-        return load_config(path)
+        cfg = load_config(path)
+        policies_from_config(cfg)  # the verify list's key files must be usable keys
+        return cfg
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return None

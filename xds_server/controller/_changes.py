@@ -65,6 +65,8 @@ class Changes:
             state = self.ctx.filters.get(name) or FilterState(name=name)
             try:
                 deployed = await self.builder.build_all(specs, digests)
+                if self.ctx.preflight is not None:
+                    await self.ctx.preflight(deployed)
             except FilterError as exc:
                 self._rejected(state, specs, exc, author=author, action=action, config_hash=config_hash)
                 raise
@@ -116,6 +118,7 @@ class Changes:
                 base_revision=_base_revision(state) if base else None,
                 config_hash=config_hash,
                 expect_current=expect,
+                verdicts=[dict(d.module.verdict or {}) for d in deployed],
                 details=details,
             )
         except Conflict as exc:

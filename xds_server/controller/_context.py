@@ -4,11 +4,11 @@ locks, change listeners and background tasks."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from xds_server.cache import ResourceCache
-from xds_server.controller._model import FilterEvent, FilterState
+from xds_server.controller._model import Deployed, FilterEvent, FilterState
 from xds_server.controller._modules import ModuleProvider
 from xds_server.controller.delivery import Delivery
 from xds_server.state import StateStore
@@ -37,6 +37,8 @@ class Context:
         self.delete_guards: list[Callable[[str], str | None]] = []
         """Asked before a filter is deleted: None to allow, or why not (e.g. a listener
         of this server names it); the delete is then refused with 409."""
+        # A dry run every change passes before it is recorded or served (FilterError if not).
+        self.preflight: Callable[[Sequence[Deployed]], Awaitable[None]] | None = None
 
     def lock(self, name: str) -> asyncio.Lock:
         """The lock serializing changes to filter `name`."""

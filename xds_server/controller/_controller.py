@@ -8,6 +8,7 @@ verify or record leaves the running version untouched.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from xds_server.cache import ResourceCache
@@ -17,7 +18,7 @@ from xds_server.controller._changes import Changes
 from xds_server.controller._config import ConfigApplier
 from xds_server.controller._context import Context
 from xds_server.controller._debug import DebugOverrides, debug_of
-from xds_server.controller._model import FilterState
+from xds_server.controller._model import Deployed, FilterState
 from xds_server.controller._modules import ModuleProvider
 from xds_server.controller._nack import NackPolicy
 from xds_server.controller._remote import RemoteRepush
@@ -88,6 +89,16 @@ class Controller:
         """The debug override the filter runs (node, configuration, expires_at), or None."""
         state = self._ctx.filters.get(name)
         return debug_of(state.revision) if state is not None else None
+
+    @property
+    def preflight(self) -> Callable[[Sequence[Deployed]], Awaitable[None]] | None:
+        """The dry run every change passes before it is recorded or served (raises
+        `FilterError` to refuse it); None: no dry run."""
+        return self._ctx.preflight
+
+    @preflight.setter
+    def preflight(self, gate: Callable[[Sequence[Deployed]], Awaitable[None]] | None) -> None:
+        self._ctx.preflight = gate
 
     @property
     def cache(self) -> ResourceCache:

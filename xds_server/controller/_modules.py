@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from xds_server.config import FilterSpec
 
 
 @dataclass(frozen=True, slots=True)
 class ResolvedModule:
-    """A verified wasm module for a spec: its digest, where its bytes are, what it says."""
+    """A verified wasm module for a spec: its digest, where its bytes are, what it says.
+
+    `verdict` is the signature verdict (`xds_server.trust.Verdict.to_dict()`) when a
+    verify policy covered the image, else None.
+    """
 
     sha256: str
     size: int
@@ -21,6 +26,7 @@ class ResolvedModule:
     root_ids: tuple[str, ...] = ()
     manifest_digest: str | None = None
     annotations: dict[str, str] = field(default_factory=dict)
+    verdict: Mapping[str, Any] | None = None
 
     def read_bytes(self) -> bytes:
         """The module bytes (read from the content-addressed store)."""

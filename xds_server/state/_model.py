@@ -31,7 +31,9 @@ class Revision:
     sha256 and the xDS resource version it produced. `base_revision` is the revision
     that nodes outside a canary keep while this revision is staged. `details` is
     structured data about the change (JSON-able; empty for most): an automatic decision's
-    numbers (`analysis`), a debug override's node glob and expiry (`debug`).
+    numbers (`analysis`), a debug override's node glob and expiry (`debug`). `verdicts`
+    give, per spec, the signature verdict of its module (`{}` when no verify policy
+    covered it).
     """
 
     filter: str
@@ -45,6 +47,7 @@ class Revision:
     versions: list[str] = field(default_factory=list)
     base_revision: int | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    verdicts: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def deleted(self) -> bool:
@@ -64,6 +67,7 @@ class Revision:
             "versions": self.versions,
             "base_revision": self.base_revision,
             "details": self.details,
+            "verdicts": self.verdicts,
         }
 
 
@@ -93,10 +97,11 @@ class StateStore(Protocol):
         specs: list[dict[str, Any]], digests: list[str], versions: list[str],
         base_revision: int | None = None, config_hash: str | None = None,
         expect_current: int = ANY_REVISION, details: dict[str, Any] | None = None,
+        verdicts: list[dict[str, Any]] | None = None,
     ) -> Revision:
         """Record a revision and make it current; `Conflict` if `expect_current` (0 = the
         filter has no revision yet) is not the current revision. `details`: see
-        `Revision.details`."""
+        `Revision.details`; `verdicts`: per spec, its module's signature verdict."""
         ...
 
     async def config_heads(self) -> dict[str, tuple[int, str | None]]:

@@ -48,10 +48,13 @@ MIGRATIONS: list[tuple[int, str]] = [
     """),
     (3, HEALTH_MIGRATION),
     (4, "ALTER TABLE filter_revisions ADD COLUMN details TEXT"),
+    (5, """
+        ALTER TABLE filter_revisions ADD COLUMN verdicts TEXT NOT NULL DEFAULT '[]'
+    """),
 ]
 
 _REVISION_COLUMNS = ("filter, revision, created_at, author, action, summary, specs, digests, "
-                     "versions, base_revision, details")
+                     "versions, base_revision, details, verdicts")
 
 
 class Tx(Protocol):
@@ -68,6 +71,7 @@ def row_to_revision(row: Sequence[Any]) -> Revision:
         filter=row[0], revision=int(row[1]), created_at=float(row[2]), author=row[3], action=row[4],
         summary=row[5], specs=json.loads(row[6]), digests=json.loads(row[7]),
         versions=json.loads(row[8]), base_revision=row[9], details=json.loads(row[10] or "{}"),
+        verdicts=json.loads(row[11] or "[]"),
     )
 
 
@@ -137,6 +141,7 @@ class SqlStore(HealthTable):
         specs: list[dict[str, Any]], digests: list[str], versions: list[str],
         base_revision: int | None = None, config_hash: str | None = None,
         expect_current: int = ANY_REVISION, details: dict[str, Any] | None = None,
+        verdicts: list[dict[str, Any]] | None = None,
     ) -> Revision:
         """See `StateStore.append`."""
 
@@ -152,12 +157,14 @@ class SqlStore(HealthTable):
                 filter=filter_name, revision=int(top[0][0] or 0) + 1, created_at=time.time(),
                 author=author, action=action, summary=summary, specs=specs, digests=digests,
                 versions=versions, base_revision=base_revision, details=dict(details or {}),
+                verdicts=list(verdicts or []),
             )
             await tx.execute(
-                f"INSERT INTO filter_revisions ({_REVISION_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO filter_revisions ({_REVISION_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (rev.filter, rev.revision, rev.created_at, rev.author, rev.action, rev.summary,
                  json.dumps(specs, sort_keys=True), json.dumps(digests), json.dumps(versions), base_revision,
-                 json.dumps(rev.details, sort_keys=True) if rev.details else None),
+                 json.dumps(rev.details, sort_keys=True) if rev.details else None,
+                 json.dumps(rev.verdicts, sort_keys=True)),
             )
             if config_hash is None:
                 await tx.execute(

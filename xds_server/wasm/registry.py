@@ -557,6 +557,29 @@ class RegistryClient:
             )
         return Manifest(*parse_manifest(raw, content_type, what=what, digest=digest))
 
+    async def get_referrers(self, ref: ImageReference, digest: str) -> Mapping[str, Any] | None:
+        """The OCI 1.1 referrers index of manifest ``digest`` (``GET /v2/<repo>/referrers/<digest>``),
+        or ``None`` when the registry does not offer the referrers API (404 or 405 without an
+        index), so that the caller falls back to the referrers tag schema (``sha256-<hex>``)."""
+        if not _SHA256_DIGEST.match(digest):
+            raise RegistryError(f"referrers of {digest[:100]!r} of {ref}: not a sha256 digest")
+        what = f"referrers of {digest} of {ref}"
+        response = await self._open(
+            "GET", ref, f"/v2/{ref.repository}/referrers/{digest}", actions="pull", what=what,
+            headers={"Accept": OCI_INDEX},
+        )
+        try:
+            content_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+            if response.status in (404, 405) and content_type != OCI_INDEX:
+                return None
+            if response.status != 200:
+                await self._raise_for_status(response, what)
+            raw = await _read_capped(response, self._limits.max_manifest_bytes, what)
+        finally:
+            response.release()
+        FETCHED_BYTES.inc(len(raw))
+        return parse_manifest(raw, content_type, what=what, digest=_sha256(raw))[3]
+
     async def fetch_blob(
         self,
         ref: ImageReference,

@@ -150,13 +150,22 @@
     return el("span", {}, code(version, "version"), rev ? el("span", {className: "muted"}, ` (rev ${rev})`) : "");
   }
 
-  function specRow(kind, revision, spec, version, digest, module) {
+  // Who signed the module (its verify policy's verdict), or nothing when no policy covers it.
+  function signerText(verdict) {
+    if (!verdict || !verdict.image) return "";
+    if (!verdict.verified) return el("div", {className: "muted signer"}, "unverified: " + (verdict.reason || ""));
+    const who = verdict.key ? `key ${verdict.key.split("/").pop()}` : `${verdict.identity} (${verdict.issuer})`;
+    return el("div", {className: "muted signer"}, `signed by ${who} · ${verdict.format}`);
+  }
+
+  function specRow(kind, revision, spec, version, digest, module, verdict) {
     return el("tr", {className: kind, data: {version: version || ""}},
       el("td", {}, kind === "current" ? badge("current", "ok") : badge("previous")),
       el("td", {}, `rev ${revision}`),
       el("td", {}, code(version || "", "version")),
       el("td", {}, code(digest || "", "digest"),
-        module && module.size ? el("div", {className: "muted"}, `${module.size} bytes · ${module.layout || ""}`) : ""),
+        module && module.size ? el("div", {className: "muted"}, `${module.size} bytes · ${module.layout || ""}`) : "",
+        signerText(verdict)),
       el("td", {className: "mono"}, sourceText(spec.source)),
       el("td", {}, selectorText(spec.selector), spec.canary ? el("div", {}, badge("canary", "warn"),
         " ", selectorText(spec.canary)) : ""),
@@ -212,9 +221,10 @@
 
   function renderFilter(f, history, index, health, summary) {
     const prev = previousRevision(f, history);
-    const rows = f.specs.map((s) => specRow("current", f.revision, s, s.version, s.module.sha256, s.module));
+    const rows = f.specs.map((s) => specRow("current", f.revision, s, s.version, s.module.sha256, s.module, s.verdict));
     if (prev) {
-      prev.specs.forEach((s, i) => rows.push(specRow("previous", prev.revision, s, prev.versions[i], prev.digests[i])));
+      prev.specs.forEach((s, i) => rows.push(specRow("previous", prev.revision, s, prev.versions[i], prev.digests[i],
+        undefined, (prev.verdicts || [])[i])));
     }
     // Counts follow the fleet feed (the summary), not the filter view fetched with the card.
     const t = summary ? summary.totals : null;
