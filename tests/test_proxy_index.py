@@ -7,9 +7,11 @@ from __future__ import annotations
 import random
 from collections import Counter
 
+import pytest
+
 from xds_server.admin._fleet import fleet_summary
 from xds_server.nodes import NodeInfo
-from xds_server.proxy_index import ProxyQuery, slots_of
+from xds_server.proxy_index import ProxyQuery, QueryError, natural_key, slots_of
 from xds_server.status import StatusTracker
 from xds_server.xds import StreamInfo
 
@@ -90,3 +92,13 @@ def test_pages_are_stable_while_proxies_come_and_go() -> None:
     assert (total, cursor) == (22, "edge-16")
     rest, _, cursor = tracker.query(ProxyQuery(cursor=cursor))
     assert [p.node.id for p in rest][-1] == "edge-38" and cursor == ""
+
+
+def test_natural_order_and_limits_take_any_unicode_digit_like_text() -> None:
+    """`'²'.isdigit()` is true but `int('²')` fails: node ids and `limit` must not crash."""
+    assert natural_key("fleet-2") < natural_key("fleet-10") < natural_key("fleet-10a")
+    assert natural_key("a²b10") == ((0, "a²b"), (1, 10))
+    with pytest.raises(QueryError, match="whole number"):
+        ProxyQuery.from_params({"limit": "²"})
+    with pytest.raises(QueryError, match="whole number"):
+        ProxyQuery.from_params({"limit": "٣"})

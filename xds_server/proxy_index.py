@@ -38,7 +38,7 @@ _WILDCARDS = re.compile(r"[*?\[]")
 
 def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
     """Sort key ordering digit runs by value: `fleet-2` < `fleet-10` < `fleet-10a`."""
-    return tuple((1, int(p)) if p.isdigit() else (0, p) for p in _DIGITS.split(text) if p)
+    return tuple((1, int(p)) if p.isdecimal() else (0, p) for p in _DIGITS.split(text) if p)
 
 
 class Slot(NamedTuple):
@@ -103,7 +103,7 @@ class ProxyQuery:
         """From query parameters (`node`, `cluster`, `filter`, `state`, `version`,
         `limit`, `cursor`; others are ignored); `QueryError` when one is unacceptable."""
         limit = params.get("limit") or None
-        if limit is not None and not limit.isdigit():
+        if limit is not None and not (limit.isascii() and limit.isdecimal()):
             raise QueryError(f"limit must be a whole number, got {limit[:40]!r}")
         return cls(node=params.get("node", ""), cluster=params.get("cluster", ""),
                    filter=params.get("filter", ""), state=params.get("state", "").upper(),
